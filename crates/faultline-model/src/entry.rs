@@ -1,0 +1,52 @@
+use crate::Level;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A flat attribute value: string, number or bool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum AttrValue {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+}
+
+/// Attributes in a stable (sorted) order.
+pub type Attributes = BTreeMap<String, AttrValue>;
+
+/// A validated entry ready to be stored: what ingest hands to the bus.
+///
+/// The project and service are resolved names; `idempotency` is set by
+/// clients that retry (the agent) so a replayed batch is not stored twice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewEntry {
+    pub project: String,
+    pub service: String,
+    pub level: Level,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Event time, microseconds since the epoch.
+    pub timestamp: i64,
+    /// Receive time, microseconds since the epoch.
+    pub received_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: Attributes,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub span_id: Option<String>,
+}
+
+/// An entry as the store returns it: a [`NewEntry`] plus its id.
+///
+/// Ids grow with insertion order; they are unique per store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredEntry {
+    pub id: i64,
+    #[serde(flatten)]
+    pub entry: NewEntry,
+}

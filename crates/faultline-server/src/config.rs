@@ -1,0 +1,273 @@
+//! Server configuration: a TOML file (`Raw*` structs, unknown keys refused)
+//! validated into [`Config`]. Precedence file < environment < flags is applied
+//! by the binary, which sets the `Raw` fields before validation.
+
+use faultline_ingest::Limits;
+use faultline_model::{Level, parse_duration};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8470";
+pub const DEFAULT_DATA_DIR: &str = "./faultline-data";
+
+/// A configuration problem, reported before anything starts.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid {field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+/// The config file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Address to listen on (default 127.0.0.1:8470).
+    pub listen: Option<String>,
+    /// Directory for the database and state (default ./faultline-data).
+    pub data_dir: Option<PathBuf>,
+    /// Ingest limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// How long entries are kept, per level.
+    #[serde(default)]
+    pub retention: RawRetention,
+    /// Live tail settings.
+    #[serde(default)]
+    pub live: RawLive,
+    /// Storage settings.
+    #[serde(default)]
+    pub storage: RawStorage,
+    /// Ingest queue settings.
+    #[serde(default)]
+    pub queue: RawQueue,
+}
+
+/// Retention per level, as durations such as `7d` or `12h`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetention {
+    /// Default 7d.
+    pub trace: Option<String>,
+    /// Default 7d.
+    pub debug: Option<String>,
+    /// Default 7d.
+    pub info: Option<String>,
+    /// Default 30d.
+    pub warn: Option<String>,
+    /// Default 90d.
+    pub error: Option<String>,
+    /// Default 90d.
+    pub critical: Option<String>,
+    /// How often expired entries are deleted (default 1m).
+    pub sweep_interval: Option<String>,
+}
+
+/// Live tail settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLive {
+    /// Entries buffered per subscriber before entries are skipped (default 1000).
+    pub buffer: Option<usize>,
+    /// Interval of keep-alive pings (default 15s).
+    pub ping_interval: Option<String>,
+}
+
+/// Storage settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStorage {
+    /// `full` (default: a 202 survives power loss) or `normal` (survives a
+    /// process crash, not power loss).
+    pub synchronous: Option<String>,
+    /// SQLite page cache per connection, KiB (default 8192).
+    pub cache_size_kib: Option<u32>,
+}
+
+/// Ingest queue settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQueue {
+    /// Entries accepted but not yet committed, at most (default 200000).
+    pub capacity: Option<usize>,
+    /// How long a request waits for room before 503 (default 5s).
+    pub wait: Option<String>,
+    /// Most entries committed in one transaction (default 20000).
+    pub max_commit_entries: Option<usize>,
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub limits: Limits,
+    /// Retention per level, indexed by `Level::code() - 1`.
+    pub retention: [Duration; 6],
+    pub sweep_interval: Duration,
+    pub live_buffer: usize,
+    pub ping_interval: Duration,
+    pub synchronous_full: bool,
+    pub cache_size_kib: u32,
+    pub queue_capacity: usize,
+    pub queue_wait: Duration,
+    pub max_commit_entries: usize,
+}
+
+impl Config {
+    /// Retention of one level.
+    pub fn retention_of(&self, level: Level) -> Duration {
+        self.retention[usize::from(level.code() - 1)]
+    }
+}
+
+fn duration(
+    field: &'static str,
+    v: &Option<String>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(s) => parse_duration(s).ok_or_else(|| ConfigError::Invalid {
+            field,
+            reason: format!("{s:?} is not a duration like 30s, 15m, 7d"),
+        }),
+    }
+}
+
+const DAY: u64 = 86_400;
+
+impl RawConfig {
+    /// Reads a TOML file.
+    pub fn from_file(path: &std::path::Path) -> Result<RawConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().replace('\n', " "),
+        })
+    }
+
+    /// Validates into runtime settings.
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let listen_text = self.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+        let listen = listen_text.parse().map_err(|_| ConfigError::Invalid {
+            field: "listen",
+            reason: format!("{listen_text:?} is not an address like 127.0.0.1:8470"),
+        })?;
+        let r = &self.retention;
+        let d = |days: u64| Duration::from_secs(days * DAY);
+        let retention = [
+            duration("retention.trace", &r.trace, d(7))?,
+            duration("retention.debug", &r.debug, d(7))?,
+            duration("retention.info", &r.info, d(7))?,
+            duration("retention.warn", &r.warn, d(30))?,
+            duration("retention.error", &r.error, d(90))?,
+            duration("retention.critical", &r.critical, d(90))?,
+        ];
+        let synchronous_full = match self.storage.synchronous.as_deref() {
+            None | Some("full") => true,
+            Some("normal") => false,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    field: "storage.synchronous",
+                    reason: format!("{other:?} is not full or normal"),
+                });
+            }
+        };
+        let l = &self.limits;
+        for (field, v) in [
+            ("limits.max_body_bytes", l.max_body_bytes),
+            ("limits.max_entries", l.max_entries),
+            ("limits.max_message_bytes", l.max_message_bytes),
+            ("limits.max_name_bytes", l.max_name_bytes),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::Invalid {
+                    field,
+                    reason: "must be greater than 0".into(),
+                });
+            }
+        }
+        let live_buffer = self.live.buffer.unwrap_or(1000);
+        if live_buffer == 0 {
+            return Err(ConfigError::Invalid {
+                field: "live.buffer",
+                reason: "must be greater than 0".into(),
+            });
+        }
+        Ok(Config {
+            listen,
+            data_dir: self
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            limits: self.limits,
+            retention,
+            sweep_interval: duration(
+                "retention.sweep_interval",
+                &r.sweep_interval,
+                Duration::from_secs(60),
+            )?,
+            live_buffer,
+            ping_interval: duration(
+                "live.ping_interval",
+                &self.live.ping_interval,
+                Duration::from_secs(15),
+            )?,
+            synchronous_full,
+            cache_size_kib: self.storage.cache_size_kib.unwrap_or(8192),
+            queue_capacity: self.queue.capacity.unwrap_or(200_000).max(1),
+            queue_wait: duration("queue.wait", &self.queue.wait, Duration::from_secs(5))?,
+            max_commit_entries: self.queue.max_commit_entries.unwrap_or(20_000).max(1),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate() {
+        let c = RawConfig::default().validate().unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.retention_of(Level::Info), Duration::from_secs(7 * DAY));
+        assert_eq!(c.retention_of(Level::Warn), Duration::from_secs(30 * DAY));
+        assert_eq!(
+            c.retention_of(Level::Critical),
+            Duration::from_secs(90 * DAY)
+        );
+        assert!(c.synchronous_full);
+    }
+
+    #[test]
+    fn file_values_and_errors() {
+        let raw: RawConfig = toml::from_str(
+            "listen = \"127.0.0.1:9000\"\n[retention]\ninfo = \"1d\"\n[limits]\nmax_entries = 5\n",
+        )
+        .unwrap();
+        let c = raw.validate().unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.retention_of(Level::Info), Duration::from_secs(DAY));
+        assert_eq!(c.limits.max_entries, 5);
+        assert!(toml::from_str::<RawConfig>("lisen = \"x\"").is_err());
+        let bad: RawConfig = toml::from_str("[retention]\nwarn = \"forever\"").unwrap();
+        assert!(matches!(
+            bad.validate(),
+            Err(ConfigError::Invalid {
+                field: "retention.warn",
+                ..
+            })
+        ));
+    }
+}

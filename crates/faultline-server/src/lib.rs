@@ -1,0 +1,164 @@
+//! # faultline-server
+//!
+//! The central faultline server. The path of a log entry:
+//!
+//! 1. `POST /api/v1/logs` ([`routes::ingest`]) authenticates the ingest
+//!    token, reads the (possibly gzip) body within the size limit, and
+//!    decodes and validates it with `faultline-ingest` — all or nothing.
+//! 2. The batch is published on the [`Bus`](faultline_bus::Bus). The
+//!    handler awaits the publish, which resolves only once the batch is
+//!    durable, and then answers `202 {"accepted": N}`.
+//! 3. With the in-process bus, the [`writer`] thread takes every queued batch,
+//!    commits them in one transaction (group commit), acknowledges them, and
+//!    hands the committed entries to the live [`live::Hub`].
+//! 4. The hub offers each entry to matching live-tail subscribers (WebSocket
+//!    or SSE) without ever waiting on a slow one.
+//!
+//! Reads (`GET /api/v1/logs`, services, admin API) run store calls on the
+//! blocking pool; handlers never touch the store on the async threads.
+//! Retention runs in the background ([`retention`]).
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod live;
+pub mod metrics;
+pub mod retention;
+pub mod routes;
+mod state;
+pub mod writer;
+
+pub use config::{Config, ConfigError, RawConfig};
+pub use state::AppState;
+
+use faultline_bus::InProcessBus;
+use faultline_model::TokenKind;
+use faultline_store::{Store, StoreError};
+use faultline_store_sqlite::{SqliteOptions, SqliteStore};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// File name of the embedded database inside the data directory.
+pub const DB_FILE: &str = "faultline.db";
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open the store in {path}: {source}")]
+    Store { path: PathBuf, source: StoreError },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Opens (creating if needed) the embedded store of a data directory.
+pub fn open_store(data_dir: &Path, config: Option<&Config>) -> Result<SqliteStore, ServerError> {
+    std::fs::create_dir_all(data_dir).map_err(|source| ServerError::DataDir {
+        path: data_dir.to_path_buf(),
+        source,
+    })?;
+    let mut options = SqliteOptions::default();
+    if let Some(c) = config {
+        options.synchronous_full = c.synchronous_full;
+        options.cache_size_kib = c.cache_size_kib;
+    }
+    let path = data_dir.join(DB_FILE);
+    SqliteStore::open(&path, options).map_err(|source| ServerError::Store { path, source })
+}
+
+/// Runs the server until `shutdown` resolves, then stops accepting requests,
+/// finishes the ones in flight, drains the queue into the store and returns.
+///
+/// `on_ready` is called with the bound address (useful with port 0).
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_ready: impl FnOnce(SocketAddr, Option<String>),
+) -> Result<(), ServerError> {
+    let prometheus = metrics::install();
+    let store: Arc<dyn Store> = Arc::new(open_store(&config.data_dir, Some(&config))?);
+
+    // First run: make an admin token and show it once.
+    let first_admin = if store
+        .has_admin_token()
+        .map_err(|source| ServerError::Store {
+            path: config.data_dir.clone(),
+            source,
+        })? {
+        None
+    } else {
+        let (token, _) =
+            auth::create_token(store.as_ref(), &TokenKind::Admin).map_err(|source| {
+                ServerError::Store {
+                    path: config.data_dir.clone(),
+                    source,
+                }
+            })?;
+        Some(token)
+    };
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(ServerError::Serve)?;
+
+    let (bus, consumer) = InProcessBus::new(config.queue_capacity, config.queue_wait);
+    let hub = live::Hub::new(config.live_buffer);
+    let writer = writer::spawn(
+        consumer,
+        store.clone(),
+        hub.clone(),
+        config.max_commit_entries,
+    );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let auth = Arc::new(auth::Authenticator::new(store.clone()));
+    let background = tokio::spawn(retention::run(
+        config.clone(),
+        store.clone(),
+        auth.clone(),
+        stop_rx.clone(),
+    ));
+
+    let state = Arc::new(AppState {
+        config: Arc::new(config),
+        store,
+        bus: Arc::new(bus),
+        hub,
+        auth,
+        prometheus,
+        shutdown: stop_rx,
+    });
+    let app = routes::router(state);
+    on_ready(addr, first_admin);
+
+    let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down: finishing requests and draining the queue");
+        // Ends live streams so their connections close.
+        let _ = stop_tx.send(true);
+    });
+    let result = serve.await.map_err(ServerError::Serve);
+    // The router (and with it the bus) is dropped once serve returns, so the
+    // writer drains what is queued and stops.
+    let _ = background.await;
+    tokio::task::spawn_blocking(move || writer.join())
+        .await
+        .ok();
+    tracing::info!("stopped");
+    result
+}

@@ -1,0 +1,66 @@
+//! HTTP routes. Handlers are thin: authenticate, validate, hand over to the
+//! bus or a blocking store call, answer.
+
+pub mod admin;
+pub mod ingest;
+pub mod json;
+pub mod live;
+pub mod ops;
+pub mod query;
+
+use crate::AppState;
+use crate::error::ApiError;
+use axum::Router;
+use axum::routing::{delete, get, post};
+use std::sync::Arc;
+use tower_http::decompression::RequestDecompressionLayer;
+
+pub type State = axum::extract::State<Arc<AppState>>;
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route(
+            "/api/v1/logs",
+            post(ingest::post_logs)
+                .layer(RequestDecompressionLayer::new())
+                .get(query::get_logs),
+        )
+        .route("/api/v1/logs/live", get(live::live))
+        .route("/api/v1/services", get(query::get_services))
+        .route(
+            "/api/v1/projects",
+            get(admin::list_projects).post(admin::create_project),
+        )
+        .route(
+            "/api/v1/projects/{project}/services",
+            post(admin::create_service),
+        )
+        .route(
+            "/api/v1/tokens",
+            get(admin::list_tokens).post(admin::create_token),
+        )
+        .route("/api/v1/tokens/{id}", delete(admin::revoke_token))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound(format!("no route for {}", uri.path()))
+}
+
+async fn method_not_allowed(
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+) -> impl axum::response::IntoResponse {
+    (
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        axum::Json(serde_json::json!({
+            "error": "method not allowed",
+            "detail": format!("{method} is not allowed on {}", uri.path()),
+        })),
+    )
+}

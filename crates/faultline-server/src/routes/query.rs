@@ -1,0 +1,164 @@
+//! `GET /api/v1/logs` and `GET /api/v1/services`.
+
+use super::State;
+use super::json::{ApiEntry, ApiService};
+use crate::auth::Principal;
+use crate::error::ApiError;
+use axum::Json;
+use axum::extract::Query;
+use axum::http::HeaderMap;
+use faultline_model::{Level, LogFilter, now_micros, parse_time_bound};
+use faultline_store::{Cursor, LogQuery, Paging};
+use serde_json::{Value, json};
+
+pub const DEFAULT_LIMIT: usize = 100;
+pub const MAX_LIMIT: usize = 1000;
+
+/// Query parameters as pairs, so `service` may repeat.
+pub type Params = Query<Vec<(String, String)>>;
+
+/// Parameters other than the filter's.
+#[derive(Debug, Default)]
+pub struct Extra {
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+    pub page: Option<String>,
+}
+
+/// Builds the filter shared by the query and the live tail, checking the
+/// principal may read the project. `allow_paging` admits limit/cursor/page.
+pub fn parse_filter(
+    params: Vec<(String, String)>,
+    principal: &Principal,
+    allow_paging: bool,
+) -> Result<(LogFilter, Extra), ApiError> {
+    let now = now_micros();
+    let mut f = LogFilter::default();
+    let mut project = None;
+    let mut extra = Extra::default();
+    for (k, v) in params {
+        match k.as_str() {
+            "project" => project = Some(v),
+            "service" | "service_name" => f.services.extend(
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from),
+            ),
+            "level" => {
+                f.min_level = Some(
+                    v.parse::<Level>()
+                        .map_err(|e| ApiError::bad("invalid parameter", format!("level: {e}")))?,
+                )
+            }
+            "tag" => f.tag = Some(v),
+            "q" => {
+                if !v.trim().is_empty() {
+                    f.q = Some(v)
+                }
+            }
+            "since" | "until" => {
+                let t = parse_time_bound(&v, now).ok_or_else(|| {
+                    ApiError::bad(
+                        "invalid parameter",
+                        format!(
+                            "{k}: {v:?} is not RFC 3339, epoch seconds/ms, or a duration like 15m"
+                        ),
+                    )
+                })?;
+                if k == "since" {
+                    f.since = Some(t)
+                } else {
+                    f.until = Some(t)
+                }
+            }
+            "limit" if allow_paging => extra.limit = Some(v),
+            "cursor" if allow_paging => extra.cursor = Some(v),
+            "page" if allow_paging => extra.page = Some(v),
+            other => {
+                return Err(ApiError::bad(
+                    "invalid parameter",
+                    format!("unknown query parameter {other:?}"),
+                ));
+            }
+        }
+    }
+    f.project = principal.readable_project(project)?;
+    Ok((f, extra))
+}
+
+pub async fn get_logs(
+    state: State,
+    headers: HeaderMap,
+    Query(params): Params,
+) -> Result<Json<Value>, ApiError> {
+    let principal = state.auth.authenticate(&headers).await?;
+    let (filter, extra) = parse_filter(params, &principal, true)?;
+    let limit = match extra.limit {
+        None => DEFAULT_LIMIT,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad("invalid parameter", format!("limit must be 1-{MAX_LIMIT}"))
+            })?,
+    };
+    let paging = match (extra.cursor, extra.page) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad(
+                "invalid parameter",
+                "use either cursor or page, not both",
+            ));
+        }
+        (Some(c), None) => {
+            Paging::Cursor(Some(c.parse::<Cursor>().map_err(|e| {
+                ApiError::bad("invalid parameter", format!("cursor: {e}"))
+            })?))
+        }
+        (None, Some(p)) => Paging::Page(
+            p.parse::<u32>()
+                .ok()
+                .filter(|p| *p >= 1)
+                .ok_or_else(|| ApiError::bad("invalid parameter", "page must be a number ≥ 1"))?,
+        ),
+        (None, None) => Paging::Cursor(None),
+    };
+    let query = LogQuery {
+        filter,
+        limit,
+        paging,
+    };
+    let page = state.with_store(move |s| s.query_logs(&query)).await?;
+    let entries: Vec<ApiEntry<'_>> = page.entries.iter().map(ApiEntry).collect();
+    Ok(Json(json!({
+        "entries": entries,
+        "next_cursor": page.next_cursor.map(|c| c.to_string()),
+    })))
+}
+
+pub async fn get_services(
+    state: State,
+    headers: HeaderMap,
+    Query(params): Params,
+) -> Result<Json<Value>, ApiError> {
+    let principal = state.auth.authenticate(&headers).await?;
+    let mut project = None;
+    for (k, v) in params {
+        match k.as_str() {
+            "project" => project = Some(v),
+            other => {
+                return Err(ApiError::bad(
+                    "invalid parameter",
+                    format!("unknown query parameter {other:?}"),
+                ));
+            }
+        }
+    }
+    let project = principal.readable_project(project)?;
+    let services = state
+        .with_store(move |s| s.list_services(project.as_deref()))
+        .await?;
+    let list: Vec<ApiService<'_>> = services.iter().map(ApiService).collect();
+    Ok(Json(json!({ "services": list })))
+}

@@ -1,0 +1,35 @@
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::live::Hub;
+use faultline_bus::Bus;
+use faultline_store::Store;
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// What handlers share. Only the router holds the bus, so dropping the router
+/// lets the writer drain and stop.
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub bus: Arc<dyn Bus>,
+    pub hub: Arc<Hub>,
+    pub auth: Arc<Authenticator>,
+    pub prometheus: PrometheusHandle,
+    /// Turns true when the server shuts down (ends live streams).
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl AppState {
+    /// Runs a store call on the blocking pool.
+    pub async fn with_store<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Store) -> faultline_store::Result<T> + Send + 'static,
+    ) -> Result<T, crate::error::ApiError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(store.as_ref()))
+            .await
+            .map_err(|e| crate::error::ApiError::Internal(e.to_string()))?
+            .map_err(Into::into)
+    }
+}

@@ -1,0 +1,68 @@
+//! The store writer: one thread that drains the in-process bus, commits
+//! whatever is queued in one transaction (group commit), acknowledges each
+//! batch, and hands the committed entries to the live hub.
+//!
+//! Invariant: a batch is acknowledged `Ok` only after the transaction that
+//! holds it has committed; on failure every batch of the group gets the error
+//! and nothing of it is visible.
+
+use crate::live::Hub;
+use faultline_bus::InProcessConsumer;
+use faultline_model::{NewEntry, StoredEntry};
+use faultline_store::Store;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub fn spawn(
+    mut consumer: InProcessConsumer,
+    store: Arc<dyn Store>,
+    hub: Arc<Hub>,
+    max_commit_entries: usize,
+) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("faultline-writer".into())
+        .spawn(move || {
+            while let Some(mut group) = consumer.recv_group_blocking(max_commit_entries) {
+                let started = Instant::now();
+                let result = {
+                    let batches: Vec<&[NewEntry]> =
+                        group.iter().map(|d| d.entries.as_slice()).collect();
+                    store.append(&batches)
+                };
+                metrics::histogram!("faultline_batch_commit_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                match result {
+                    Ok(ids) => {
+                        let n = ids.len();
+                        let live = hub.has_subscribers();
+                        let mut committed = Vec::with_capacity(if live { n } else { 0 });
+                        let mut ids = ids.into_iter();
+                        for mut d in group.drain(..) {
+                            let entries = std::mem::take(&mut d.entries);
+                            d.ack(Ok(()));
+                            if live {
+                                for (entry, id) in entries.into_iter().zip(ids.by_ref()) {
+                                    committed.push(Arc::new(StoredEntry { id, entry }));
+                                }
+                            }
+                        }
+                        metrics::counter!("faultline_entries_stored_total").increment(n as u64);
+                        if live {
+                            hub.publish(&committed);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, batches = group.len(), "commit failed; batches rejected");
+                        let n: usize = group.iter().map(|d| d.entries.len()).sum();
+                        metrics::counter!("faultline_entries_rejected_total", "reason" => "store_failed")
+                            .increment(n as u64);
+                        for d in group {
+                            d.ack(Err(e.to_string()));
+                        }
+                    }
+                }
+            }
+            tracing::info!("writer drained and stopped");
+        })
+        .expect("the OS can start the writer thread")
+}

@@ -1,0 +1,190 @@
+//! Opening connections and migrating the schema.
+
+use crate::{SqliteOptions, db};
+use faultline_store::{Result, StoreError};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use std::path::Path;
+use std::time::Duration;
+
+/// How long any connection waits for a lock held by another one (the CLI and
+/// the server share the file) before failing with "database is locked".
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Prepared statements kept per connection. The writer uses about twenty;
+/// readers build query variants from the filters present.
+const STATEMENT_CACHE: usize = 64;
+
+/// Largest WAL file kept after a checkpoint; a burst may grow it, the next
+/// checkpoint truncates it back to this.
+const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+
+/// Schema migrations; `MIGRATIONS[i]` takes `user_version` from `i` to `i + 1`.
+/// Append only: a released migration never changes.
+const MIGRATIONS: &[&str] = &[
+    // 1: tenancy, tokens, logs and their full-text index.
+    r#"
+    CREATE TABLE projects (
+        id          INTEGER PRIMARY KEY,
+        name        TEXT    NOT NULL UNIQUE,
+        created_at  INTEGER NOT NULL
+    ) STRICT;
+
+    CREATE TABLE services (
+        id           INTEGER PRIMARY KEY,
+        project_id   INTEGER NOT NULL REFERENCES projects (id),
+        name         TEXT    NOT NULL,
+        created_at   INTEGER NOT NULL,
+        last_seen    INTEGER,
+        count        INTEGER NOT NULL DEFAULT 0,
+        error_count  INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (project_id, name)
+    ) STRICT;
+
+    CREATE TABLE tokens (
+        id          INTEGER PRIMARY KEY,
+        kind        TEXT    NOT NULL CHECK (kind IN ('admin', 'read', 'ingest')),
+        project_id  INTEGER REFERENCES projects (id),
+        service_id  INTEGER REFERENCES services (id),
+        hash        TEXT    NOT NULL UNIQUE,
+        prefix      TEXT    NOT NULL,
+        created_at  INTEGER NOT NULL,
+        last_used   INTEGER,
+        revoked_at  INTEGER
+    ) STRICT;
+    CREATE INDEX tokens_project ON tokens (project_id);
+
+    CREATE TABLE logs (
+        id           INTEGER PRIMARY KEY,
+        ts           INTEGER NOT NULL,
+        received_at  INTEGER NOT NULL,
+        service_id   INTEGER NOT NULL,
+        level        INTEGER NOT NULL,
+        message      TEXT    NOT NULL,
+        tags         TEXT,
+        host         TEXT,
+        attributes   TEXT,
+        trace_id     TEXT,
+        span_id      TEXT
+    ) STRICT;
+    -- The rowid (= id) ends every index: these are (ts, id) and
+    -- (service_id, ts, id).
+    CREATE INDEX logs_ts ON logs (ts);
+    CREATE INDEX logs_service_ts ON logs (service_id, ts);
+
+    CREATE VIRTUAL TABLE logs_fts USING fts5 (
+        message,
+        content = '',
+        contentless_delete = 1,
+        detail = full,
+        tokenize = "unicode61 remove_diacritics 0 tokenchars '_'"
+    );
+    -- Merge segments 8 at a time rather than 4: each commit adds a segment,
+    -- and fewer, larger merges keep the index cheap to maintain at the price
+    -- of a few more segments to read per query.
+    INSERT INTO logs_fts (logs_fts, rank) VALUES ('automerge', 8);
+    INSERT INTO logs_fts (logs_fts, rank) VALUES ('crisismerge', 32);
+
+    CREATE TABLE meta (
+        key    TEXT PRIMARY KEY,
+        value  INTEGER NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    INSERT INTO meta (key, value) VALUES ('last_log_id', 0);
+    "#,
+];
+
+/// The schema version this build writes.
+pub(crate) const LATEST: i64 = MIGRATIONS.len() as i64;
+
+/// Opens the write connection and migrates the schema.
+pub(crate) fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connection> {
+    let mut conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(db("open the database"))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(db("set the busy timeout"))?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(db("enable WAL"))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Invalid(format!(
+            "{} cannot use write-ahead logging (journal mode stays {mode:?}); is it on a network file system?",
+            path.display()
+        )));
+    }
+    configure(&conn, options)?;
+    conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)
+        .map_err(db("set journal_size_limit"))?;
+    migrate(&mut conn, path)?;
+    Ok(conn)
+}
+
+/// Opens a read connection on an existing, migrated database.
+pub(crate) fn open_reader(path: &Path, options: &SqliteOptions) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(db("open a read connection"))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(db("set the busy timeout"))?;
+    configure(&conn, options)?;
+    conn.pragma_update(None, "query_only", true)
+        .map_err(db("make a read connection read-only"))?;
+    Ok(conn)
+}
+
+/// Settings every connection needs (they are per connection in SQLite).
+fn configure(conn: &Connection, options: &SqliteOptions) -> Result<()> {
+    let synchronous = if options.synchronous_full {
+        "FULL"
+    } else {
+        "NORMAL"
+    };
+    conn.pragma_update(None, "synchronous", synchronous)
+        .map_err(db("set synchronous"))?;
+    conn.pragma_update(None, "foreign_keys", true)
+        .map_err(db("enable foreign keys"))?;
+    // Negative: KiB rather than pages.
+    conn.pragma_update(None, "cache_size", -i64::from(options.cache_size_kib.max(64)))
+        .map_err(db("set cache_size"))?;
+    conn.pragma_update(None, "temp_store", "MEMORY")
+        .map_err(db("set temp_store"))?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(())
+}
+
+fn user_version(conn: &Connection) -> Result<i64> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(db("read the schema version"))
+}
+
+/// Applies the missing migrations in one `IMMEDIATE` transaction, so two
+/// processes opening a new file at once cannot both migrate it: the second
+/// waits for the lock, then sees the new version and does nothing.
+fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+    if user_version(conn)? == LATEST {
+        return Ok(());
+    }
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db("begin the schema migration"))?;
+    let from = user_version(&tx)?;
+    if from > LATEST {
+        return Err(StoreError::Invalid(format!(
+            "{} has schema version {from}, newer than this faultline understands ({LATEST}); upgrade faultline",
+            path.display()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(from as usize) {
+        tx.execute_batch(sql).map_err(db("migrate the schema"))?;
+        tracing::info!(path = %path.display(), version = i + 1, "migrated database schema");
+    }
+    tx.pragma_update(None, "user_version", LATEST)
+        .map_err(db("write the schema version"))?;
+    tx.commit().map_err(db("commit the schema migration"))?;
+    Ok(())
+}

@@ -1,0 +1,102 @@
+//! # faultline-store
+//!
+//! The storage boundary of faultline. The [`Store`] trait is everything the
+//! pipeline and the API need from a database; adapters implement it
+//! (`faultline-store-sqlite` now, PostgreSQL later) and must pass the
+//! [`contract`] suite, which is the executable definition of the trait's
+//! semantics.
+//!
+//! The trait is synchronous: the embedded adapter (SQLite) is synchronous by
+//! nature, and callers run store calls on blocking threads (the writer thread,
+//! or `spawn_blocking` for reads).
+//!
+//! Architecture invariant: this crate contains no SQL; only adapters do.
+
+pub mod contract;
+mod query;
+
+pub use query::{Cursor, LogPage, LogQuery, Paging};
+
+use faultline_model::{Level, NewEntry, Project, Service, ServiceSummary, TokenInfo, TokenKind};
+
+/// Errors at the storage boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A referenced project, service or token does not exist.
+    #[error("{what} not found: {name}")]
+    NotFound { what: &'static str, name: String },
+    /// The request cannot be satisfied (bad cursor, invalid name…).
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// The database failed; `op` says what we were doing.
+    #[error("store failure during {op}: {source}")]
+    Backend {
+        op: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl StoreError {
+    /// Wraps a backend error with the operation that failed.
+    pub fn backend(op: &'static str, e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        StoreError::Backend {
+            op,
+            source: Box::new(e),
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A stored token found by its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub info: TokenInfo,
+}
+
+/// Everything faultline keeps.
+///
+/// Semantics every adapter must honour (checked by [`contract`]):
+/// - [`Store::append`] is atomic and durable when it returns `Ok`: all entries
+///   of all batches are visible to readers, or none are.
+/// - Ids grow with each append; queries order by (timestamp, id) descending
+///   and cursor pages never repeat or skip an entry, whatever is appended
+///   between two pages.
+/// - Names are exact and case-sensitive.
+pub trait Store: Send + Sync {
+    /// Creates the project if it does not exist; returns it either way.
+    fn ensure_project(&self, name: &str) -> Result<Project>;
+    fn list_projects(&self) -> Result<Vec<Project>>;
+    /// Creates the service (and its project) if needed.
+    fn ensure_service(&self, project: &str, name: &str) -> Result<Service>;
+    /// Services with their traffic, optionally of one project, by project then name.
+    fn list_services(&self, project: Option<&str>) -> Result<Vec<ServiceSummary>>;
+
+    /// Stores a token's hash. The project/service of an ingest or read token
+    /// must exist.
+    fn create_token(&self, kind: &TokenKind, hash: &str, prefix: &str, now: i64)
+    -> Result<TokenInfo>;
+    /// Finds a token by the hash of its secret, revoked or not.
+    fn find_token(&self, hash: &str) -> Result<Option<TokenInfo>>;
+    /// Tokens, optionally of one project (admin tokens are listed only
+    /// without a project).
+    fn list_tokens(&self, project: Option<&str>) -> Result<Vec<TokenInfo>>;
+    /// Revokes a token; `NotFound` if there is no such token.
+    fn revoke_token(&self, id: i64, now: i64) -> Result<TokenInfo>;
+    /// Records token use (id, time), coalesced by the caller.
+    fn touch_tokens(&self, uses: &[(i64, i64)]) -> Result<()>;
+    /// Whether any non-revoked admin token exists.
+    fn has_admin_token(&self) -> Result<bool>;
+
+    /// Appends batches in one transaction; returns the ids given to the
+    /// entries, in order. Every entry's service must exist.
+    fn append(&self, batches: &[&[NewEntry]]) -> Result<Vec<i64>>;
+    /// Entries matching the query, newest first.
+    fn query_logs(&self, query: &LogQuery) -> Result<LogPage>;
+    /// Deletes up to `max_rows` entries of exactly `level` with a timestamp
+    /// before `before`; returns how many were deleted.
+    fn delete_expired(&self, level: Level, before: i64, max_rows: usize) -> Result<usize>;
+    /// Bytes used on disk.
+    fn size_bytes(&self) -> Result<u64>;
+}

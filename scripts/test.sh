@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what the tests need,
+# builds, and runs every test. CI calls exactly this (.ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# System packages the tests need. The foundation needs only a C compiler for
+# the bundled SQLite (present on the machine image); later suites add
+# PostgreSQL, Kafka, Chromium, Prometheus and Alertmanager here.
+need=()
+command -v cc >/dev/null 2>&1 || need+=(gcc)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && apt-get install -y -qq "${need[@]}"
+  else
+    echo "missing packages: ${need[*]} (run as root or install them)" >&2
+    exit 1
+  fi
+fi
+
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# Integration tests start the real binaries; build them once up front.
+cargo build --workspace --bins
+cargo test --workspace --no-fail-fast
