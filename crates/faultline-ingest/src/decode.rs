@@ -11,8 +11,9 @@ pub const ORIGINAL_TIMESTAMP_ATTR: &str = "faultline.original_timestamp";
 pub struct DecodeContext<'a> {
     pub project: &'a str,
     /// The token's service: the default for entries without one, and the only
-    /// service an entry may name.
-    pub service: &'a str,
+    /// service an entry may name. `None` (admin senders): any service, and
+    /// every entry must name one.
+    pub service: Option<&'a str>,
     /// Receive time, µs since the epoch.
     pub now: i64,
     pub limits: &'a Limits,
@@ -133,16 +134,31 @@ fn decode_entry(
     let before = errors.len();
 
     let service = match take_alias(&mut obj, &["service", "service_name"]) {
-        None => ctx.service.to_string(),
+        None => match ctx.service {
+            Some(s) => s.to_string(),
+            None => {
+                err(
+                    errors,
+                    index,
+                    "service",
+                    "is required when sending with an admin token",
+                );
+                String::new()
+            }
+        },
         Some((field, Value::String(s))) => {
             if s.is_empty() {
                 err(errors, index, field, "must not be empty");
-            } else if s != ctx.service {
+            } else if let Some(allowed) = ctx.service
+                && s != allowed
+            {
                 return Err(IngestError::ServiceMismatch {
                     index,
                     service: s,
-                    allowed: ctx.service.to_string(),
+                    allowed: allowed.to_string(),
                 });
+            } else {
+                check_name(errors, index, field, &s, limits);
             }
             s
         }
@@ -503,7 +519,7 @@ mod tests {
             body.as_bytes(),
             &DecodeContext {
                 project: "proj",
-                service: "api",
+                service: Some("api"),
                 now: NOW,
                 limits,
             },
@@ -633,7 +649,7 @@ mod tests {
             body,
             &DecodeContext {
                 project: "p",
-                service: "api",
+                service: Some("api"),
                 now: NOW,
                 limits: &limits,
             },
@@ -672,6 +688,23 @@ mod tests {
         };
         let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["message", "tags", "attributes"]);
+    }
+
+    #[test]
+    fn admin_senders_name_any_service() {
+        let limits = Limits::default();
+        let ctx = DecodeContext {
+            project: "p",
+            service: None,
+            now: NOW,
+            limits: &limits,
+        };
+        let e = decode_body(br#"{"message":"a","service":"cron"}"#, &ctx).unwrap();
+        assert_eq!(e[0].service, "cron");
+        assert!(matches!(
+            decode_body(br#"{"message":"a"}"#, &ctx),
+            Err(IngestError::Invalid(errs)) if errs[0].field == "service"
+        ));
     }
 
     #[test]

@@ -58,8 +58,12 @@ impl LogFilter {
         }
         if let Some(q) = &self.q {
             let tokens: Vec<String> = tokenize(&e.message).collect();
-            for term in tokenize(q) {
-                if !tokens.iter().any(|t| t == &term) {
+            for term in q.split_whitespace() {
+                // A term with punctuation inside (`user_id`, `10.0.0.1`) is a
+                // phrase of its parts, as in the store's full-text index.
+                let phrase: Vec<String> = tokenize(term).collect();
+                if !phrase.is_empty() && !tokens.windows(phrase.len()).any(|w| w == phrase.as_slice())
+                {
                     return false;
                 }
             }
@@ -69,9 +73,9 @@ impl LogFilter {
 }
 
 /// Splits text into lowercase alphanumeric tokens, like SQLite's unicode61
-/// tokenizer does for ASCII text.
+/// tokenizer does (everything that is not a letter or digit separates).
 pub(crate) fn tokenize(s: &str) -> impl Iterator<Item = String> + '_ {
-    s.split(|c: char| !c.is_alphanumeric() && c != '_')
+    s.split(|c: char| !c.is_alphanumeric())
         .filter(|t| !t.is_empty())
         .map(|t| t.to_lowercase())
 }
@@ -109,6 +113,12 @@ mod tests {
             ..Default::default()
         };
         assert!(!f.matches(&entry("connection refused")));
+        let f = LogFilter {
+            q: Some("user_id 10.0.0.1".into()),
+            ..Default::default()
+        };
+        assert!(f.matches(&entry("missing user_id from 10.0.0.1:80")));
+        assert!(!f.matches(&entry("missing id user from 10.0.0.1")));
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub enum ApiError {
     BodyTooLarge { limit: usize },
     #[error("ingest rejected")]
     Ingest(IngestError),
+    #[error("unsupported media type")]
+    Unsupported(String),
     #[error("overloaded")]
     Overloaded(String),
     #[error("unavailable")]
@@ -50,6 +52,7 @@ impl ApiError {
             ApiError::Ingest(IngestError::TooManyEntries { .. }) => "too_many_entries",
             ApiError::Ingest(IngestError::Invalid(_)) => "invalid",
             ApiError::Ingest(IngestError::ServiceMismatch { .. }) => "forbidden",
+            ApiError::Unsupported(_) => "unsupported_encoding",
             ApiError::Overloaded(_) => "overloaded",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
@@ -93,6 +96,10 @@ impl IntoResponse for ApiError {
                 ),
             ),
             ApiError::Ingest(e) => ingest_error(e),
+            ApiError::Unsupported(detail) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                body("unsupported content encoding", detail),
+            ),
             ApiError::Overloaded(detail) => {
                 let mut r = (
                     StatusCode::SERVICE_UNAVAILABLE,

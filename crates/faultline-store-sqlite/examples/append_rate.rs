@@ -3,12 +3,16 @@
 //!
 //! ```text
 //! cargo run --release -p faultline-store-sqlite --example append_rate -- \
-//!     [--entries N] [--batch N] [--per-call N] [--services N] [--normal] [--dir DIR]
+//!     [--entries N] [--batch N] [--per-call N] [--services N] [--normal] \
+//!     [--dir DIR] [--rare N]
 //! ```
 //!
 //! `--batch` is the size of one ingest batch, `--per-call` how many batches
 //! one `append` call (one transaction) carries, as the server's group commit
-//! would. `--normal` uses `synchronous=NORMAL` instead of `FULL`.
+//! would. `--normal` uses `synchronous=NORMAL` instead of `FULL`. With
+//! `--dir` the database (`DIR/append_rate.db`) is kept, and `--rare N` spreads
+//! N entries containing the word `quokkazephyr` through it, for the
+//! `query_time` example.
 
 use faultline_model::{AttrValue, Level, NewEntry};
 use faultline_store::Store;
@@ -16,10 +20,42 @@ use faultline_store_sqlite::{SqliteOptions, SqliteStore};
 use std::time::Instant;
 
 const WORDS: &[&str] = &[
-    "request", "completed", "failed", "timeout", "upstream", "connection", "refused", "cache",
-    "miss", "hit", "order", "payment", "user", "session", "token", "expired", "retry", "queue",
-    "worker", "job", "render", "frame", "texture", "shader", "scene", "publish", "asset",
-    "version", "database", "query", "slow", "lock", "wait", "disk", "full", "memory",
+    "request",
+    "completed",
+    "failed",
+    "timeout",
+    "upstream",
+    "connection",
+    "refused",
+    "cache",
+    "miss",
+    "hit",
+    "order",
+    "payment",
+    "user",
+    "session",
+    "token",
+    "expired",
+    "retry",
+    "queue",
+    "worker",
+    "job",
+    "render",
+    "frame",
+    "texture",
+    "shader",
+    "scene",
+    "publish",
+    "asset",
+    "version",
+    "database",
+    "query",
+    "slow",
+    "lock",
+    "wait",
+    "disk",
+    "full",
+    "memory",
 ];
 
 fn main() {
@@ -29,6 +65,7 @@ fn main() {
     let mut services = 8usize;
     let mut full = true;
     let mut dir = None;
+    let mut rare = 0usize;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut num = || -> usize {
@@ -43,6 +80,7 @@ fn main() {
             "--services" => services = num(),
             "--normal" => full = false,
             "--dir" => dir = args.next(),
+            "--rare" => rare = num(),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -100,7 +138,11 @@ fn main() {
                 service: format!("svc-{}", i % services.max(1)),
                 level,
                 message,
-                tags: if i % 3 == 0 { vec!["db".into()] } else { Vec::new() },
+                tags: if i % 3 == 0 {
+                    vec!["db".into()]
+                } else {
+                    Vec::new()
+                },
                 timestamp: base + i as i64 * 1_000,
                 received_at: base + i as i64 * 1_000,
                 host: Some("host-01".into()),
@@ -113,6 +155,11 @@ fn main() {
     let avg_msg = pool.iter().map(|e| e.message.len()).sum::<usize>() / pool.len();
 
     let chunks: Vec<&[NewEntry]> = pool.chunks(batch).collect();
+    let mut marked = pool[0].clone();
+    marked.message.push_str(" quokkazephyr");
+    let marked = [marked];
+    let stride = entries.checked_div(rare).map_or(usize::MAX, |s| s.max(1));
+    let mut next_rare = stride / 2;
     let mut written = 0usize;
     let mut calls = 0usize;
     let started = Instant::now();
@@ -122,11 +169,18 @@ fn main() {
         for _ in 0..per_call {
             let c = chunks[next % chunks.len()];
             next += 1;
-            let c = &c[..c.len().min(entries - written - call.iter().map(|c| c.len()).sum::<usize>())];
+            let c = &c[..c
+                .len()
+                .min(entries - written - call.iter().map(|c| c.len()).sum::<usize>())];
             if c.is_empty() {
                 break;
             }
             call.push(c);
+        }
+        let in_call: usize = call.iter().map(|c| c.len()).sum();
+        if written + in_call > next_rare {
+            call.push(&marked);
+            next_rare = next_rare.saturating_add(stride);
         }
         let ids = store.append(&call).expect("append");
         written += ids.len();

@@ -23,8 +23,9 @@
 //!   batches and writes them in *one* transaction with one fsync
 //!   (`synchronous=FULL` by default: a returned `Ok` survives power loss).
 //!   The server's writer thread gathers whatever arrived while the previous
-//!   commit was syncing and hands it over in one call; that is what makes
-//!   hundreds of thousands of entries per second possible on a laptop disk.
+//!   commit was syncing and hands it over in one call, so the fsync is paid
+//!   per group, not per request. What then bounds throughput is CPU, mostly
+//!   FTS5 maintaining its index (`examples/append_rate.rs` measures it).
 //! - **Several processes may open the file.** The CLI creates tokens while the
 //!   server runs. Migrations run inside `BEGIN IMMEDIATE`, every connection
 //!   waits up to 10 s for a lock, and nothing cached in memory can go stale
@@ -37,8 +38,8 @@
 //! |---|---|---|
 //! | `projects`, `services` | tenancy; `services` also keeps `count`, `error_count`, `last_seen` | counters are updated once per service per transaction, so listing services never scans logs |
 //! | `tokens` | hashes of API tokens, never secrets | `hash` is unique: authentication is one index lookup |
-//! | `logs` | one row per entry, `id INTEGER PRIMARY KEY` | the rowid is the id, so the full-text index can point at it directly |
-//! | `logs_fts` | contentless FTS5 index of `message`, `rowid = logs.id` | the message is stored once (in `logs`); `contentless_delete=1` lets retention remove rows |
+//! | `logs` | one row per entry, `id INTEGER PRIMARY KEY` | the rowid is the id, so the full-text index points at it directly |
+//! | `logs_fts` | contentless FTS5 index, `rowid = logs.id` | the message is stored once, in `logs` |
 //! | `meta` | `last_log_id` high-water mark | ids are never reused, even after the newest entries were deleted |
 //!
 //! Indexes on `logs`: `(ts)` and `(service_id, ts)`. SQLite appends the rowid
@@ -46,7 +47,9 @@
 //! exactly the newest-first order of queries and the row-value comparison of
 //! cursors. There is deliberately no index on `level` or `tags`: each index
 //! costs every insert, and both filters are cheap to check while walking one
-//! of the two orders.
+//! of the two orders. Queries pick their plan by shape (one service: its
+//! index range; several: one range per service, merged; full text: the FTS
+//! index drives), see `read.rs`.
 //!
 //! Details worth knowing:
 //! - **Timestamps** are integers, microseconds since the epoch; levels are
@@ -56,17 +59,31 @@
 //!   A tag containing `\x1f` is refused (ingest refuses control characters
 //!   anyway).
 //! - **Attributes** are JSON text, `NULL` when empty.
-//! - **Full-text search** uses the `unicode61` tokenizer with
-//!   `remove_diacritics 0` and `_` as a token character, which is the
-//!   tokenization of [`faultline_model::LogFilter::matches`]; a user's query
-//!   is tokenized the same way and every token becomes a quoted FTS5 string,
-//!   so no input can be an FTS5 syntax error and the live tail and the stored
-//!   query agree.
+//! - **Full-text search** must mean exactly what
+//!   [`faultline_model::LogFilter::matches`] says, which SQLite's tokenizer
+//!   alone does not (it keeps combining accents in tokens, folds some
+//!   letters differently, has older Unicode tables). So FTS5 indexes not the
+//!   message but a canonical text made in Rust (the message's tokens, as
+//!   `LogFilter` splits and lowercases them, unusual ones replaced by a hash
+//!   placeholder) and queries go through the same mapping; see `fts.rs`. The
+//!   index keeps positions (terms like `user_id` or `10.0.0.1` are phrases)
+//!   but no per-row sizes (`columnsize=0`; nothing is ranked) and no
+//!   `contentless_delete` bookkeeping: retention hands FTS5 the indexed text
+//!   again (the `'delete'` command), which it rebuilds from the message it is
+//!   deleting. Both choices make every insert cheaper.
 //! - **Retention** ([`Store::delete_expired`]) walks the `(ts)` index from the
 //!   oldest entry. The writer remembers, per level, up to which timestamp
 //!   everything was already deleted, so repeated calls do not rescan the
 //!   entries that are kept longer; the memory is dropped whenever another
 //!   connection wrote to the file or an older entry is appended.
+//!
+//! # Memory
+//!
+//! Each connection has its own page cache of [`SqliteOptions::cache_size_kib`]
+//! (the writer, and up to [`SqliteOptions::readers`] readers opened on
+//! demand); temporary tables and sorts stay in memory (sorts of a page are
+//! bounded by its `LIMIT`). [`SqliteStore::release_memory`] gives idle
+//! connections' caches back.
 
 mod fts;
 mod read;
@@ -137,6 +154,17 @@ impl SqliteStore {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Gives the memory SQLite holds for caching (page caches, prepared
+    /// statements) back to the allocator, for connections not in use right
+    /// now. Worth calling when the server has been idle for a while; the
+    /// caches refill on the next queries.
+    pub fn release_memory(&self) -> Result<()> {
+        if let Ok(writer) = self.writer.try_lock() {
+            writer.release_memory()?;
+        }
+        self.readers.release_memory()
     }
 
     fn writer(&self) -> MutexGuard<'_, write::Writer> {

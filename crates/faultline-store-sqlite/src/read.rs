@@ -1,10 +1,11 @@
 //! Read connections and queries.
 
+use crate::fts::text_query;
 use crate::write::TAG_SEP;
-use crate::{SqliteOptions, db, fts::fts_query, schema};
+use crate::{SqliteOptions, db, schema};
 use faultline_model::{
-    Attributes, Level, NewEntry, Project, Service, ServiceSummary, StoredEntry, TokenInfo,
-    TokenKind,
+    Attributes, Level, LogFilter, NewEntry, Project, Service, ServiceSummary, StoredEntry,
+    TokenInfo, TokenKind,
 };
 use faultline_store::{Cursor, LogPage, LogQuery, Paging, Result, StoreError};
 use rusqlite::types::Value;
@@ -20,7 +21,8 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError, RwLock};
 const MAX_MERGED_SERVICES: usize = 256;
 
 /// The columns of `logs` a query returns, in [`RawEntry::from_row`] order.
-const COLUMNS: &str = "id, ts, received_at, service_id, level, message, tags, host, attributes, trace_id, span_id";
+const COLUMNS: &str =
+    "id, ts, received_at, service_id, level, message, tags, host, attributes, trace_id, span_id";
 
 const TOKEN_SELECT: &str = "SELECT t.id, t.kind, p.name, s.name, t.prefix, t.created_at, \
     t.last_used, t.revoked_at \
@@ -53,7 +55,9 @@ pub(crate) struct Reader<'a> {
 impl Deref for Reader<'_> {
     type Target = Connection;
     fn deref(&self) -> &Connection {
-        self.conn.as_ref().expect("a reader holds its connection until dropped")
+        self.conn
+            .as_ref()
+            .expect("a reader holds its connection until dropped")
     }
 }
 
@@ -117,6 +121,15 @@ impl Pool {
         }
     }
 
+    /// Frees the page caches and prepared statements of idle readers.
+    pub(crate) fn release_memory(&self) -> Result<()> {
+        for conn in &lock(&self.state).idle {
+            conn.flush_prepared_statement_cache();
+            conn.release_memory().map_err(db("release reader memory"))?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn query_logs(&self, query: &LogQuery) -> Result<LogPage> {
         if query.limit == 0 {
             return Err(StoreError::Invalid("limit must be at least 1".into()));
@@ -135,106 +148,7 @@ impl Pool {
                 next_cursor: None,
             });
         }
-        let fts = f.q.as_deref().and_then(fts_query);
-
-        let mut sql = Sql::default();
-        // Conditions every plan applies to `logs AS l`.
-        let mut conds: Vec<String> = Vec::new();
-        if let Some(level) = f.min_level.filter(|&l| l > Level::Trace) {
-            conds.push(format!("l.level >= {}", sql.bind(i64::from(level.code()))));
-        }
-        if let Some(tag) = &f.tag {
-            conds.push(format!(
-                "instr(l.tags, {}) > 0",
-                sql.bind(format!("{TAG_SEP}{tag}{TAG_SEP}"))
-            ));
-        }
-        if let Some(since) = f.since {
-            conds.push(format!("l.ts >= {}", sql.bind(since)));
-        }
-        if let Some(until) = f.until {
-            conds.push(format!("l.ts < {}", sql.bind(until)));
-        }
-        if let Some(c) = cursor {
-            // The first comparison lets SQLite bound the index range on ts;
-            // the row value is the exact condition.
-            let ts = sql.bind(c.timestamp);
-            let id = sql.bind(c.id);
-            conds.push(format!("l.ts <= {ts} AND (l.ts, l.id) < ({ts}, {id})"));
-        }
-        let fetch = i64::try_from(query.limit.saturating_add(1)).unwrap_or(i64::MAX);
-        let skip = i64::try_from(offset).unwrap_or(i64::MAX);
-
-        match (&fts, services.as_deref()) {
-            (Some(fts), services) => {
-                // Driven by the full-text index: only matching rows are read,
-                // then sorted (SQLite keeps just the top LIMIT rows). CROSS
-                // JOIN pins logs_fts as the outer loop.
-                let m = sql.bind(fts.clone());
-                conds.insert(0, format!("logs_fts MATCH {m}"));
-                if let Some(ids) = services {
-                    conds.push(sql.in_list("l.service_id", ids));
-                }
-                sql.text = format!(
-                    "SELECT {} FROM logs_fts CROSS JOIN logs AS l ON l.id = logs_fts.rowid \
-                     WHERE {} ORDER BY l.ts DESC, l.id DESC",
-                    columns("l"),
-                    conds.join(" AND ")
-                );
-            }
-            (None, Some([id])) => {
-                // One service: the (service_id, ts, id) index is the order.
-                conds.insert(0, format!("l.service_id = {}", sql.bind(*id)));
-                sql.text = format!(
-                    "SELECT {} FROM logs AS l WHERE {} ORDER BY l.ts DESC, l.id DESC",
-                    columns("l"),
-                    conds.join(" AND ")
-                );
-            }
-            (None, Some(ids)) if ids.len() <= MAX_MERGED_SERVICES => {
-                // Several services: the newest rows of each by its index,
-                // then the newest of those. Each arm reads at most
-                // offset + limit + 1 rows, however large the services.
-                let arm_limit = sql.bind(skip.saturating_add(fetch));
-                let arms: Vec<String> = ids
-                    .iter()
-                    .map(|&id| {
-                        let mut c = vec![format!("l.service_id = {}", sql.bind(id))];
-                        c.extend(conds.iter().cloned());
-                        format!(
-                            "SELECT id FROM (SELECT l.id AS id FROM logs AS l WHERE {} \
-                             ORDER BY l.ts DESC, l.id DESC LIMIT {arm_limit})",
-                            c.join(" AND ")
-                        )
-                    })
-                    .collect();
-                sql.text = format!(
-                    "SELECT {} FROM logs AS o WHERE o.id IN ({}) ORDER BY o.ts DESC, o.id DESC",
-                    columns("o"),
-                    arms.join(" UNION ALL ")
-                );
-            }
-            (None, services) => {
-                // Everything (or very many services): the (ts, id) index is
-                // the order.
-                if let Some(ids) = services {
-                    conds.push(sql.in_list("l.service_id", ids));
-                }
-                let filter = if conds.is_empty() {
-                    String::new()
-                } else {
-                    format!("WHERE {}", conds.join(" AND "))
-                };
-                sql.text = format!(
-                    "SELECT {} FROM logs AS l {filter} ORDER BY l.ts DESC, l.id DESC",
-                    columns("l")
-                );
-            }
-        }
-        let limit = sql.bind(fetch);
-        let off = sql.bind(skip);
-        sql.text.push_str(&format!(" LIMIT {limit} OFFSET {off}"));
-
+        let sql = log_query_sql(f, cursor, offset, query.limit, services.as_deref());
         let raw: Vec<RawEntry> = reader
             .prepare_cached(&sql.text)
             .and_then(|mut stmt| {
@@ -250,13 +164,10 @@ impl Pool {
             let (project, service) = self.names(&reader, r.service_id)?;
             entries.push(r.into_entry(project, service)?);
         }
-        let next_cursor = more
-            .then(|| entries.last())
-            .flatten()
-            .map(|e| Cursor {
-                timestamp: e.entry.timestamp,
-                id: e.id,
-            });
+        let next_cursor = more.then(|| entries.last()).flatten().map(|e| Cursor {
+            timestamp: e.entry.timestamp,
+            id: e.id,
+        });
         Ok(LogPage {
             entries,
             next_cursor,
@@ -286,6 +197,119 @@ impl Pool {
             .insert(service_id, names.clone());
         Ok(names)
     }
+}
+
+/// The SQL (and its parameters) of a log query over the allowed `services`
+/// (None: all). The plans are chosen by shape, not by SQLite's cost guesses,
+/// so that each walks an index in the newest-first order whenever it can;
+/// `tests::plans_use_the_indexes` pins them.
+fn log_query_sql(
+    f: &LogFilter,
+    cursor: Option<Cursor>,
+    offset: usize,
+    limit: usize,
+    services: Option<&[i64]>,
+) -> Sql {
+    let text = f.q.as_deref().and_then(text_query);
+
+    let mut sql = Sql::default();
+    // Conditions every plan applies to `logs AS l`.
+    let mut conds: Vec<String> = Vec::new();
+    if let Some(level) = f.min_level.filter(|&l| l > Level::Trace) {
+        conds.push(format!("l.level >= {}", sql.bind(i64::from(level.code()))));
+    }
+    if let Some(tag) = &f.tag {
+        conds.push(format!(
+            "instr(l.tags, {}) > 0",
+            sql.bind(format!("{TAG_SEP}{tag}{TAG_SEP}"))
+        ));
+    }
+    if let Some(since) = f.since {
+        conds.push(format!("l.ts >= {}", sql.bind(since)));
+    }
+    if let Some(until) = f.until {
+        conds.push(format!("l.ts < {}", sql.bind(until)));
+    }
+    if let Some(c) = cursor {
+        // The first comparison lets SQLite bound the index range on ts;
+        // the row value is the exact condition.
+        let ts = sql.bind(c.timestamp);
+        let id = sql.bind(c.id);
+        conds.push(format!("l.ts <= {ts} AND (l.ts, l.id) < ({ts}, {id})"));
+    }
+    let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+    let skip = i64::try_from(offset).unwrap_or(i64::MAX);
+
+    match (text, services) {
+        (Some(fts), services) => {
+            // Driven by the full-text index: only matching rows are read,
+            // then sorted (SQLite keeps just the top LIMIT rows). CROSS
+            // JOIN pins logs_fts as the outer loop.
+            let m = sql.bind(fts);
+            conds.insert(0, format!("logs_fts MATCH {m}"));
+            if let Some(ids) = services {
+                conds.push(sql.in_list("l.service_id", ids));
+            }
+            sql.text = format!(
+                "SELECT {} FROM logs_fts CROSS JOIN logs AS l ON l.id = logs_fts.rowid \
+                 WHERE {} ORDER BY l.ts DESC, l.id DESC",
+                columns("l"),
+                conds.join(" AND ")
+            );
+        }
+        (None, Some([id])) => {
+            // One service: the (service_id, ts, id) index is the order.
+            conds.insert(0, format!("l.service_id = {}", sql.bind(*id)));
+            sql.text = format!(
+                "SELECT {} FROM logs AS l WHERE {} ORDER BY l.ts DESC, l.id DESC",
+                columns("l"),
+                conds.join(" AND ")
+            );
+        }
+        (None, Some(ids)) if ids.len() <= MAX_MERGED_SERVICES => {
+            // Several services: the newest rows of each by its index,
+            // then the newest of those. Each arm reads at most
+            // offset + limit + 1 rows, however large the services.
+            let arm_limit = sql.bind(skip.saturating_add(fetch));
+            let arms: Vec<String> = ids
+                .iter()
+                .map(|&id| {
+                    let mut c = vec![format!("l.service_id = {}", sql.bind(id))];
+                    c.extend(conds.iter().cloned());
+                    format!(
+                        "SELECT id FROM (SELECT l.id AS id FROM logs AS l WHERE {} \
+                         ORDER BY l.ts DESC, l.id DESC LIMIT {arm_limit})",
+                        c.join(" AND ")
+                    )
+                })
+                .collect();
+            sql.text = format!(
+                "SELECT {} FROM logs AS o WHERE o.id IN ({}) ORDER BY o.ts DESC, o.id DESC",
+                columns("o"),
+                arms.join(" UNION ALL ")
+            );
+        }
+        (None, services) => {
+            // Everything (or very many services): the (ts, id) index is
+            // the order.
+            if let Some(ids) = services {
+                conds.push(sql.in_list("l.service_id", ids));
+            }
+            let filter = if conds.is_empty() {
+                String::new()
+            } else {
+                format!("WHERE {}", conds.join(" AND "))
+            };
+            sql.text = format!(
+                "SELECT {} FROM logs AS l {filter} ORDER BY l.ts DESC, l.id DESC",
+                columns("l")
+            );
+        }
+    }
+    let limit = sql.bind(fetch);
+    let off = sql.bind(skip);
+    sql.text.push_str(&format!(" LIMIT {limit} OFFSET {off}"));
+    sql
 }
 
 /// SQL text being built with its numbered parameters.
@@ -354,7 +378,10 @@ impl RawEntry {
             .ok()
             .and_then(Level::from_code)
             .ok_or_else(|| {
-                StoreError::Invalid(format!("entry {} has unknown level code {}", self.id, self.level))
+                StoreError::Invalid(format!(
+                    "entry {} has unknown level code {}",
+                    self.id, self.level
+                ))
             })?;
         let tags = match &self.tags {
             None => Vec::new(),
@@ -393,7 +420,11 @@ impl RawEntry {
 impl Reader<'_> {
     /// The service ids a filter allows: None for all, else the (possibly
     /// empty) list.
-    fn filter_services(&self, project: Option<&str>, services: &[String]) -> Result<Option<Vec<i64>>> {
+    fn filter_services(
+        &self,
+        project: Option<&str>,
+        services: &[String],
+    ) -> Result<Option<Vec<i64>>> {
         if services.is_empty() && project.is_none() {
             return Ok(None);
         }
@@ -581,4 +612,92 @@ pub(crate) fn token_by_id(conn: &Connection, id: i64) -> Result<Option<TokenInfo
         .and_then(|mut s| s.query_row([id], RawToken::from_row).optional())
         .map_err(db("read a token"))?;
     row.map(RawToken::into_info).transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{SqliteStore, schema};
+    use faultline_store::Store;
+
+    /// The query plan of a filter, one line per step.
+    fn plan(
+        conn: &Connection,
+        f: &LogFilter,
+        cursor: Option<Cursor>,
+        services: Option<&[i64]>,
+    ) -> String {
+        let sql = log_query_sql(f, cursor, 0, 100, services);
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", sql.text))
+            .expect("prepare");
+        let lines: Vec<String> = stmt
+            .query_map(params_from_iter(sql.params.iter()), |r| {
+                r.get::<_, String>(3)
+            })
+            .and_then(|r| r.collect())
+            .expect("explain");
+        lines.join("\n")
+    }
+
+    #[test]
+    fn plans_use_the_indexes() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("p.db");
+        let store = SqliteStore::open(&path, SqliteOptions::default()).expect("open");
+        for s in ["a", "b", "c"] {
+            store.ensure_service("p", s).expect("service");
+        }
+        let conn = schema::open_reader(&path, &SqliteOptions::default()).expect("reader");
+        let cursor = Some(Cursor {
+            timestamp: 1_000,
+            id: 7,
+        });
+        let level = LogFilter {
+            min_level: Some(Level::Warn),
+            tag: Some("db".into()),
+            ..LogFilter::default()
+        };
+
+        // Everything, newest first: the (ts, id) index, in order, no sort.
+        for c in [None, cursor] {
+            let p = plan(&conn, &level, c, None);
+            assert!(p.contains("USING INDEX logs_ts"), "{p}");
+            assert!(!p.contains("TEMP B-TREE"), "{p}");
+        }
+        // One service: the (service_id, ts, id) index, in order, no sort.
+        for c in [None, cursor] {
+            let p = plan(&conn, &level, c, Some(&[2]));
+            assert!(
+                p.contains("USING INDEX logs_service_ts (service_id=?"),
+                "{p}"
+            );
+            assert!(!p.contains("TEMP B-TREE"), "{p}");
+            if c.is_some() {
+                assert!(p.contains("ts<?"), "the cursor bounds the index range: {p}");
+            }
+        }
+        // Several services: one ordered index range per service, then a sort
+        // of at most (services x page) rows found by id.
+        let p = plan(&conn, &level, cursor, Some(&[1, 2, 3]));
+        assert_eq!(
+            p.matches("USING INDEX logs_service_ts (service_id=?")
+                .count(),
+            3,
+            "{p}"
+        );
+        assert!(p.contains("USING INTEGER PRIMARY KEY (rowid=?)"), "{p}");
+        assert!(!p.contains("SCAN l"), "{p}");
+        // Full text: the index drives, rows are fetched by id.
+        let text = LogFilter {
+            q: Some("connection refused".into()),
+            ..level.clone()
+        };
+        let p = plan(&conn, &text, cursor, Some(&[1, 2]));
+        assert!(p.contains("VIRTUAL TABLE INDEX"), "{p}");
+        assert!(
+            p.contains("SEARCH l USING INTEGER PRIMARY KEY (rowid=?)"),
+            "{p}"
+        );
+    }
 }

@@ -11,8 +11,9 @@ use std::time::Duration;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Prepared statements kept per connection. The writer uses about twenty;
-/// readers build query variants from the filters present.
-const STATEMENT_CACHE: usize = 64;
+/// readers build a variant per shape of filter, and a few of those (several
+/// services) are large, so the cache stays small.
+const STATEMENT_CACHE: usize = 32;
 
 /// Largest WAL file kept after a checkpoint; a burst may grow it, the next
 /// checkpoint truncates it back to this.
@@ -71,18 +72,20 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX logs_ts ON logs (ts);
     CREATE INDEX logs_service_ts ON logs (service_id, ts);
 
+    -- Contentless (the text lives in logs.message) and without per-row
+    -- sizes (nothing is ranked); positions are kept for phrase terms such as
+    -- `user_id` or `10.0.0.1`. It indexes fts::index_text(message), not the
+    -- message itself: see fts.rs.
     CREATE VIRTUAL TABLE logs_fts USING fts5 (
         message,
         content = '',
-        contentless_delete = 1,
-        detail = full,
-        tokenize = "unicode61 remove_diacritics 0 tokenchars '_'"
+        columnsize = 0,
+        tokenize = "unicode61 remove_diacritics 0 categories 'L* N*'"
     );
-    -- Merge segments 8 at a time rather than 4: each commit adds a segment,
-    -- and fewer, larger merges keep the index cheap to maintain at the price
-    -- of a few more segments to read per query.
-    INSERT INTO logs_fts (logs_fts, rank) VALUES ('automerge', 8);
-    INSERT INTO logs_fts (logs_fts, rank) VALUES ('crisismerge', 32);
+    -- Each commit adds a segment; merging 16 at a time rather than 4 halves
+    -- the index maintenance per entry, for a few more segments per lookup.
+    INSERT INTO logs_fts (logs_fts, rank) VALUES ('automerge', 16);
+    INSERT INTO logs_fts (logs_fts, rank) VALUES ('crisismerge', 64);
 
     CREATE TABLE meta (
         key    TEXT PRIMARY KEY,
@@ -149,8 +152,12 @@ fn configure(conn: &Connection, options: &SqliteOptions) -> Result<()> {
     conn.pragma_update(None, "foreign_keys", true)
         .map_err(db("enable foreign keys"))?;
     // Negative: KiB rather than pages.
-    conn.pragma_update(None, "cache_size", -i64::from(options.cache_size_kib.max(64)))
-        .map_err(db("set cache_size"))?;
+    conn.pragma_update(
+        None,
+        "cache_size",
+        -i64::from(options.cache_size_kib.max(64)),
+    )
+    .map_err(db("set cache_size"))?;
     conn.pragma_update(None, "temp_store", "MEMORY")
         .map_err(db("set temp_store"))?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);

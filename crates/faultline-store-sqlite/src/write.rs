@@ -1,11 +1,13 @@
 //! The write connection: appends, retention, tenancy and token changes.
 
-use crate::db;
 use crate::read::token_by_id;
+use crate::{db, fts};
 use faultline_model::{Level, NewEntry, Project, Service, TokenInfo, TokenKind, now_micros};
 use faultline_store::{Result, StoreError};
 use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{
+    Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior, params,
+};
 use std::collections::HashMap;
 
 const INSERT_LOG: &str = "INSERT INTO logs \
@@ -33,6 +35,7 @@ pub(crate) struct Writer {
     /// Reused encoding buffers, so appending allocates nothing per entry.
     tag_buf: String,
     attr_buf: Vec<u8>,
+    fts_buf: String,
     /// Retention watermarks, by level code - 1: every entry of that level
     /// with a timestamp before the watermark is known to be deleted.
     expired: [Option<i64>; 6],
@@ -74,9 +77,16 @@ impl Writer {
             services: ServiceIds::default(),
             tag_buf: String::new(),
             attr_buf: Vec::new(),
+            fts_buf: String::new(),
             expired: [None; 6],
             data_version,
         })
+    }
+
+    pub(crate) fn release_memory(&self) -> Result<()> {
+        self.conn
+            .release_memory()
+            .map_err(db("release writer memory"))
     }
 
     fn begin(&mut self, what: &'static str) -> Result<Transaction<'_>> {
@@ -120,6 +130,7 @@ impl Writer {
             services,
             tag_buf,
             attr_buf,
+            fts_buf,
             expired,
             ..
         } = self;
@@ -149,12 +160,8 @@ impl Writer {
                         let sid = match services.get(&e.project, &e.service) {
                             Some(sid) => sid,
                             None => {
-                                let s = ensure_service_in(
-                                    &tx,
-                                    &e.project,
-                                    &e.service,
-                                    now_micros(),
-                                )?;
+                                let s =
+                                    ensure_service_in(&tx, &e.project, &e.service, now_micros())?;
                                 services.insert(&e.project, &e.service, s.id);
                                 s.id
                             }
@@ -188,8 +195,9 @@ impl Writer {
                         e.span_id,
                     ])
                     .map_err(db("insert a log entry"))?;
+                fts::index_text(&e.message, fts_buf);
                 index
-                    .execute(params![id, e.message])
+                    .execute(params![id, fts_buf.as_str()])
                     .map_err(db("index a log entry"))?;
                 ids.push(id);
 
@@ -253,40 +261,47 @@ impl Writer {
         }
         let limit = i64::try_from(max_rows).unwrap_or(i64::MAX);
         let tx = self.begin("begin deleting expired entries")?;
-        let doomed: Vec<(i64, i64, i64)> = {
-            let mut select = tx
-                .prepare_cached(
-                    "SELECT id, service_id, ts FROM logs \
-                     WHERE ts >= ?1 AND ts < ?2 AND level = ?3 \
-                     ORDER BY ts, id LIMIT ?4",
-                )
-                .map_err(db("prepare the expired entries query"))?;
-            select
-                .query_map(
-                    params![from, before, i64::from(level.code()), limit],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                )
-                .and_then(|rows| rows.collect())
-                .map_err(db("find expired entries"))?
-        };
+        let mut deleted = 0;
+        let mut last_ts = None;
+        let mut text = String::new();
         let mut counters: Vec<(i64, i64)> = Vec::new();
         {
+            // The index is contentless without per-row bookkeeping: removing
+            // a row means handing FTS5 the text it indexed, which is derived
+            // from the message we are deleting.
             let mut delete = tx
-                .prepare_cached("DELETE FROM logs WHERE id = ?1")
-                .map_err(db("prepare the entry delete"))?;
+                .prepare_cached(
+                    "DELETE FROM logs WHERE id IN (\
+                         SELECT id FROM logs WHERE ts >= ?1 AND ts < ?2 AND level = ?3 \
+                         ORDER BY ts, id LIMIT ?4) \
+                     RETURNING id, service_id, ts, message",
+                )
+                .map_err(db("prepare the expired entries delete"))?;
             let mut unindex = tx
-                .prepare_cached("DELETE FROM logs_fts WHERE rowid = ?1")
+                .prepare_cached(
+                    "INSERT INTO logs_fts (logs_fts, rowid, message) VALUES ('delete', ?1, ?2)",
+                )
                 .map_err(db("prepare the full-text delete"))?;
-            for &(id, service_id, _) in &doomed {
-                delete.execute([id]).map_err(db("delete an entry"))?;
+            let mut rows = delete
+                .query(params![from, before, i64::from(level.code()), limit])
+                .map_err(db("delete expired entries"))?;
+            while let Some(row) = rows.next().map_err(db("delete expired entries"))? {
+                let id: i64 = row.get(0).map_err(db("read a deleted entry"))?;
+                let service_id: i64 = row.get(1).map_err(db("read a deleted entry"))?;
+                let ts: i64 = row.get(2).map_err(db("read a deleted entry"))?;
+                let message: String = row.get(3).map_err(db("read a deleted entry"))?;
+                fts::index_text(&message, &mut text);
                 unindex
-                    .execute([id])
+                    .execute(params![id, text])
                     .map_err(db("delete an entry from the full-text index"))?;
                 match counters.iter_mut().find(|(s, _)| *s == service_id) {
                     Some((_, n)) => *n += 1,
                     None => counters.push((service_id, 1)),
                 }
+                deleted += 1;
+                last_ts = Some(last_ts.map_or(ts, |t: i64| t.max(ts)));
             }
+            drop(rows);
             let mut count = tx
                 .prepare_cached(
                     "UPDATE services SET count = count - ?2, error_count = error_count - ?3 \
@@ -305,14 +320,14 @@ impl Writer {
         // [from, before) when we stopped early, else up to the last deleted
         // timestamp (entries at that very timestamp may remain, so it is
         // scanned again next time).
-        self.expired[slot] = Some(match doomed.last() {
-            Some(&(_, _, ts)) if doomed.len() == max_rows => ts,
+        self.expired[slot] = Some(match last_ts {
+            Some(ts) if deleted == max_rows => ts,
             _ => before,
         });
-        if !doomed.is_empty() {
-            tracing::debug!(%level, deleted = doomed.len(), before, "deleted expired entries");
+        if deleted > 0 {
+            tracing::debug!(%level, deleted, before, "deleted expired entries");
         }
-        Ok(doomed.len())
+        Ok(deleted)
     }
 
     pub(crate) fn create_token(
@@ -333,12 +348,11 @@ impl Writer {
                 ("read", Some(pid), None)
             }
             TokenKind::Ingest { project, service } => {
-                let (pid, sid) = service_ids(&tx, project, service)?.ok_or_else(|| {
-                    StoreError::NotFound {
+                let (pid, sid) =
+                    service_ids(&tx, project, service)?.ok_or_else(|| StoreError::NotFound {
                         what: "service",
                         name: format!("{project}/{service}"),
-                    }
-                })?;
+                    })?;
                 ("ingest", Some(pid), Some(sid))
             }
         };
@@ -396,9 +410,7 @@ impl Writer {
                 )
                 .map_err(db("prepare the token use update"))?;
             for &(id, at) in uses {
-                touch
-                    .execute([id, at])
-                    .map_err(db("record token use"))?;
+                touch.execute([id, at]).map_err(db("record token use"))?;
             }
         }
         tx.commit().map_err(db("commit token use"))
@@ -431,7 +443,9 @@ fn data_version(conn: &Connection) -> Result<i64> {
 
 fn check_name(what: &str, name: &str) -> Result<()> {
     if name.is_empty() {
-        return Err(StoreError::Invalid(format!("{what} name must not be empty")));
+        return Err(StoreError::Invalid(format!(
+            "{what} name must not be empty"
+        )));
     }
     Ok(())
 }

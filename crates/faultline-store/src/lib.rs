@@ -60,9 +60,12 @@ pub struct TokenRecord {
 /// Semantics every adapter must honour (checked by [`contract`]):
 /// - [`Store::append`] is atomic and durable when it returns `Ok`: all entries
 ///   of all batches are visible to readers, or none are.
-/// - Ids grow with each append; queries order by (timestamp, id) descending
-///   and cursor pages never repeat or skip an entry, whatever is appended
-///   between two pages.
+/// - Ids grow with each append and are never reused, even after the entries
+///   holding the highest ids were deleted.
+/// - Queries order by (timestamp, id) descending and cursor pages never
+///   repeat or skip an entry, whatever is appended between two pages.
+/// - `q` means what [`faultline_model::LogFilter::matches`] says: the store
+///   and the live tail agree on every filter.
 /// - Names are exact and case-sensitive.
 pub trait Store: Send + Sync {
     /// Creates the project if it does not exist; returns it either way.
@@ -75,8 +78,13 @@ pub trait Store: Send + Sync {
 
     /// Stores a token's hash. The project/service of an ingest or read token
     /// must exist.
-    fn create_token(&self, kind: &TokenKind, hash: &str, prefix: &str, now: i64)
-    -> Result<TokenInfo>;
+    fn create_token(
+        &self,
+        kind: &TokenKind,
+        hash: &str,
+        prefix: &str,
+        now: i64,
+    ) -> Result<TokenInfo>;
     /// Finds a token by the hash of its secret, revoked or not.
     fn find_token(&self, hash: &str) -> Result<Option<TokenInfo>>;
     /// Tokens, optionally of one project (admin tokens are listed only
@@ -90,9 +98,11 @@ pub trait Store: Send + Sync {
     fn has_admin_token(&self) -> Result<bool>;
 
     /// Appends batches in one transaction; returns the ids given to the
-    /// entries, in order. Every entry's service must exist.
+    /// entries, in order. Services (and projects) that entries name are
+    /// created when missing, as by [`Store::ensure_service`].
     fn append(&self, batches: &[&[NewEntry]]) -> Result<Vec<i64>>;
-    /// Entries matching the query, newest first.
+    /// Entries matching the query, newest first. `Invalid` for a limit of 0
+    /// or page 0.
     fn query_logs(&self, query: &LogQuery) -> Result<LogPage>;
     /// Deletes up to `max_rows` entries of exactly `level` with a timestamp
     /// before `before`; returns how many were deleted.

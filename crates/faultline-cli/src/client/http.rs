@@ -162,14 +162,35 @@ pub async fn check(resp: Response) -> anyhow::Result<Response> {
     }
 }
 
-/// A short, single-line cause for a transport failure: the innermost error
-/// is the one that says what happened ("Connection refused").
-pub fn describe_transport_error(e: &reqwest::Error) -> String {
+/// The innermost error's message: the one that says what happened
+/// ("Connection refused").
+fn root_cause(e: &reqwest::Error) -> String {
     let mut root: &dyn std::error::Error = e;
     while let Some(next) = root.source() {
         root = next;
     }
-    let root = root.to_string();
+    root.to_string()
+}
+
+/// An https URL in a build without TLS: the connector refuses the scheme.
+/// (Matching the message is brittle; if it changes we merely retry.)
+fn is_missing_tls(e: &reqwest::Error) -> bool {
+    e.url().is_some_and(|u| u.scheme() == "https") && root_cause(e).contains("scheme is not http")
+}
+
+/// Failures the same request will meet again: not worth a retry.
+pub fn is_permanent(e: &reqwest::Error) -> bool {
+    e.is_builder() || is_missing_tls(e)
+}
+
+/// A short, single-line cause for a transport failure.
+pub fn describe_transport_error(e: &reqwest::Error) -> String {
+    if is_missing_tls(e) {
+        return "this build of faultline cannot speak https: use an http:// URL or a \
+                TLS-terminating proxy"
+            .to_string();
+    }
+    let root = root_cause(e);
     let target = e.url().map(|u| {
         let host = u.host_str().unwrap_or("?");
         match u.port_or_known_default() {
@@ -177,23 +198,17 @@ pub fn describe_transport_error(e: &reqwest::Error) -> String {
             None => host.to_string(),
         }
     });
-    let https_hint = match e.url() {
-        Some(u) if u.scheme() == "https" => {
-            " (this build of faultline may lack TLS support; use http:// or a TLS-terminating proxy)"
-        }
-        _ => "",
-    };
     if e.is_timeout() {
         "timed out waiting for the server".to_string()
     } else if e.is_connect() {
         match target {
-            Some(t) => format!("cannot connect to {t}: {root}{https_hint}"),
-            None => format!("cannot connect: {root}{https_hint}"),
+            Some(t) => format!("cannot connect to {t}: {root}"),
+            None => format!("cannot connect: {root}"),
         }
     } else if e.is_body() || e.is_decode() {
         format!("reading the server's answer failed: {root}")
     } else {
-        format!("request failed: {root}{https_hint}")
+        format!("request failed: {root}")
     }
 }
 
@@ -310,7 +325,7 @@ pub async fn send_with_retry(
                 )
             }
             Ok(resp) => return Ok(resp),
-            Err(e) if e.is_builder() => return Err(transport_error(e)),
+            Err(e) if is_permanent(&e) => return Err(transport_error(e)),
             Err(e) => (transport_error(e), None),
         };
         let own_delay = backoff.next_delay();

@@ -103,7 +103,9 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
         let resp = http::send_with_retry(
             || api.request(Method::GET, "api/v1/logs").query(&params),
             RetryPolicy {
-                give_up_after: Duration::from_secs(30),
+                // A query is interactive: wait out a short overload, but
+                // do not sit for minutes in front of a server that is down.
+                give_up_after: Duration::from_secs(5),
             },
             |cause, delay| {
                 eprintln!(

@@ -107,12 +107,12 @@ fn level_label(level: &str) -> (String, &'static str) {
 /// `2024-03-01T12:34:56.123456Z` → `2024-03-01T12:34:56.123Z`; anything
 /// else is shown as it came.
 pub fn short_time(ts: &str) -> String {
-    if let Some((head, frac)) = ts.split_once('.') {
-        if let Some(digits) = frac.strip_suffix('Z') {
-            if digits.len() > 3 && digits.bytes().all(|b| b.is_ascii_digit()) {
-                return format!("{head}.{}Z", &digits[..3]);
-            }
-        }
+    if let Some((head, frac)) = ts.split_once('.')
+        && let Some(digits) = frac.strip_suffix('Z')
+        && digits.len() > 3
+        && digits.bytes().all(|b| b.is_ascii_digit())
+    {
+        return format!("{head}.{}Z", &digits[..3]);
     }
     sanitize(ts)
 }
@@ -335,7 +335,8 @@ mod tests {
     #[test]
     fn wide_characters_count_double() {
         assert_eq!(display_width("로그 오류"), 9);
-        assert_eq!(truncate_to_width("로그 오류", 6), "로그…");
+        assert_eq!(truncate_to_width("로그 오류", 6), "로그 …");
+        assert_eq!(truncate_to_width("로그오류", 5), "로그…");
         assert_eq!(truncate_to_width("short", 10), "short");
         assert_eq!(truncate_to_width("abcdef", 4), "abc…");
     }

@@ -29,7 +29,7 @@ use serde_json::Value;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, IsTerminal};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -459,6 +459,9 @@ struct Ctx {
     policy: RetryPolicy,
     progress: ProgressBar,
     sent: AtomicU64,
+    /// Most entries per request the server took so far after refusing a
+    /// bigger one with 413; later batches are split to it up front.
+    max_entries: AtomicUsize,
     last_note: Mutex<Option<Instant>>,
     /// "of app.log" / "of stdin", for error messages.
     source: String,
@@ -531,6 +534,7 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
         },
         progress,
         sent: AtomicU64::new(0),
+        max_entries: AtomicUsize::new(usize::MAX),
         last_note: Mutex::new(None),
         source,
     });
@@ -640,8 +644,10 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
     }
     ctx.progress.finish_and_clear();
 
-    if !args.quiet || failure.is_some() {
-        let sent = ctx.sent.load(Ordering::Relaxed);
+    let sent = ctx.sent.load(Ordering::Relaxed);
+    // After a failure the error line says it all unless part of the input
+    // did get through, which the user needs to know before re-sending.
+    if (!args.quiet && failure.is_none()) || (failure.is_some() && sent > 0) {
         let mut summary = format!("sent {}", plural(sent, "entry", "entries"));
         if failure.is_some() {
             let read = stats.entries.load(Ordering::Relaxed);
@@ -768,10 +774,17 @@ fn read_lines(
     }
 }
 
-/// Sends one batch until the server accepts it, splitting it on 413.
+/// Sends one batch until the server accepts it, splitting it on 413 (and
+/// up front once a 413 taught us the server's limit).
 async fn deliver(ctx: Arc<Ctx>, batch: Batch) -> anyhow::Result<()> {
     let mut queue = vec![batch];
     while let Some(batch) = queue.pop() {
+        if batch.len() > ctx.max_entries.load(Ordering::Relaxed) {
+            let (head, tail) = batch.split();
+            queue.push(tail);
+            queue.push(head);
+            continue;
+        }
         let what = match batch.describe().as_str() {
             "the entry" => "sending the entry".to_string(),
             d => format!("sending {d} {}", ctx.source),
@@ -805,6 +818,8 @@ async fn deliver(ctx: Arc<Ctx>, batch: Batch) -> anyhow::Result<()> {
             ctx.progress.inc(batch.input_bytes);
             ctx.progress.set_message(plural(sent, "entry", "entries"));
         } else if status == StatusCode::PAYLOAD_TOO_LARGE && batch.len() >= 2 {
+            ctx.max_entries
+                .fetch_min(batch.len().div_ceil(2), Ordering::Relaxed);
             let (head, tail) = batch.split();
             queue.push(tail);
             queue.push(head);
@@ -822,6 +837,9 @@ fn bad_entries(err: &HttpError, batch: &Batch) -> String {
     let Some(body) = &err.body else {
         return String::new();
     };
+    if batch.lines.first() == Some(&0) {
+        return String::new(); // a flag message: the user knows which entry
+    }
     let mut named: Vec<(usize, String)> = Vec::new();
     if let Some(entries) = body.get("entries").and_then(Value::as_array) {
         for e in entries {
@@ -854,12 +872,7 @@ fn bad_entries(err: &HttpError, batch: &Batch) -> String {
                     .map(|m| http::shorten(m, 40))
             })
             .unwrap_or_default();
-        let place = if line == 0 {
-            "the entry".to_string()
-        } else {
-            format!("line {line}")
-        };
-        out.push_str(&format!("; {place} ({preview:?})"));
+        out.push_str(&format!("; line {line} ({preview:?})"));
         if !why.is_empty() {
             out.push_str(&format!(": {why}"));
         }

@@ -160,16 +160,10 @@ impl SseParser {
                 self.data.push_str(&value);
                 self.has_data = true;
             }
-            b"id" => {
-                if !value.contains('\0') {
-                    self.last_event_id = Some(value.into_owned());
-                }
-            }
-            b"retry" => {
-                if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-                    if let Ok(ms) = value.parse::<u64>() {
-                        self.retry = Some(Duration::from_millis(ms));
-                    }
+            b"id" if !value.contains('\0') => self.last_event_id = Some(value.into_owned()),
+            b"retry" if value.bytes().all(|b| b.is_ascii_digit()) => {
+                if let Ok(ms) = value.parse::<u64>() {
+                    self.retry = Some(Duration::from_millis(ms));
                 }
             }
             _ => {}

@@ -147,7 +147,9 @@ async fn connect(
     }
     let resp = match req.send().await {
         Ok(r) => r,
-        Err(e) if e.is_builder() => return Err(ConnectError::Fatal(http::transport_error(e))),
+        Err(e) if http::is_permanent(&e) => {
+            return Err(ConnectError::Fatal(http::transport_error(e)));
+        }
         Err(e) => return Err(ConnectError::Retry(http::describe_transport_error(&e))),
     };
     let status = resp.status();

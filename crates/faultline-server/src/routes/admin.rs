@@ -1,10 +1,12 @@
 //! Admin API: projects, services, tokens.
 
 use super::State;
+use super::body::read_body;
 use super::json::ApiToken;
 use crate::auth;
 use crate::error::ApiError;
 use axum::Json;
+use axum::body::Body;
 use axum::extract::{Path, Query};
 use axum::http::{HeaderMap, StatusCode};
 use faultline_model::{TokenKind, now_micros};
@@ -26,8 +28,15 @@ fn check_name(what: &str, name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad("malformed json", e.to_string()))
+/// Admin request bodies are small.
+const MAX_ADMIN_BODY: usize = 64 * 1024;
+
+async fn parse_json<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<T, ApiError> {
+    let bytes = read_body(headers, body, MAX_ADMIN_BODY).await?;
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::bad("malformed json", e.to_string()))
 }
 
 pub async fn list_projects(state: State, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
@@ -49,10 +58,10 @@ struct NameBody {
 pub async fn create_project(
     state: State,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     state.auth.authenticate(&headers).await?.require_admin()?;
-    let NameBody { name } = parse_json(&body)?;
+    let NameBody { name } = parse_json(&headers, body).await?;
     check_name("project", &name)?;
     let (existed, p) = state
         .with_store(move |s| {
@@ -77,10 +86,10 @@ pub async fn create_service(
     state: State,
     headers: HeaderMap,
     Path(project): Path<String>,
-    body: axum::body::Bytes,
+    body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     state.auth.authenticate(&headers).await?.require_admin()?;
-    let NameBody { name } = parse_json(&body)?;
+    let NameBody { name } = parse_json(&headers, body).await?;
     check_name("project", &project)?;
     check_name("service", &name)?;
     let s = state
@@ -125,10 +134,10 @@ struct TokenBody {
 pub async fn create_token(
     state: State,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     state.auth.authenticate(&headers).await?.require_admin()?;
-    let b: TokenBody = parse_json(&body)?;
+    let b: TokenBody = parse_json(&headers, body).await?;
     let kind = match (b.kind.as_str(), b.project, b.service) {
         ("admin", None, None) => TokenKind::Admin,
         ("read", Some(project), None) => {

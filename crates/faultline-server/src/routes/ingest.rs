@@ -1,27 +1,33 @@
 //! `POST /api/v1/logs`.
 
 use super::State;
+use super::body::read_body;
 use crate::error::ApiError;
 use axum::Json;
 use axum::body::Body;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::Query;
+use axum::http::{HeaderMap, StatusCode};
 use faultline_bus::BusError;
 use faultline_ingest::{DecodeContext, IngestError, decode_body};
 use faultline_model::{TokenKind, now_micros};
-use futures_util::StreamExt;
 use serde_json::{Value, json};
+use std::collections::HashMap;
 use std::time::Instant;
+
+/// Project of entries sent with an admin token and no `?project=`.
+pub const DEFAULT_PROJECT: &str = "default";
 
 /// Bodies larger than this are decoded on the blocking pool.
 const INLINE_DECODE_BYTES: usize = 64 * 1024;
 
 pub async fn post_logs(
     state: State,
+    Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let started = Instant::now();
-    let result = accept(&state, &headers, body).await;
+    let result = accept(&state, &params, &headers, body).await;
     match &result {
         Ok(n) => {
             metrics::counter!("faultline_entries_accepted_total").increment(*n as u64);
@@ -41,27 +47,51 @@ pub async fn post_logs(
 /// entries it concerned (0 when the body could not be decoded).
 async fn accept(
     state: &State,
+    params: &HashMap<String, String>,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<usize, (ApiError, usize)> {
     let principal = state.auth.authenticate(headers).await.map_err(|e| (e, 0))?;
-    let TokenKind::Ingest { project, service } = principal.kind else {
+    if let Some(k) = params.keys().find(|k| k.as_str() != "project") {
         return Err((
-            ApiError::Forbidden("sending logs needs an ingest token (faultline token create --project P --service S)".into()),
+            ApiError::bad(
+                "invalid parameter",
+                format!("unknown query parameter {k:?}"),
+            ),
             0,
         ));
-    };
-    let limit = state.config.limits.max_body_bytes;
-    if let Some(len) = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        && len > limit
-        && !headers.contains_key(header::CONTENT_ENCODING)
-    {
-        return Err((ApiError::BodyTooLarge { limit }, 0));
     }
-    let bytes = read_limited(body, limit).await.map_err(|e| (e, 0))?;
+    let (project, service) = match principal.kind {
+        TokenKind::Ingest { project, service } => {
+            if let Some(p) = params.get("project")
+                && p != &project
+            {
+                return Err((
+                    ApiError::Forbidden(format!("this token may only send to project {project:?}")),
+                    0,
+                ));
+            }
+            (project, Some(service))
+        }
+        TokenKind::Admin => (
+            params
+                .get("project")
+                .cloned()
+                .unwrap_or_else(|| DEFAULT_PROJECT.to_string()),
+            None,
+        ),
+        TokenKind::Read { .. } => {
+            return Err((
+                ApiError::Forbidden(
+                    "read tokens cannot send logs; use an ingest token (faultline token create --project P --service S)".into(),
+                ),
+                0,
+            ));
+        }
+    };
+    let bytes = read_body(headers, body, state.config.limits.max_body_bytes)
+        .await
+        .map_err(|e| (e, 0))?;
     let big = bytes.len() > INLINE_DECODE_BYTES;
     let now = now_micros();
     let limits = state.config.limits.clone();
@@ -70,7 +100,7 @@ async fn accept(
             &bytes,
             &DecodeContext {
                 project: &project,
-                service: &service,
+                service: service.as_deref(),
                 now,
                 limits: &limits,
             },
@@ -106,23 +136,4 @@ async fn accept(
         (api, n)
     })?;
     Ok(n)
-}
-
-/// Reads the (decompressed) body, failing with 413 past `limit` bytes.
-async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
-    let mut out = Vec::new();
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::bad(
-                "unreadable body",
-                format!("the request body could not be read: {e}"),
-            )
-        })?;
-        if out.len() + chunk.len() > limit {
-            return Err(ApiError::BodyTooLarge { limit });
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok(out)
 }

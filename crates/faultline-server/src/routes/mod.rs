@@ -2,6 +2,7 @@
 //! bus or a blocking store call, answer.
 
 pub mod admin;
+pub mod body;
 pub mod ingest;
 pub mod json;
 pub mod live;
@@ -13,18 +14,12 @@ use crate::error::ApiError;
 use axum::Router;
 use axum::routing::{delete, get, post};
 use std::sync::Arc;
-use tower_http::decompression::RequestDecompressionLayer;
 
 pub type State = axum::extract::State<Arc<AppState>>;
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
-        .route(
-            "/api/v1/logs",
-            post(ingest::post_logs)
-                .layer(RequestDecompressionLayer::new())
-                .get(query::get_logs),
-        )
+        .route("/api/v1/logs", post(ingest::post_logs).get(query::get_logs))
         .route("/api/v1/logs/live", get(live::live))
         .route("/api/v1/services", get(query::get_services))
         .route(

@@ -1,0 +1,346 @@
+//! Incremental line framing with a hard memory cap.
+//!
+//! [`LineSplitter`] is fed the bytes of one file in order and yields one
+//! [`Line`] per `\n`. It never buffers more than `max_line_bytes + 1` bytes:
+//! the rest of a longer line is skipped (counted, not stored) until its
+//! newline, and the line is emitted truncated. Pure: no I/O, no clock.
+
+use memchr::memchr;
+
+/// One line of a file, with the byte range it occupies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    /// Offset of the line's first byte.
+    pub start: u64,
+    /// Offset just past the line's `\n` (or past its last byte when it was
+    /// flushed without one).
+    pub end: u64,
+    /// The text, without `\n` and a trailing `\r`; invalid UTF-8 replaced.
+    pub text: String,
+    /// Bytes beyond the cap were dropped.
+    pub truncated: bool,
+    /// Invalid UTF-8 was replaced with U+FFFD.
+    pub lossy: bool,
+    /// Emitted without a terminating newline (flush timeout, or the file
+    /// ended for good: truncated, deleted, rotated away).
+    pub partial: bool,
+}
+
+/// Splits a byte stream into [`Line`]s.
+#[derive(Debug)]
+pub struct LineSplitter {
+    max: usize,
+    buf: Vec<u8>,
+    line_start: u64,
+    pos: u64,
+    skipping: bool,
+    /// The over-long line was already emitted by `flush`; the rest of it up
+    /// to its newline is skipped without emitting anything more.
+    tail_only: bool,
+    skipped: u64,
+}
+
+impl LineSplitter {
+    /// A splitter whose next byte is at `offset`, capping lines at `max`
+    /// bytes (at least 1).
+    pub fn new(offset: u64, max: usize) -> Self {
+        LineSplitter {
+            max: max.max(1),
+            buf: Vec::new(),
+            line_start: offset,
+            pos: offset,
+            skipping: false,
+            tail_only: false,
+            skipped: 0,
+        }
+    }
+
+    /// Offset of the next byte to feed (= bytes consumed so far).
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// Whether bytes of an unfinished line are held.
+    pub fn has_pending(&self) -> bool {
+        !self.tail_only && self.pos > self.line_start
+    }
+
+    /// Bytes dropped so far because lines exceeded the cap.
+    pub fn skipped_bytes(&self) -> u64 {
+        self.skipped
+    }
+
+    /// Forgets everything and restarts at `offset` (after a truncation).
+    pub fn reset(&mut self, offset: u64) {
+        self.buf.clear();
+        self.buf.shrink_to(64 * 1024);
+        self.line_start = offset;
+        self.pos = offset;
+        self.skipping = false;
+        self.tail_only = false;
+    }
+
+    /// Feeds the next bytes of the file; complete lines go to `out`.
+    pub fn feed(&mut self, data: &[u8], out: &mut impl FnMut(Line)) {
+        let mut rest = data;
+        while !rest.is_empty() {
+            match memchr(b'\n', rest) {
+                Some(i) => {
+                    let end = self.pos + i as u64 + 1;
+                    if self.tail_only {
+                        self.skipped += i as u64;
+                        self.tail_only = false;
+                        self.skipping = false;
+                        self.pos = end;
+                        self.line_start = end;
+                        rest = &rest[i + 1..];
+                        continue;
+                    }
+                    let line = if self.buf.is_empty() && !self.skipping {
+                        // Fast path: the whole line is in this chunk.
+                        make_line(self.line_start, end, &rest[..i], self.max, false, false)
+                    } else {
+                        self.append(&rest[..i]);
+                        let l = make_line(
+                            self.line_start,
+                            end,
+                            &self.buf,
+                            self.max,
+                            self.skipping,
+                            false,
+                        );
+                        self.buf.clear();
+                        if self.buf.capacity() > 64 * 1024 {
+                            self.buf.shrink_to(64 * 1024);
+                        }
+                        l
+                    };
+                    self.skipping = false;
+                    self.pos = end;
+                    self.line_start = end;
+                    out(line);
+                    rest = &rest[i + 1..];
+                }
+                None => {
+                    self.append(rest);
+                    self.pos += rest.len() as u64;
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Emits the held unfinished line, if any, as a `partial` line. Bytes of
+    /// the same physical line that arrive later form a new line that starts
+    /// where this one ended, so nothing is read twice or skipped. When the
+    /// line was already over the cap, the splitter keeps skipping until the
+    /// next newline.
+    pub fn flush(&mut self) -> Option<Line> {
+        if !self.has_pending() {
+            return None;
+        }
+        let was_skipping = self.skipping;
+        let line = make_line(
+            self.line_start,
+            self.pos,
+            &self.buf,
+            self.max,
+            was_skipping,
+            true,
+        );
+        self.buf.clear();
+        self.line_start = self.pos;
+        // The rest of an over-long line is still dropped, silently.
+        self.tail_only = was_skipping;
+        Some(line)
+    }
+
+    fn append(&mut self, bytes: &[u8]) {
+        if self.skipping {
+            self.skipped += bytes.len() as u64;
+            return;
+        }
+        // Keep one byte past the cap so a trailing '\r' can be stripped
+        // without calling the line truncated.
+        let room = (self.max + 1).saturating_sub(self.buf.len());
+        if bytes.len() <= room {
+            self.buf.extend_from_slice(bytes);
+        } else {
+            self.buf.extend_from_slice(&bytes[..room]);
+            self.skipped += (bytes.len() - room) as u64;
+            self.skipping = true;
+        }
+    }
+}
+
+/// Builds a line from its bytes: strips one trailing `\r` (when the line is
+/// complete), applies the cap on a UTF-8 boundary, converts lossily.
+pub(crate) fn make_line(
+    start: u64,
+    end: u64,
+    bytes: &[u8],
+    max: usize,
+    mut truncated: bool,
+    partial: bool,
+) -> Line {
+    let mut b = bytes;
+    if !truncated && !partial && b.last() == Some(&b'\r') {
+        b = &b[..b.len() - 1];
+    }
+    if b.len() > max {
+        b = &b[..max];
+        truncated = true;
+    }
+    if truncated {
+        // Do not turn a character cut by the cap into U+FFFD.
+        if let Err(e) = std::str::from_utf8(b) {
+            if e.error_len().is_none() {
+                b = &b[..e.valid_up_to()];
+            }
+        }
+    }
+    let (text, lossy) = match std::str::from_utf8(b) {
+        Ok(s) => (s.to_owned(), false),
+        Err(_) => (String::from_utf8_lossy(b).into_owned(), true),
+    };
+    Line {
+        start,
+        end,
+        text,
+        truncated,
+        lossy,
+        partial,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(chunks: &[&[u8]], max: usize) -> (Vec<Line>, LineSplitter) {
+        let mut s = LineSplitter::new(0, max);
+        let mut out = Vec::new();
+        for c in chunks {
+            s.feed(c, &mut |l| out.push(l));
+        }
+        (out, s)
+    }
+
+    #[test]
+    fn splits_on_newline_and_strips_cr() {
+        let (lines, s) = split(&[b"a\r\nbb\nc"], 100);
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].text, "a");
+        assert_eq!((lines[0].start, lines[0].end), (0, 3));
+        assert_eq!(lines[1].text, "bb");
+        assert_eq!((lines[1].start, lines[1].end), (3, 6));
+        assert!(s.has_pending());
+        assert_eq!(s.position(), 7);
+    }
+
+    #[test]
+    fn line_across_chunks_is_joined() {
+        let (lines, _) = split(&[b"hel", b"lo wo", b"rld\r", b"\nnext\n"], 100);
+        assert_eq!(lines[0].text, "hello world");
+        assert_eq!((lines[0].start, lines[0].end), (0, 13));
+        assert_eq!(lines[1].text, "next");
+        assert_eq!(lines[1].start, 13);
+    }
+
+    #[test]
+    fn empty_lines_are_lines() {
+        let (lines, _) = split(&[b"\n\r\n\n"], 10);
+        assert_eq!(lines.len(), 3);
+        assert!(lines.iter().all(|l| l.text.is_empty()));
+    }
+
+    #[test]
+    fn invalid_utf8_is_lossy_and_flagged() {
+        let (lines, _) = split(&[b"ok \xff\xfe end\n"], 100);
+        assert!(lines[0].lossy);
+        assert_eq!(lines[0].text, "ok \u{fffd}\u{fffd} end");
+    }
+
+    #[test]
+    fn long_line_is_capped_and_rest_skipped_without_buffering() {
+        let mut s = LineSplitter::new(0, 8);
+        let mut out = Vec::new();
+        let big = vec![b'x'; 1 << 20];
+        for _ in 0..100 {
+            s.feed(&big, &mut |l| out.push(l));
+        }
+        assert!(out.is_empty());
+        assert!(s.buf.capacity() < 1024, "must not buffer the long line");
+        s.feed(b"\nshort\n", &mut |l| out.push(l));
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].text, "xxxxxxxx");
+        assert!(out[0].truncated);
+        assert_eq!(out[0].end, 100 * (1 << 20) + 1);
+        assert_eq!(out[1].text, "short");
+        assert!(!out[1].truncated);
+        assert_eq!(s.skipped_bytes(), 100 * (1 << 20) - 9);
+    }
+
+    #[test]
+    fn cap_exactly_with_crlf_is_not_truncated() {
+        let (lines, _) = split(&[b"12345678\r\n"], 8);
+        assert_eq!(lines[0].text, "12345678");
+        assert!(!lines[0].truncated);
+        let (lines, _) = split(&[b"123456789\n"], 8);
+        assert_eq!(lines[0].text, "12345678");
+        assert!(lines[0].truncated);
+    }
+
+    #[test]
+    fn cap_does_not_split_a_character() {
+        // "é" is two bytes; a cap of 4 falls inside the third "é".
+        let (lines, _) = split(&["ééé\n".as_bytes()], 5);
+        assert_eq!(lines[0].text, "éé");
+        assert!(lines[0].truncated);
+        assert!(!lines[0].lossy);
+    }
+
+    #[test]
+    fn flush_emits_partial_and_continues_without_overlap() {
+        let (mut lines, mut s) = split(&[b"a\nhalf"], 100);
+        let p = s.flush().unwrap();
+        assert!(p.partial);
+        assert_eq!((p.start, p.end, p.text.as_str()), (2, 6, "half"));
+        assert!(s.flush().is_none());
+        s.feed(b" rest\n", &mut |l| lines.push(l));
+        let last = lines.last().unwrap();
+        assert_eq!((last.start, last.end, last.text.as_str()), (6, 12, " rest"));
+    }
+
+    #[test]
+    fn flush_of_overlong_line_keeps_skipping() {
+        let (_, mut s) = split(&[b"0123456789abcdef"], 4);
+        let p = s.flush().unwrap();
+        assert!(p.partial && p.truncated);
+        assert_eq!(p.text, "0123");
+        assert_eq!(p.end, 16);
+        let mut out = Vec::new();
+        s.feed(b"more of the same line\nnew\n", &mut |l| out.push(l));
+        // The rest of the long line is skipped silently; the next line
+        // starts after its newline.
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].text, "new");
+        assert_eq!(out[0].start, 16 + 22);
+        assert!(s.flush().is_none());
+    }
+
+    #[test]
+    fn offsets_cover_the_stream_exactly() {
+        let data = b"one\ntwo\r\n\nthree\nfour";
+        for cut in 0..data.len() {
+            let (mut lines, mut s) = split(&[&data[..cut], &data[cut..]], 100);
+            lines.extend(s.flush());
+            let mut at = 0;
+            for l in &lines {
+                assert_eq!(l.start, at);
+                at = l.end;
+            }
+            assert_eq!(at, data.len() as u64);
+        }
+    }
+}

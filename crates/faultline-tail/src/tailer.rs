@@ -1,0 +1,1144 @@
+//! The tailer: ties discovery, identity, framing and checkpoints together.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::checkpoint::{CheckpointEntry, CheckpointStore};
+use crate::config::{StartAt, TailerConfig, WatchMode};
+use crate::discover::Discovery;
+use crate::error::TailError;
+use crate::identity::{
+    DevIno, FileId, Head, HeadCheck, Stat, check_head, locate_in_dir, open_shared, read_at,
+    read_full_at, stat_file, stat_path,
+};
+use crate::lines::{Line, LineSplitter};
+use crate::multiline::{Aggregator, Frame, MultilineRules};
+use crate::observe::{Counters, OpenReason, TailEvent, TailObserver, TracingObserver};
+use crate::watch::Watcher;
+
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Which file a record came from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FileKey {
+    /// Stream id (stable across restarts; new after a truncation).
+    pub id: FileId,
+    /// The path the file had when the record was read (for a file rotated
+    /// away, where it was found, or the last matched path).
+    pub path: Arc<Path>,
+}
+
+/// Acknowledgement token: "everything of stream `id` before `offset` is
+/// safely delivered". Cumulative per stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Ack {
+    /// Stream id.
+    pub id: FileId,
+    /// Offset just past the acknowledged data.
+    pub offset: u64,
+}
+
+/// One record: a line, or a multiline group of lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Source file.
+    pub file: FileKey,
+    /// Offset of the record's first byte. `(file.id, offset_start)` is the
+    /// record's identity: the same pair always carries the same text.
+    pub offset_start: u64,
+    /// Offset just past the record (past its last `\n`).
+    pub offset_end: u64,
+    /// The text (lines joined with `\n`, no trailing newline).
+    pub text: String,
+    /// Number of lines.
+    pub lines: u32,
+    /// A line was longer than `max_line_bytes` and was cut.
+    pub truncated: bool,
+    /// Invalid UTF-8 was replaced with U+FFFD.
+    pub lossy: bool,
+    /// The last line had no newline (flush timeout or end of the file).
+    pub partial: bool,
+    /// The record reached a multiline cap; the next record continues it.
+    pub split: bool,
+}
+
+impl Record {
+    /// The token that acknowledges this record and everything before it in
+    /// the same stream.
+    pub fn ack(&self) -> Ack {
+        Ack {
+            id: self.file.id,
+            offset: self.offset_end,
+        }
+    }
+
+    /// A stable idempotency key: `<file id>-<offset_start>`.
+    pub fn idempotency_key(&self) -> String {
+        format!("{}-{}", self.file.id, self.offset_start)
+    }
+}
+
+/// A snapshot of one followed file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileState {
+    /// Stream and path.
+    pub file: FileKey,
+    /// Bytes read so far (next offset to read).
+    pub read: u64,
+    /// End of the last record handed out.
+    pub emitted: u64,
+    /// Acknowledged offset (what the checkpoint holds).
+    pub acked: u64,
+    /// The file left the globs (rotated away or deleted) and is being
+    /// finished.
+    pub away: bool,
+}
+
+struct Away {
+    since: Instant,
+    deleted: bool,
+}
+
+struct Tracked {
+    id: FileId,
+    devino: DevIno,
+    birth: Option<u64>,
+    path: Arc<Path>,
+    file: File,
+    head: Head,
+    splitter: LineSplitter,
+    agg: Option<Aggregator>,
+    acked: u64,
+    emitted: u64,
+    away: Option<Away>,
+    last_growth: Instant,
+    at_eof: bool,
+    more: bool,
+}
+
+impl Tracked {
+    fn entry(&self, updated: u64) -> CheckpointEntry {
+        CheckpointEntry {
+            id: self.id,
+            dev: self.devino.dev,
+            ino: self.devino.ino,
+            birth: self.birth,
+            head_len: self.head.len,
+            head_hash: self.head.hash,
+            offset: self.acked,
+            path: self.path.to_string_lossy().into_owned(),
+            updated,
+        }
+    }
+
+    fn key(&self) -> FileKey {
+        FileKey {
+            id: self.id,
+            path: Arc::clone(&self.path),
+        }
+    }
+}
+
+/// A file no longer open but remembered: loaded from the checkpoint and not
+/// seen yet, or closed in this run.
+struct Closed {
+    entry: CheckpointEntry,
+    /// End of what was handed out (= `entry.offset` when loaded).
+    emitted: u64,
+    from_checkpoint: bool,
+}
+
+struct Sink {
+    observer: Box<dyn TailObserver>,
+    counters: Counters,
+    /// Errors reported during the current rescan / previous rescan, so a
+    /// permanent problem (unreadable directory) is reported once, not every
+    /// second.
+    sticky_now: HashSet<String>,
+    sticky_prev: HashSet<String>,
+}
+
+impl Sink {
+    fn emit(&mut self, ev: TailEvent) {
+        let c = &mut self.counters;
+        match &ev {
+            TailEvent::Opened { .. } => c.files_opened += 1,
+            TailEvent::Closed { .. } => c.files_closed += 1,
+            TailEvent::RotatedAway { .. } => c.rotations += 1,
+            TailEvent::Deleted { .. } => c.deletions += 1,
+            TailEvent::Truncated { .. } => c.truncations += 1,
+            TailEvent::Error { .. } => c.errors += 1,
+            TailEvent::CheckpointFailed { .. } => c.checkpoint_errors += 1,
+            TailEvent::WatchFallback { .. } => c.polling_fallback = true,
+            TailEvent::Renamed { .. }
+            | TailEvent::CameBack { .. }
+            | TailEvent::LineTruncated { .. } => {}
+        }
+        self.observer.event(&ev);
+    }
+
+    fn io_error(&mut self, path: Option<&Path>, op: &'static str, err: &io::Error) {
+        self.emit(TailEvent::Error {
+            path: path.map(Path::to_path_buf),
+            op,
+            error: err.to_string(),
+        });
+    }
+
+    /// Reports an error found by a rescan unless the previous rescan
+    /// reported the same one.
+    fn sticky_error(&mut self, path: Option<&Path>, op: &'static str, err: &io::Error) {
+        let key = format!("{op}\0{path:?}\0{:?}", err.kind());
+        if !self.sticky_prev.contains(&key) {
+            self.io_error(path, op, err);
+        }
+        self.sticky_now.insert(key);
+    }
+
+    fn end_rescan(&mut self) {
+        self.sticky_prev = std::mem::take(&mut self.sticky_now);
+    }
+}
+
+/// Follows the files matched by a set of globs. See the crate docs.
+pub struct Tailer {
+    cfg: TailerConfig,
+    discovery: Discovery,
+    rules: Option<MultilineRules>,
+    watcher: Watcher,
+    sink: Sink,
+    files: Vec<Tracked>,
+    index: HashMap<FileId, usize>,
+    closed: HashMap<FileId, Closed>,
+    store: Option<CheckpointStore>,
+    ids_unsaved: bool,
+    acks_unsaved: bool,
+    last_save: Instant,
+    save_retry_at: Option<Instant>,
+    next_rescan: Instant,
+    next_poll_check: Instant,
+    rr: usize,
+    buf: Vec<u8>,
+    lines: Vec<Line>,
+    frames: Vec<Frame>,
+}
+
+impl std::fmt::Debug for Tailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tailer")
+            .field("include", &self.cfg.include)
+            .field("files", &self.files.len())
+            .field("closed", &self.closed.len())
+            .field("counters", &self.sink.counters)
+            .finish_non_exhaustive()
+    }
+}
+
+fn wall_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Tailer {
+    /// Starts a tailer that reports through `tracing`.
+    pub fn new(cfg: TailerConfig) -> Result<Tailer, TailError> {
+        Tailer::with_observer(cfg, Box::new(TracingObserver))
+    }
+
+    /// Starts a tailer that reports through `observer`.
+    ///
+    /// Validates the configuration, loads the checkpoint, starts watching,
+    /// opens every matched file at its start position, finds files that
+    /// were rotated away while no tailer ran, and writes the checkpoint (so
+    /// the next start is not a first start). Nothing is read yet.
+    pub fn with_observer(
+        cfg: TailerConfig,
+        observer: Box<dyn TailObserver>,
+    ) -> Result<Tailer, TailError> {
+        let discovery = Discovery::new(&cfg.include, &cfg.exclude)?;
+        let rules = cfg
+            .multiline
+            .as_ref()
+            .map(|m| {
+                MultilineRules::new(
+                    &m.start_pattern,
+                    m.continuation_pattern.as_deref(),
+                    m.max_lines,
+                    m.max_bytes,
+                    m.timeout,
+                )
+                .map_err(|source| TailError::Regex {
+                    pattern: format!("{} / {:?}", m.start_pattern, m.continuation_pattern),
+                    source,
+                })
+            })
+            .transpose()?;
+        let store = match &cfg.checkpoint_path {
+            Some(p) if p.file_name().is_none() => return Err(TailError::CheckpointPath(p.clone())),
+            Some(p) => Some(CheckpointStore::new(p)),
+            None => None,
+        };
+        let loaded = match &store {
+            Some(s) => s.load()?,
+            None => None,
+        };
+        let first_start = loaded.is_none();
+        let closed = loaded
+            .unwrap_or_default()
+            .into_iter()
+            .map(|entry| {
+                (
+                    entry.id,
+                    Closed {
+                        emitted: entry.offset,
+                        entry,
+                        from_checkpoint: true,
+                    },
+                )
+            })
+            .collect();
+        let (watcher, watch_err) = Watcher::new(cfg.watch == WatchMode::Notify);
+        let now = Instant::now();
+        let mut t = Tailer {
+            discovery,
+            rules,
+            watcher,
+            sink: Sink {
+                observer,
+                counters: Counters::default(),
+                sticky_now: HashSet::new(),
+                sticky_prev: HashSet::new(),
+            },
+            files: Vec::new(),
+            index: HashMap::new(),
+            closed,
+            store,
+            ids_unsaved: true,
+            acks_unsaved: false,
+            last_save: now,
+            save_retry_at: None,
+            next_rescan: now + cfg.rescan_interval,
+            next_poll_check: now + cfg.poll_interval,
+            rr: 0,
+            buf: vec![0; READ_CHUNK],
+            lines: Vec::new(),
+            frames: Vec::new(),
+            cfg,
+        };
+        if let Some(reason) = watch_err {
+            t.sink.emit(TailEvent::WatchFallback { reason });
+        }
+        t.sync_watches();
+        t.rescan(now, first_start.then_some(t.cfg.start_at));
+        t.recover_rotated(now);
+        t.save(now);
+        Ok(t)
+    }
+
+    /// Waits up to `timeout` for new records and appends them to `out`;
+    /// returns how many were appended. Returns as soon as a step produced
+    /// records; with a zero timeout does exactly one step. Never fails:
+    /// problems with files are reported to the observer and counted.
+    pub fn poll(&mut self, out: &mut Vec<Record>, timeout: Duration) -> usize {
+        let start = out.len();
+        let deadline = Instant::now() + timeout;
+        loop {
+            let now = Instant::now();
+            self.step(now, out);
+            if out.len() > start || now >= deadline {
+                return out.len() - start;
+            }
+            let wake = self.next_wakeup(now).min(deadline);
+            if wake > now {
+                self.watcher.wait(wake - now);
+            }
+        }
+    }
+
+    /// Acknowledges everything of `ack.id` before `ack.offset` (cumulative;
+    /// an older ack is ignored, an ack past what was handed out is clamped).
+    /// Persisted by the next checkpoint write (every
+    /// `checkpoint_interval` during `poll`, on [`Tailer::checkpoint_now`]
+    /// and on drop). Acks of streams that ended (truncated) are ignored.
+    pub fn ack(&mut self, ack: Ack) {
+        if let Some(&i) = self.index.get(&ack.id) {
+            let t = &mut self.files[i];
+            let o = ack.offset.min(t.emitted);
+            if o > t.acked {
+                t.acked = o;
+                self.acks_unsaved = true;
+            }
+        } else if let Some(c) = self.closed.get_mut(&ack.id) {
+            let o = ack.offset.min(c.emitted);
+            if o > c.entry.offset {
+                c.entry.offset = o;
+                self.acks_unsaved = true;
+            }
+        }
+    }
+
+    /// Acknowledges `record` and everything before it in its stream.
+    pub fn ack_record(&mut self, record: &Record) {
+        self.ack(record.ack());
+    }
+
+    /// Writes the checkpoint now.
+    pub fn checkpoint_now(&mut self) -> Result<(), TailError> {
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        let entries = self.entries();
+        match store.save(&entries) {
+            Ok(()) => {
+                self.sink.counters.checkpoint_writes += 1;
+                self.ids_unsaved = false;
+                self.acks_unsaved = false;
+                self.last_save = Instant::now();
+                self.save_retry_at = None;
+                Ok(())
+            }
+            Err(e) => {
+                self.sink.emit(TailEvent::CheckpointFailed {
+                    error: e.to_string(),
+                });
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Counters so far.
+    pub fn counters(&self) -> &Counters {
+        &self.sink.counters
+    }
+
+    /// The files followed now.
+    pub fn files(&self) -> Vec<FileState> {
+        self.files
+            .iter()
+            .map(|t| FileState {
+                file: t.key(),
+                read: t.splitter.position(),
+                emitted: t.emitted,
+                acked: t.acked,
+                away: t.away.is_some(),
+            })
+            .collect()
+    }
+
+    /// Whether OS notifications are in use (false: polling).
+    pub fn is_notifying(&self) -> bool {
+        self.watcher.is_notifying()
+    }
+
+    // ----- the work -------------------------------------------------------
+
+    fn step(&mut self, now: Instant, out: &mut Vec<Record>) {
+        let pending = self.watcher.take();
+        self.sink.counters.notifications += pending.events;
+        for e in pending.errors {
+            self.sink.emit(TailEvent::Error {
+                path: None,
+                op: "watch",
+                error: e,
+            });
+        }
+        // A change to a matched path nobody follows (a missed create): look.
+        let untracked = pending
+            .paths
+            .iter()
+            .any(|p| !self.files.iter().any(|t| *t.path == **p) && self.discovery.matches(p));
+        let rescan = pending.rescan || untracked || now >= self.next_rescan;
+        let mut check_all = rescan;
+        if rescan {
+            self.sync_watches();
+            self.rescan(now, None);
+            self.next_rescan = now + self.cfg.rescan_interval;
+        }
+        if !self.watcher.is_notifying() && now >= self.next_poll_check {
+            check_all = true;
+            self.next_poll_check = now + self.cfg.poll_interval;
+        }
+
+        let mut budget = self.cfg.max_read_per_poll.max(1);
+        for i in self.read_order() {
+            if budget == 0 {
+                break;
+            }
+            let t = &self.files[i];
+            let due = check_all || t.more || pending.paths.contains(&*t.path);
+            if due {
+                self.read_file(i, now, out, &mut budget);
+            }
+        }
+        let mut i = 0;
+        while i < self.files.len() {
+            self.flush_timers(i, now, out);
+            if self.close_if_finished(i, now, out) {
+                continue;
+            }
+            i += 1;
+        }
+        self.maybe_save(now);
+    }
+
+    /// Files rotated away (or deleted) first, oldest first, so an old file
+    /// is finished before its successor; then the others, round-robin.
+    fn read_order(&mut self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.files.len())
+            .filter(|&i| self.files[i].away.is_some())
+            .collect();
+        let active: Vec<usize> = (0..self.files.len())
+            .filter(|&i| self.files[i].away.is_none())
+            .collect();
+        if !active.is_empty() {
+            let k = self.rr % active.len();
+            order.extend_from_slice(&active[k..]);
+            order.extend_from_slice(&active[..k]);
+            self.rr = self.rr.wrapping_add(1);
+        }
+        order
+    }
+
+    fn next_wakeup(&self, now: Instant) -> Instant {
+        let mut w = self.next_rescan;
+        if !self.watcher.is_notifying() {
+            w = w.min(self.next_poll_check);
+        }
+        for t in &self.files {
+            if t.more {
+                return now;
+            }
+            if let Some(to) = self.cfg.partial_line_timeout {
+                if t.splitter.has_pending() {
+                    w = w.min(t.last_growth + to);
+                }
+            }
+            if let (Some(r), Some(agg)) = (&self.rules, &t.agg) {
+                if let Some(d) = agg.deadline(r) {
+                    w = w.min(d);
+                }
+            }
+            if let Some(a) = &t.away {
+                let g = self.cfg.close_grace;
+                w = w.min((a.since + g).max(t.last_growth + g));
+            }
+        }
+        if self.ids_unsaved {
+            w = w.min(self.save_retry_at.unwrap_or(now));
+        }
+        if self.acks_unsaved {
+            w = w.min(self.last_save + self.cfg.checkpoint_interval);
+        }
+        w
+    }
+
+    fn sync_watches(&mut self) {
+        if !self.watcher.is_notifying() {
+            return;
+        }
+        let failures = self.watcher.sync_roots(self.discovery.roots());
+        for (dir, error) in failures {
+            // Usually the OS limit on watches: the periodic rescan still
+            // finds everything, polling open files keeps latency bounded.
+            self.watcher.disable();
+            self.sink.emit(TailEvent::WatchFallback {
+                reason: format!("cannot watch {}: {error}", dir.display()),
+            });
+            break;
+        }
+    }
+
+    /// Re-evaluates the globs: notices renames, rotations, deletions, files
+    /// that came back, and new files. `initial` is the start position for
+    /// unknown files at the first start.
+    fn rescan(&mut self, now: Instant, initial: Option<StartAt>) {
+        self.sink.counters.rescans += 1;
+        let mut errs = Vec::new();
+        let paths = self.discovery.scan(&mut errs);
+        for (p, e) in &errs {
+            self.sink.sticky_error(p.as_deref(), "scan", e);
+        }
+        let mut order: Vec<DevIno> = Vec::new();
+        let mut found: HashMap<DevIno, (PathBuf, Stat)> = HashMap::new();
+        for p in paths {
+            match stat_path(&p) {
+                Ok(st) if st.is_file => {
+                    if let std::collections::hash_map::Entry::Vacant(v) = found.entry(st.devino) {
+                        order.push(st.devino);
+                        v.insert((p, st));
+                    }
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => self.sink.sticky_error(Some(&p), "stat", &e),
+            }
+        }
+
+        for t in &mut self.files {
+            if let Some((p, _)) = found.remove(&t.devino) {
+                if t.away.take().is_some() {
+                    t.path = p.into();
+                    self.sink.emit(TailEvent::CameBack {
+                        id: t.id,
+                        path: t.path.to_path_buf(),
+                    });
+                } else if *t.path != *p {
+                    let from = t.path.to_path_buf();
+                    t.path = p.into();
+                    self.sink.emit(TailEvent::Renamed {
+                        id: t.id,
+                        from,
+                        to: t.path.to_path_buf(),
+                    });
+                }
+            } else if t.away.is_none() {
+                let deleted = stat_file(&t.file).map(|s| s.nlink == 0).unwrap_or(true);
+                t.away = Some(Away {
+                    since: now,
+                    deleted,
+                });
+                if deleted {
+                    self.sink.emit(TailEvent::Deleted {
+                        id: t.id,
+                        path: t.path.to_path_buf(),
+                    });
+                } else {
+                    let new_path = t.path.parent().and_then(|d| locate_in_dir(d, t.devino));
+                    self.sink.emit(TailEvent::RotatedAway {
+                        id: t.id,
+                        path: t.path.to_path_buf(),
+                        new_path: new_path.clone(),
+                    });
+                    if let Some(np) = new_path {
+                        t.path = np.into();
+                    }
+                }
+            }
+        }
+
+        for devino in order {
+            if let Some((p, st)) = found.remove(&devino) {
+                self.open_found(&p, st, now, initial);
+            }
+        }
+
+        let forget = self.cfg.forget_after.as_secs();
+        let wall = wall_secs();
+        let before = self.closed.len();
+        self.closed
+            .retain(|_, c| wall.saturating_sub(c.entry.updated) <= forget);
+        if self.closed.len() != before {
+            self.acks_unsaved = true;
+        }
+        self.sink.end_rescan();
+    }
+
+    /// Opens a file found at a matched path that is not followed yet.
+    fn open_found(&mut self, path: &Path, scanned: Stat, now: Instant, initial: Option<StartAt>) {
+        let file = match open_shared(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+            Err(e) => {
+                self.sink.sticky_error(Some(path), "open", &e);
+                return;
+            }
+        };
+        // The path may have been replaced between stat and open: trust the
+        // handle.
+        let st = match stat_file(&file) {
+            Ok(s) => s,
+            Err(e) => {
+                self.sink.sticky_error(Some(path), "stat", &e);
+                return;
+            }
+        };
+        if st.devino != scanned.devino && self.files.iter().any(|t| t.devino == st.devino) {
+            return;
+        }
+
+        let known = self
+            .closed
+            .iter()
+            .find(|(_, c)| c.entry.devino() == st.devino)
+            .map(|(id, _)| *id);
+        if let Some(id) = known {
+            let c = self.closed.remove(&id).expect("found above");
+            self.acks_unsaved = true;
+            if let Some(head) = verify(&file, &st, &c.entry, c.emitted) {
+                let reason = if c.from_checkpoint {
+                    OpenReason::Resumed
+                } else {
+                    OpenReason::Returned
+                };
+                self.track(Tracked {
+                    id,
+                    devino: st.devino,
+                    birth: st.birth.or(c.entry.birth),
+                    path: path.into(),
+                    file,
+                    head,
+                    splitter: LineSplitter::new(c.emitted, self.cfg.max_line_bytes),
+                    agg: self.rules.as_ref().map(|_| Aggregator::new()),
+                    acked: c.entry.offset,
+                    emitted: c.emitted,
+                    away: None,
+                    last_growth: now,
+                    at_eof: false,
+                    more: true,
+                });
+                self.sink.emit(TailEvent::Opened {
+                    id,
+                    path: path.to_path_buf(),
+                    offset: c.emitted,
+                    reason,
+                });
+                return;
+            }
+            // Same inode, other content: rewritten or the inode was reused
+            // while the file was not followed. A new stream.
+            let new_id = FileId::fresh();
+            self.sink.emit(TailEvent::Truncated {
+                old_id: id,
+                new_id,
+                path: path.to_path_buf(),
+                read_to: c.emitted,
+                size: st.size,
+            });
+            self.open_new(path, file, st, now, OpenReason::New, 0, Some(new_id));
+            return;
+        }
+
+        let (reason, offset) = match initial {
+            Some(StartAt::Beginning) => (OpenReason::Initial, 0),
+            Some(StartAt::End) => (OpenReason::InitialAtEnd, line_start_before(&file, st.size)),
+            None => (OpenReason::New, 0),
+        };
+        self.open_new(path, file, st, now, reason, offset, None);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn open_new(
+        &mut self,
+        path: &Path,
+        file: File,
+        st: Stat,
+        now: Instant,
+        reason: OpenReason,
+        offset: u64,
+        id: Option<FileId>,
+    ) {
+        let head = match check_head(&file, Head::default()) {
+            Ok(HeadCheck::Same(h)) => h,
+            Ok(HeadCheck::Different) => Head::default(),
+            Err(e) => {
+                self.sink.sticky_error(Some(path), "read", &e);
+                return;
+            }
+        };
+        let id = id.unwrap_or_else(FileId::fresh);
+        self.ids_unsaved = true;
+        self.track(Tracked {
+            id,
+            devino: st.devino,
+            birth: st.birth,
+            path: path.into(),
+            file,
+            head,
+            splitter: LineSplitter::new(offset, self.cfg.max_line_bytes),
+            agg: self.rules.as_ref().map(|_| Aggregator::new()),
+            acked: offset,
+            emitted: offset,
+            away: None,
+            last_growth: now,
+            at_eof: false,
+            more: true,
+        });
+        self.sink.emit(TailEvent::Opened {
+            id,
+            path: path.to_path_buf(),
+            offset,
+            reason,
+        });
+    }
+
+    fn track(&mut self, t: Tracked) {
+        self.index.insert(t.id, self.files.len());
+        self.files.push(t);
+    }
+
+    fn reindex(&mut self) {
+        self.index = self
+            .files
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.id, i))
+            .collect();
+    }
+
+    /// At start: a checkpointed file the globs no longer match may have
+    /// been rotated away while no tailer ran, with data never read or never
+    /// acknowledged. Find it (at its last path, or by inode in that
+    /// directory) and finish it.
+    fn recover_rotated(&mut self, now: Instant) {
+        let ids: Vec<FileId> = self
+            .closed
+            .iter()
+            .filter(|(_, c)| c.from_checkpoint)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            let c = &self.closed[&id];
+            let devino = c.entry.devino();
+            let last = PathBuf::from(&c.entry.path);
+            let path = match stat_path(&last) {
+                Ok(s) if s.is_file && s.devino == devino => Some(last),
+                _ => last.parent().and_then(|d| locate_in_dir(d, devino)),
+            };
+            let Some(path) = path else { continue };
+            let Ok(file) = open_shared(&path) else { continue };
+            let Ok(st) = stat_file(&file) else { continue };
+            if st.devino != devino || st.size <= c.entry.offset {
+                continue;
+            }
+            let Some(head) = verify(&file, &st, &c.entry, c.entry.offset) else {
+                continue;
+            };
+            let c = self.closed.remove(&id).expect("present");
+            let offset = c.entry.offset;
+            self.track(Tracked {
+                id,
+                devino,
+                birth: st.birth.or(c.entry.birth),
+                path: path.as_path().into(),
+                file,
+                head,
+                splitter: LineSplitter::new(offset, self.cfg.max_line_bytes),
+                agg: self.rules.as_ref().map(|_| Aggregator::new()),
+                acked: offset,
+                emitted: offset,
+                away: Some(Away {
+                    since: now,
+                    deleted: false,
+                }),
+                last_growth: now,
+                at_eof: false,
+                more: true,
+            });
+            self.sink.emit(TailEvent::Opened {
+                id,
+                path,
+                offset,
+                reason: OpenReason::Recovered,
+            });
+        }
+    }
+
+    /// Reads what is new in file `i` (within `budget`).
+    fn read_file(&mut self, i: usize, now: Instant, out: &mut Vec<Record>, budget: &mut usize) {
+        let t = &mut self.files[i];
+        let st = match stat_file(&t.file) {
+            Ok(s) => s,
+            Err(e) => {
+                self.sink.io_error(Some(&t.path), "stat", &e);
+                return;
+            }
+        };
+        if let Some(a) = &mut t.away {
+            a.deleted |= st.nlink == 0;
+        }
+        let mut pos = t.splitter.position();
+        if st.size < pos {
+            self.restart_stream(i, now, out, st.size);
+            return;
+        }
+        if st.size == pos {
+            t.at_eof = true;
+            t.more = false;
+            return;
+        }
+        match check_head(&t.file, t.head) {
+            Ok(HeadCheck::Same(h)) => t.head = h,
+            Ok(HeadCheck::Different) => {
+                self.restart_stream(i, now, out, st.size);
+                return;
+            }
+            Err(e) => {
+                self.sink.io_error(Some(&t.path), "read", &e);
+                return;
+            }
+        }
+        loop {
+            let want = self.buf.len().min(*budget);
+            if want == 0 {
+                self.files[i].more = true;
+                return;
+            }
+            let t = &mut self.files[i];
+            match read_at(&t.file, &mut self.buf[..want], pos) {
+                Ok(0) => {
+                    t.at_eof = true;
+                    t.more = false;
+                    return;
+                }
+                Ok(n) => {
+                    pos += n as u64;
+                    *budget -= n;
+                    self.sink.counters.bytes_read += n as u64;
+                    t.last_growth = now;
+                    t.at_eof = false;
+                    let lines = &mut self.lines;
+                    t.splitter.feed(&self.buf[..n], &mut |l| lines.push(l));
+                    self.emit_lines(i, now, out);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.sink.io_error(Some(&t.path), "read", &e);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Moves `self.lines` of file `i` through the aggregator into records.
+    fn emit_lines(&mut self, i: usize, now: Instant, out: &mut Vec<Record>) {
+        let t = &mut self.files[i];
+        for line in self.lines.drain(..) {
+            let c = &mut self.sink.counters;
+            if line.truncated {
+                c.lines_truncated += 1;
+                self.sink.emit(TailEvent::LineTruncated {
+                    id: t.id,
+                    path: t.path.to_path_buf(),
+                    offset: line.start,
+                });
+            }
+            let c = &mut self.sink.counters;
+            c.lines_lossy += u64::from(line.lossy);
+            c.lines_partial += u64::from(line.partial);
+            match (&self.rules, &mut t.agg) {
+                (Some(r), Some(agg)) => agg.push(r, line, now, &mut self.frames),
+                _ => self.frames.push(line.into()),
+            }
+        }
+        frames_to_records(t, &mut self.frames, out, &mut self.sink.counters);
+    }
+
+    /// Emits what is held for file `i`: the unfinished line and the
+    /// multiline record (the file ended for good, or a timer fired).
+    fn flush_held(&mut self, i: usize, now: Instant, out: &mut Vec<Record>) {
+        let t = &mut self.files[i];
+        if let Some(l) = t.splitter.flush() {
+            self.lines.push(l);
+        }
+        self.emit_lines(i, now, out);
+        let t = &mut self.files[i];
+        if let Some(agg) = &mut t.agg {
+            agg.flush(&mut self.frames);
+        }
+        frames_to_records(t, &mut self.frames, out, &mut self.sink.counters);
+    }
+
+    fn flush_timers(&mut self, i: usize, now: Instant, out: &mut Vec<Record>) {
+        if let Some(to) = self.cfg.partial_line_timeout {
+            let t = &self.files[i];
+            if t.splitter.has_pending() && now >= t.last_growth + to {
+                // The rest of the line may be there already: look first.
+                let mut budget = READ_CHUNK;
+                self.read_file(i, now, out, &mut budget);
+                let t = &mut self.files[i];
+                if t.last_growth != now {
+                    if let Some(l) = t.splitter.flush() {
+                        self.lines.push(l);
+                        self.emit_lines(i, now, out);
+                    }
+                }
+            }
+        }
+        let t = &mut self.files[i];
+        if let (Some(r), Some(agg)) = (&self.rules, &mut t.agg) {
+            agg.flush_due(r, now, &mut self.frames);
+            frames_to_records(t, &mut self.frames, out, &mut self.sink.counters);
+        }
+    }
+
+    /// Closes file `i` when it left the globs, was read to its end and the
+    /// grace period passed. Returns whether it was removed.
+    fn close_if_finished(&mut self, i: usize, now: Instant, out: &mut Vec<Record>) -> bool {
+        let g = self.cfg.close_grace;
+        let t = &self.files[i];
+        let Some(a) = &t.away else { return false };
+        if !(t.at_eof && now >= a.since + g && now >= t.last_growth + g) {
+            return false;
+        }
+        // A last look: the writer may have appended after the rename.
+        let mut budget = usize::MAX;
+        self.read_file(i, now, out, &mut budget);
+        if i >= self.files.len() || self.files[i].last_growth == now && !g.is_zero() {
+            return false;
+        }
+        self.flush_held(i, now, out);
+        let t = self.files.remove(i);
+        self.reindex();
+        let deleted = t.away.as_ref().is_some_and(|a| a.deleted);
+        self.sink.emit(TailEvent::Closed {
+            id: t.id,
+            path: t.path.to_path_buf(),
+            offset: t.splitter.position(),
+        });
+        if !deleted {
+            // Remember it: it may come back (renamed back), and a restart
+            // must be able to finish what is not acknowledged.
+            self.closed.insert(
+                t.id,
+                Closed {
+                    entry: t.entry(wall_secs()),
+                    emitted: t.emitted,
+                    from_checkpoint: false,
+                },
+            );
+        }
+        self.acks_unsaved = true;
+        true
+    }
+
+    /// File `i` got shorter than what was read, or its head changed: flush
+    /// what is held (it was written before), then start a new stream at 0.
+    /// A file that already left the globs is closed instead.
+    fn restart_stream(&mut self, i: usize, now: Instant, out: &mut Vec<Record>, size: u64) {
+        self.flush_held(i, now, out);
+        let t = &mut self.files[i];
+        let read_to = t.splitter.position();
+        if t.away.is_some() {
+            let t = self.files.remove(i);
+            self.reindex();
+            self.sink.emit(TailEvent::Closed {
+                id: t.id,
+                path: t.path.to_path_buf(),
+                offset: read_to,
+            });
+            self.acks_unsaved = true;
+            return;
+        }
+        let old_id = t.id;
+        t.id = FileId::fresh();
+        t.splitter.reset(0);
+        t.agg = self.rules.as_ref().map(|_| Aggregator::new());
+        t.head = Head::default();
+        t.acked = 0;
+        t.emitted = 0;
+        t.more = true;
+        t.at_eof = false;
+        let ev = TailEvent::Truncated {
+            old_id,
+            new_id: t.id,
+            path: t.path.to_path_buf(),
+            read_to,
+            size,
+        };
+        self.ids_unsaved = true;
+        self.reindex();
+        self.sink.emit(ev);
+    }
+
+    fn entries(&self) -> Vec<CheckpointEntry> {
+        let wall = wall_secs();
+        let mut v: Vec<CheckpointEntry> = self.files.iter().map(|t| t.entry(wall)).collect();
+        v.extend(self.closed.values().map(|c| c.entry.clone()));
+        v.sort_by(|a, b| a.path.cmp(&b.path).then(a.id.cmp(&b.id)));
+        v
+    }
+
+    fn maybe_save(&mut self, now: Instant) {
+        let ids_due = self.ids_unsaved && self.save_retry_at.is_none_or(|r| now >= r);
+        let acks_due = self.acks_unsaved && now >= self.last_save + self.cfg.checkpoint_interval;
+        if ids_due || acks_due {
+            self.save(now);
+        }
+    }
+
+    fn save(&mut self, now: Instant) {
+        if self.store.is_none() {
+            self.ids_unsaved = false;
+            self.acks_unsaved = false;
+            return;
+        }
+        if self.checkpoint_now().is_err() {
+            self.save_retry_at = Some(now + self.cfg.checkpoint_interval);
+            self.last_save = now;
+        }
+    }
+}
+
+impl Drop for Tailer {
+    fn drop(&mut self) {
+        if self.ids_unsaved || self.acks_unsaved {
+            let _ = self.checkpoint_now();
+        }
+    }
+}
+
+fn frames_to_records(
+    t: &mut Tracked,
+    frames: &mut Vec<Frame>,
+    out: &mut Vec<Record>,
+    counters: &mut Counters,
+) {
+    for f in frames.drain(..) {
+        t.emitted = f.end;
+        counters.records += 1;
+        counters.lines += u64::from(f.lines);
+        counters.records_split += u64::from(f.split);
+        out.push(Record {
+            file: t.key(),
+            offset_start: f.start,
+            offset_end: f.end,
+            text: f.text,
+            lines: f.lines,
+            truncated: f.truncated,
+            lossy: f.lossy,
+            partial: f.partial,
+            split: f.split,
+        });
+    }
+}
+
+/// Whether the open `file` is still the stream `entry` describes, to be
+/// resumed at `resume`: same birth time (when both known), at least
+/// `resume` bytes long, same head. Returns the (possibly extended) head.
+fn verify(file: &File, st: &Stat, entry: &CheckpointEntry, resume: u64) -> Option<Head> {
+    if let (Some(a), Some(b)) = (st.birth, entry.birth) {
+        if a != b {
+            return None;
+        }
+    }
+    if st.size < resume {
+        return None;
+    }
+    match check_head(file, entry.head()) {
+        Ok(HeadCheck::Same(h)) => Some(h),
+        _ => None,
+    }
+}
+
+/// For `StartAt::End`: the start of the unfinished last line, so it is read
+/// whole once completed; `size` when the last 64 KiB hold no newline in a
+/// longer file.
+fn line_start_before(file: &File, size: u64) -> u64 {
+    let n = size.min(READ_CHUNK as u64);
+    let mut buf = vec![0; n as usize];
+    let from = size - n;
+    let Ok(got) = read_full_at(file, &mut buf, from) else {
+        return size;
+    };
+    match memchr::memrchr(b'\n', &buf[..got]) {
+        Some(i) => from + i as u64 + 1,
+        None if from == 0 => 0,
+        None => size,
+    }
+}
