@@ -27,8 +27,13 @@ pub struct Server {
 
 impl Server {
     /// Starts `exe server --listen 127.0.0.1:PORT --data-dir TMP/data` and
-    /// waits until `GET /healthz` answers 200 (at most 30 s).
-    pub async fn start(exe: &Path, http: &reqwest::Client) -> anyhow::Result<Server> {
+    /// waits until `GET /healthz` answers 200 (at most 30 s). `env` is added
+    /// to the server's environment.
+    pub async fn start(
+        exe: &Path,
+        env: &[(String, String)],
+        http: &reqwest::Client,
+    ) -> anyhow::Result<Server> {
         let tmp = tempfile::Builder::new()
             .prefix("faultline-bench-")
             .tempdir()
@@ -44,6 +49,7 @@ impl Server {
             .arg("--data-dir")
             .arg(&data_dir)
             .env("FAULTLINE_LOG", "warn")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -285,6 +291,14 @@ pub struct Window {
     pub other_cores: f64,
     /// Time the machine's cores waited for I/O, in cores.
     pub iowait_cores: f64,
+    /// Largest server RSS sampled during the phase, KiB.
+    pub rss_max_kib: Option<u64>,
+}
+
+impl Window {
+    pub fn secs(&self) -> f64 {
+        (self.end - self.start).as_secs_f64()
+    }
 }
 
 /// Starts measuring a phase; [`Meter::end`] returns its [`Window`].
@@ -309,7 +323,7 @@ impl Meter {
         }
     }
 
-    pub fn end(&self) -> Window {
+    pub fn end(&self, sampler: &RssSampler) -> Window {
         let end = Instant::now();
         let secs = (end - self.start).as_secs_f64().max(1e-9);
         let cores = |t0: u64, t1: Option<u64>| {
@@ -328,6 +342,7 @@ impl Meter {
             bench_cores,
             other_cores: (busy - server_cores - bench_cores).max(0.0),
             iowait_cores: cores(self.machine0.1, machine.map(|m| m.1)),
+            rss_max_kib: sampler.max_between(self.start, end),
         }
     }
 }

@@ -34,8 +34,22 @@ enum Command {
         #[command(subcommand)]
         cmd: admin::ProjectCmd,
     },
+    /// Group messages (one per line) as the server does: prints
+    /// `<group id>\t<template>` for each input line.
+    Group(GroupArgs),
     #[command(flatten)]
     Client(client::ClientCommand),
+}
+
+#[derive(clap::Args)]
+struct GroupArgs {
+    /// File of messages, one per line [default: standard input].
+    file: Option<PathBuf>,
+    /// Print each line's group as soon as it is read. Ids printed before two
+    /// groups merge are then not rewritten (the default reads everything
+    /// first and prints final ids).
+    #[arg(long)]
+    streaming: bool,
 }
 
 #[derive(clap::Args)]
@@ -57,6 +71,7 @@ fn main() -> ExitCode {
         Command::Server(args) => run_server(args),
         Command::Token { cmd } => admin::token(cmd),
         Command::Project { cmd } => admin::project(cmd),
+        Command::Group(args) => group(args),
         Command::Client(cmd) => runtime().and_then(|rt| rt.block_on(client::run(cmd))),
     };
     match result {
@@ -65,6 +80,30 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn group(args: GroupArgs) -> anyhow::Result<()> {
+    use faultline_grouping::GrouperConfig;
+    use faultline_grouping::cli::{group_lines, group_lines_streaming};
+    use std::io::{BufReader, BufWriter, Read};
+    let input: Box<dyn Read> = match &args.file {
+        Some(path) => Box::new(
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
+        ),
+        None => Box::new(std::io::stdin().lock()),
+    };
+    let reader = BufReader::with_capacity(1 << 16, input);
+    let writer = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    let config = GrouperConfig::default();
+    let result = if args.streaming {
+        group_lines_streaming(reader, writer, &config)
+    } else {
+        group_lines(reader, writer, &config)
+    };
+    match result {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("grouping failed"),
     }
 }
 

@@ -233,7 +233,7 @@ async fn sigkill_never_loses_acknowledged_batches_nor_splits_one() {
     let mut s = Server::start_default().await;
     let mut rounds: Vec<(String, Vec<Sent>)> = Vec::new();
     // Kill at three different moments of the ingest.
-    for (round, kill_after) in [(1u64, 300u64), (2, 1100), (3, 2300)] {
+    for (round, kill_after) in [(1u64, 500u64), (2, 1200), (3, 2400)] {
         let service = format!("crash-r{round}");
         let token = s.ingest_token("crash", &service);
         let stop = Arc::new(AtomicBool::new(false));
@@ -329,8 +329,6 @@ async fn sigterm_drains_in_flight_batches_and_exits_zero() {
     let sent = join_all(tasks).await;
     let t = tally(&sent);
     assert!(t.acked > 0);
-    let stderr = s.stderr_lines().join("\n");
-    assert!(stderr.contains("shutting down"), "{stderr}");
 
     s.restart().await;
     verify(&s, "graceful", &sent).await;
@@ -410,4 +408,35 @@ async fn overloaded_batches_are_refused_whole_with_retry_after() {
         t.refused == 0 || m.contains("faultline_entries_rejected_total{reason=\"overloaded\"}"),
         "overload refusals are counted"
     );
+}
+
+/// SIGTERM must stop the server in bounded time even when a client started
+/// an upload and stalled: the graceful drain needs a deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_a_stalled_upload_still_exits() {
+    use tokio::io::AsyncWriteExt;
+    let mut s = Server::start_default().await;
+    let token = s.ingest_token("crash", "stalled");
+    let mut stalled = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let head = format!(
+        "POST /api/v1/logs HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"message\":",
+        s.addr
+    );
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    // Meanwhile a well-behaved client is served.
+    s.ingest(&token, &json!({"message": "normal"})).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t = Instant::now();
+    s.sigterm();
+    let status = tokio::task::block_in_place(|| s.wait_exit(Duration::from_secs(10)));
+    assert!(
+        status.is_some(),
+        "the server is still running 10 s after SIGTERM because one upload stalled"
+    );
+    assert!(status.unwrap().success());
+    assert!(t.elapsed() < Duration::from_secs(10));
+    drop(stalled);
+    s.restart().await;
+    assert_eq!(s.entries(&s.admin, &[]).await.len(), 1);
 }

@@ -58,6 +58,9 @@ async fn ws_json(ws: &mut Ws, timeout: Duration) -> Option<Value> {
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
         match ws_frame(ws, left).await? {
             Message::Text(t) => return Some(serde_json::from_str(t.as_str()).expect("JSON text")),
             Message::Ping(_) | Message::Pong(_) => continue,
@@ -154,6 +157,9 @@ impl Sse {
                 return Some(ev);
             }
             let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
             match tokio::time::timeout(left, self.stream.next()).await {
                 Ok(Some(Ok(chunk))) => self.buf.push_str(&String::from_utf8(chunk).unwrap()),
                 Ok(Some(Err(e))) => panic!("SSE stream error: {e}"),
@@ -718,4 +724,139 @@ async fn sigterm_with_a_stalled_websocket_client_still_exits() {
         "exited in {:?}",
         t.elapsed()
     );
+}
+
+/// The live tail evaluates `q` in memory, the query API in the full-text
+/// index: both must select the same entries (model::LogFilter says so).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_and_stored_full_text_search_agree() {
+    let s = Server::start_default().await;
+    let token = s.ingest_token("shop", "api");
+    let texts = [
+        "foo-bar failed",
+        "don't panic",
+        "user_id=42 logged in",
+        "Straße gesperrt",
+        "ÉCHEC de connexion",
+        "naïve café",
+        "日本語のテキスト",
+        "हिंदी भाषा",
+        "emoji 🔥 fire",
+        "dotted.name.space",
+        "CamelCase",
+        "x² squared",
+        "ﬁle missing",
+        "İstanbul office",
+        "from 10.0.0.1 port 22",
+        "tab\tseparated\nnewline",
+    ];
+    let queries = [
+        "foo-bar",
+        "bar-foo",
+        "foo bar",
+        "don't",
+        "don",
+        "user_id",
+        "user",
+        "id=42",
+        "straße",
+        "STRASSE",
+        "échec",
+        "ECHEC",
+        "naïve",
+        "naive",
+        "CAFÉ",
+        "日本語のテキスト",
+        "日本語",
+        "हिंदी",
+        "ह",
+        "🔥",
+        "fire",
+        "dotted.name",
+        "name.space",
+        "dotted.space",
+        "camelcase",
+        "x²",
+        "²",
+        "ﬁle",
+        "file",
+        "istanbul",
+        "İstanbul",
+        "10.0.0.1",
+        "0.0",
+        "separated newline",
+    ];
+    let mut subs = Vec::new();
+    for q in queries {
+        let enc: String = q
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        subs.push(
+            ws_connect(&s, &format!("q={enc}"), Some(&s.admin))
+                .await
+                .unwrap(),
+        );
+    }
+    let batch: Vec<Value> = texts.iter().map(|t| json!({"message": t})).collect();
+    s.ingest(&token, &Value::Array(batch)).await;
+    // A sentinel that contains every query matches every query.
+    let sentinel = format!("SENTINEL {}", queries.join(" "));
+    s.ingest(&token, &json!({"message": sentinel})).await;
+
+    let mut disagree = Vec::new();
+    for (q, ws) in queries.iter().zip(subs.iter_mut()) {
+        let mut live: Vec<String> = Vec::new();
+        let mut got_sentinel = false;
+        for _ in 0..100 {
+            let Some(v) = ws_json(ws, Duration::from_secs(3)).await else {
+                break;
+            };
+            let m = v["message"].as_str().unwrap().to_string();
+            if m == sentinel {
+                got_sentinel = true;
+                break;
+            }
+            live.push(m);
+        }
+        live.sort();
+        if !got_sentinel {
+            live.push("<the sentinel never came>".into());
+        }
+        let mut stored: Vec<String> = s
+            .entries(&s.admin, &[("q", q), ("limit", "1000")])
+            .await
+            .iter()
+            .map(|e| e["message"].as_str().unwrap().to_string())
+            .filter(|m| m != &sentinel)
+            .collect();
+        stored.sort();
+        if live != stored {
+            disagree.push(format!("q={q:?}: live {live:?} vs stored {stored:?}"));
+        }
+    }
+    assert!(
+        disagree.is_empty(),
+        "live tail and query disagree:\n{}",
+        disagree.join("\n")
+    );
+    // A few plain expectations.
+    let found = async |q: &str| -> Vec<String> {
+        s.entries(&s.admin, &[("q", q)])
+            .await
+            .iter()
+            .map(|e| e["message"].as_str().unwrap().to_string())
+            .filter(|m| m != &sentinel)
+            .collect()
+    };
+    assert_eq!(found("foo-bar").await, ["foo-bar failed"]);
+    assert_eq!(found("échec").await, ["ÉCHEC de connexion"]);
+    assert_eq!(found("user_id").await, ["user_id=42 logged in"]);
+    assert_eq!(found("10.0.0.1").await, ["from 10.0.0.1 port 22"]);
 }

@@ -222,11 +222,15 @@ async fn retention_deletes_expired_levels_only() {
         "service counts follow deletions: {svc:?}"
     );
     assert_eq!(svc[0]["error_count"], 5);
-    let m = s.metrics().await;
-    assert_eq!(
-        sample(&m, "faultline_entries_expired_total"),
-        Some(21.0),
-        "{m}"
+    let ok = wait_until(
+        Duration::from_secs(3),
+        Duration::from_millis(100),
+        async || sample(&s.metrics().await, "faultline_entries_expired_total") == Some(21.0),
+    )
+    .await;
+    assert!(
+        ok,
+        "faultline_entries_expired_total counts the 21 deleted entries"
     );
     // Full-text search no longer finds deleted entries either.
     assert!(s.entries(&s.admin, &[("q", "debug")]).await.is_empty());

@@ -17,20 +17,31 @@ fn loghub_dir() -> Option<PathBuf> {
         return Some(PathBuf::from(d));
     }
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    ["../../../shared/loghub", "../../shared/loghub", "/work/shared/loghub"]
-        .iter()
-        .map(|p| here.join(p))
-        .find(|p| p.is_dir())
+    [
+        "../../../shared/loghub",
+        "../../shared/loghub",
+        "/work/shared/loghub",
+    ]
+    .iter()
+    .map(|p| here.join(p))
+    .find(|p| p.is_dir())
 }
 
 /// The `Content` column of each `*_structured_corrected.csv` (a minimal CSV
 /// reader: quoted fields with doubled quotes).
 fn loghub_messages(dir: &Path) -> Vec<Vec<String>> {
     let mut sets = Vec::new();
-    let mut dirs: Vec<_> = std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.path()).collect();
+    let mut dirs: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     dirs.sort();
     for d in dirs {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in entries.flatten() {
             let p = e.path();
             if !p.to_string_lossy().ends_with("_structured_corrected.csv") {
@@ -39,7 +50,9 @@ fn loghub_messages(dir: &Path) -> Vec<Vec<String>> {
             let text = std::fs::read_to_string(&p).expect("read csv");
             let mut rows = parse_csv(&text).into_iter();
             let header = rows.next().unwrap_or_default();
-            let Some(col) = header.iter().position(|h| h == "Content") else { continue };
+            let Some(col) = header.iter().position(|h| h == "Content") else {
+                continue;
+            };
             sets.push(rows.filter_map(|r| r.get(col).cloned()).collect());
         }
     }
@@ -91,7 +104,10 @@ fn bench_loghub() {
     };
     let sets = loghub_messages(&dir);
     if sets.is_empty() {
-        println!("loghub: skipped (no *_structured_corrected.csv under {})", dir.display());
+        println!(
+            "loghub: skipped (no *_structured_corrected.csv under {})",
+            dir.display()
+        );
         return;
     }
     let total: usize = sets.iter().map(Vec::len).sum();
@@ -127,21 +143,58 @@ fn bench_loghub() {
         }
     }
     let cold = t.elapsed().as_secs_f64();
-    println!("loghub: cold single pass: {:.0} lines/s", total as f64 / cold);
+    println!(
+        "loghub: cold single pass: {:.0} lines/s",
+        total as f64 / cold
+    );
 }
 
 /// A deterministic generator of log lines: a few hundred event shapes with
 /// numbers, ids, ips and user names, plus a stream of never-repeating
 /// shapes (unique words) that forces eviction.
 const SERVICES: [&str; 20] = [
-    "auth", "billing", "cart", "catalog", "checkout", "gateway", "inventory", "ledger", "mailer",
-    "orders", "payments", "profile", "search", "session", "shipping", "stock", "tax", "upload",
-    "users", "webhooks",
+    "auth",
+    "billing",
+    "cart",
+    "catalog",
+    "checkout",
+    "gateway",
+    "inventory",
+    "ledger",
+    "mailer",
+    "orders",
+    "payments",
+    "profile",
+    "search",
+    "session",
+    "shipping",
+    "stock",
+    "tax",
+    "upload",
+    "users",
+    "webhooks",
 ];
 const EVENTS: [&str; 20] = [
-    "started", "stopped", "failed", "retried", "queued", "accepted", "rejected", "expired",
-    "created", "deleted", "updated", "locked", "unlocked", "timeout", "throttled", "resumed",
-    "paused", "flushed", "opened", "closed",
+    "started",
+    "stopped",
+    "failed",
+    "retried",
+    "queued",
+    "accepted",
+    "rejected",
+    "expired",
+    "created",
+    "deleted",
+    "updated",
+    "locked",
+    "unlocked",
+    "timeout",
+    "throttled",
+    "resumed",
+    "paused",
+    "flushed",
+    "opened",
+    "closed",
 ];
 
 struct Synth {
@@ -162,7 +215,9 @@ impl Synth {
         out.clear();
         let r = self.next();
         let shape = r % 400;
-        let users = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi"];
+        let users = [
+            "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi",
+        ];
         let user = users[(r >> 20) as usize % users.len()];
         let n = (r >> 24) % 100_000;
         match r % 1000 {
@@ -207,7 +262,9 @@ fn bench_stream() {
         },
     };
     let mut g = Grouper::new(cfg);
-    let mut s = Synth { state: 0x9e37_79b9_7f4a_7c15 };
+    let mut s = Synth {
+        state: 0x9e37_79b9_7f4a_7c15,
+    };
     let mut buf = String::new();
     let mut peak_templates = 0;
     let mut peak_mem = 0;

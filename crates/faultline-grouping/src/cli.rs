@@ -12,7 +12,11 @@ use crate::miner::GroupId;
 /// group's final one. This is what the server shows once it has seen the
 /// same input (its issues follow the same merges). Memory: the learned
 /// templates plus 8 bytes per input line.
-pub fn group_lines(reader: impl BufRead, mut writer: impl Write, config: &GrouperConfig) -> io::Result<()> {
+pub fn group_lines(
+    reader: impl BufRead,
+    mut writer: impl Write,
+    config: &GrouperConfig,
+) -> io::Result<()> {
     let mut grouper = Grouper::new(config.clone());
     let mut ids: Vec<GroupId> = Vec::new();
     // Templates of groups that may be evicted before the end, by id.
@@ -20,9 +24,9 @@ pub fn group_lines(reader: impl BufRead, mut writer: impl Write, config: &Groupe
     for_each_line(reader, |line| {
         let r = grouper.group_ref(line);
         ids.push(r.id);
-        if !fallback.contains_key(&r.id.0) {
-            fallback.insert(r.id.0, r.template.to_owned());
-        }
+        fallback
+            .entry(r.id.0)
+            .or_insert_with(|| r.template.to_owned());
     })?;
     let mut out = io::BufWriter::with_capacity(1 << 16, &mut writer);
     for id in ids {

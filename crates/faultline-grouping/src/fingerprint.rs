@@ -81,7 +81,11 @@ impl Grouper {
     }
 
     /// The fingerprint of an event under a project's rules.
-    pub fn fingerprint_with_rules(&mut self, ev: &EventInput<'_>, rules: &FingerprintRules) -> Fingerprint {
+    pub fn fingerprint_with_rules(
+        &mut self,
+        ev: &EventInput<'_>,
+        rules: &FingerprintRules,
+    ) -> Fingerprint {
         let first_line = ev
             .message
             .lines()
@@ -92,7 +96,9 @@ impl Grouper {
         let (template_id, template) = (g.id, g.template.to_owned());
 
         let stack = ev.stack.and_then(parse_stack).or_else(|| {
-            (ev.message.contains('\n')).then(|| parse_stack(ev.message)).flatten()
+            (ev.message.contains('\n'))
+                .then(|| parse_stack(ev.message))
+                .flatten()
         });
         let exception_type: Option<String> = stack
             .as_ref()
@@ -101,22 +107,23 @@ impl Grouper {
             .or_else(|| ev.exception.map(str::to_owned))
             .or_else(|| find_exception_type(first_line).map(str::to_owned));
 
-        let (mut parts, mut source, mut id) = match stack.as_ref().filter(|s| s.frames().next().is_some()) {
-            Some(st) => {
-                let parts = stack_parts(st);
-                let id = hash_parts(&parts);
-                (parts, FingerprintSource::Stack, id)
-            }
-            None => {
-                let mut parts = vec!["template".to_owned(), template_id.to_string()];
-                let mut id = template_id;
-                if let Some(t) = ev.exception.filter(|t| !first_line.contains(t)) {
-                    parts.push(t.to_owned());
-                    id = hash_parts(&parts);
+        let (mut parts, mut source, mut id) =
+            match stack.as_ref().filter(|s| s.frames().next().is_some()) {
+                Some(st) => {
+                    let parts = stack_parts(st);
+                    let id = hash_parts(&parts);
+                    (parts, FingerprintSource::Stack, id)
                 }
-                (parts, FingerprintSource::Template, id)
-            }
-        };
+                None => {
+                    let mut parts = vec!["template".to_owned(), template_id.to_string()];
+                    let mut id = template_id;
+                    if let Some(t) = ev.exception.filter(|t| !first_line.contains(t)) {
+                        parts.push(t.to_owned());
+                        id = hash_parts(&parts);
+                    }
+                    (parts, FingerprintSource::Template, id)
+                }
+            };
         if !rules.is_empty() {
             let input = RuleInput {
                 level: ev.level,
@@ -128,12 +135,12 @@ impl Grouper {
                 attributes: ev.attributes,
                 default: &parts,
             };
-            if let Some((index, p)) = rules.apply(&input) {
-                if p != parts {
-                    id = hash_parts(&p);
-                    parts = p;
-                    source = FingerprintSource::Rule { index };
-                }
+            if let Some((index, p)) = rules.apply(&input)
+                && p != parts
+            {
+                id = hash_parts(&p);
+                parts = p;
+                source = FingerprintSource::Rule { index };
             }
         }
         let title = match stack.as_ref().and_then(|s| s.primary()) {
@@ -174,7 +181,12 @@ fn stack_parts(st: &StackTrace) -> Vec<String> {
             (Some(m), Some(fun)) if !m.is_empty() => format!("{m}.{fun}"),
             (_, Some(fun)) => fun,
             (Some(m), None) => m.to_owned(),
-            (None, None) => f.file.as_deref().map(file_name).unwrap_or_default().to_owned(),
+            (None, None) => f
+                .file
+                .as_deref()
+                .map(file_name)
+                .unwrap_or_default()
+                .to_owned(),
         };
         // Recursion prints the same frame many times: one is enough.
         if parts.last() != Some(&part) {

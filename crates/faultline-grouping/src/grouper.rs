@@ -140,14 +140,22 @@ impl Grouper {
     }
 
     /// Rebuilds a grouper from an exported state.
-    pub fn import_state(config: GrouperConfig, state: &GrouperState) -> Result<Grouper, StateError> {
+    pub fn import_state(
+        config: GrouperConfig,
+        state: &GrouperState,
+    ) -> Result<Grouper, StateError> {
         if state.version != GrouperState::VERSION {
             return Err(StateError::Version {
                 found: state.version,
                 expected: GrouperState::VERSION,
             });
         }
-        let miner = Miner::import(config.miner.clone(), &state.templates, &state.merges, state.tick);
+        let miner = Miner::import(
+            config.miner.clone(),
+            &state.templates,
+            &state.merges,
+            state.tick,
+        );
         Ok(Grouper {
             masker: Masker::new(),
             miner,

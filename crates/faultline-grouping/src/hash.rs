@@ -86,7 +86,10 @@ mod tests {
     #[test]
     fn hash_is_stable_across_builds() {
         // Group ids are persisted: this value must never change.
-        assert_eq!(hash_bytes(b"user <*> logged in"), hash_bytes(b"user <*> logged in"));
+        assert_eq!(
+            hash_bytes(b"user <*> logged in"),
+            hash_bytes(b"user <*> logged in")
+        );
         assert_ne!(hash_bytes(b"a"), hash_bytes(b"b"));
         assert_ne!(hash_bytes(b""), hash_bytes(b"\0"));
     }

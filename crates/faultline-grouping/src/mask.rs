@@ -247,56 +247,61 @@ impl Masker {
                     break;
                 }
                 let c = b[i];
-                if c == b'<' {
-                    if let Some(p) = parse_placeholder(&b[i..]) {
-                        self.emit_ph(&mut acc, p);
-                        i += p.as_str().len();
-                        open = false;
-                        after_eq = false;
-                        continue;
-                    }
+                if c == b'<'
+                    && let Some(p) = parse_placeholder(&b[i..])
+                {
+                    self.emit_ph(&mut acc, p);
+                    i += p.as_str().len();
+                    open = false;
+                    after_eq = false;
+                    continue;
                 }
-                if open && c == b'"' {
-                    if let Some(j) = memchr(b'"', b, i + 1) {
+                if open
+                    && c == b'"'
+                    && let Some(j) = memchr(b'"', b, i + 1)
+                {
+                    self.emit_ph(&mut acc, Placeholder::Quoted);
+                    i = j + 1;
+                    open = false;
+                    after_eq = false;
+                    continue;
+                }
+                if open
+                    && c == b'\''
+                    && i != sq_closer
+                    && let Some(j) = close_single_quote(b, i + 1)
+                {
+                    if b[i + 1..j].iter().any(|&x| is_ws(x)) {
                         self.emit_ph(&mut acc, Placeholder::Quoted);
                         i = j + 1;
                         open = false;
                         after_eq = false;
                         continue;
                     }
-                }
-                if open && c == b'\'' && i != sq_closer {
-                    if let Some(j) = close_single_quote(b, i + 1) {
-                        if b[i + 1..j].iter().any(|&x| is_ws(x)) {
-                            self.emit_ph(&mut acc, Placeholder::Quoted);
-                            i = j + 1;
-                            open = false;
-                            after_eq = false;
-                            continue;
-                        }
-                        // `'word'`: kept (its content is masked as usual);
-                        // its closing quote never opens another string.
-                        sq_closer = j;
-                    }
+                    // `'word'`: kept (its content is masked as usual);
+                    // its closing quote never opens another string.
+                    sq_closer = j;
                 }
                 if is_delim(c) {
-                    if open && c == b'/' {
-                        if let Some(j) = match_abs_path(b, i) {
-                            self.emit_ph(&mut acc, Placeholder::Path);
-                            i = j;
-                            open = false;
-                            after_eq = false;
-                            continue;
-                        }
+                    if open
+                        && c == b'/'
+                        && let Some(j) = match_abs_path(b, i)
+                    {
+                        self.emit_ph(&mut acc, Placeholder::Path);
+                        i = j;
+                        open = false;
+                        after_eq = false;
+                        continue;
                     }
-                    if c == b'\\' && open {
-                        if let Some(j) = match_unc_path(b, i) {
-                            self.emit_ph(&mut acc, Placeholder::Path);
-                            i = j;
-                            open = false;
-                            after_eq = false;
-                            continue;
-                        }
+                    if c == b'\\'
+                        && open
+                        && let Some(j) = match_unc_path(b, i)
+                    {
+                        self.emit_ph(&mut acc, Placeholder::Path);
+                        i = j;
+                        open = false;
+                        after_eq = false;
+                        continue;
                     }
                     self.emit_raw(&mut acc, msg, i, i + 1);
                     after_eq = c == b'=';
@@ -366,34 +371,33 @@ impl Masker {
             return;
         }
         // `93.0 KB` → `<size>`, `21 ms` → `<duration>`.
-        if !acc.has_ph {
-            if let Some(prev) = self.toks.last().copied() {
-                if &self.out[prev.start as usize..prev.end as usize] == "<num>" {
-                    let text = &self.out[start..end];
-                    let core_len = text
-                        .trim_end_matches([',', ';', '.', ')', ']', '}', ':'])
-                        .len();
-                    if let Some(p) = unit_kind(&text[..core_len]) {
-                        self.scratch.clear();
-                        self.scratch.push_str(&text[core_len..]);
-                        self.toks.pop();
-                        self.out.truncate(prev.start as usize);
-                        self.key.truncate(prev.kstart as usize);
-                        let acc2 = TokAcc {
-                            start: prev.start as usize,
-                            kstart: prev.kstart as usize,
-                            has_ph: true,
-                            sig: p.class(),
-                            ..TokAcc::default()
-                        };
-                        self.out.push_str(p.as_str());
-                        self.key.push(KEY_MARK);
-                        self.out.push_str(&self.scratch);
-                        self.key.extend_from_slice(self.scratch.as_bytes());
-                        self.finish_token(acc2);
-                        return;
-                    }
-                }
+        if !acc.has_ph
+            && let Some(prev) = self.toks.last().copied()
+            && &self.out[prev.start as usize..prev.end as usize] == "<num>"
+        {
+            let text = &self.out[start..end];
+            let core_len = text
+                .trim_end_matches([',', ';', '.', ')', ']', '}', ':'])
+                .len();
+            if let Some(p) = unit_kind(&text[..core_len]) {
+                self.scratch.clear();
+                self.scratch.push_str(&text[core_len..]);
+                self.toks.pop();
+                self.out.truncate(prev.start as usize);
+                self.key.truncate(prev.kstart as usize);
+                let acc2 = TokAcc {
+                    start: prev.start as usize,
+                    kstart: prev.kstart as usize,
+                    has_ph: true,
+                    sig: p.class(),
+                    ..TokAcc::default()
+                };
+                self.out.push_str(p.as_str());
+                self.key.push(KEY_MARK);
+                self.out.push_str(&self.scratch);
+                self.key.extend_from_slice(self.scratch.as_bytes());
+                self.finish_token(acc2);
+                return;
             }
         }
         let kend = self.key.len();
@@ -413,15 +417,16 @@ impl Masker {
         }
         let hash = hash_bytes(&self.key[kstart..kend]);
         // A run of equal values (`blk_1 blk_2 blk_3`) is one list variable.
-        if flags & F_PURE != 0 {
-            if let Some(prev) = self.toks.last() {
-                if prev.flags & F_PURE != 0 && prev.hash == hash && prev.sig == acc.sig {
-                    self.out.truncate(start);
-                    self.key.truncate(kstart);
-                    self.pop_separator(start, kstart);
-                    return;
-                }
-            }
+        if flags & F_PURE != 0
+            && let Some(prev) = self.toks.last()
+            && prev.flags & F_PURE != 0
+            && prev.hash == hash
+            && prev.sig == acc.sig
+        {
+            self.out.truncate(start);
+            self.key.truncate(kstart);
+            self.pop_separator(start, kstart);
+            return;
         }
         self.toks.push(Tok {
             start: start as u32,
@@ -460,12 +465,14 @@ impl Masker {
         let start = self.out.len();
         let kstart = self.key.len();
         let hash = hash_bytes(&[KEY_MARK]);
-        if let Some(prev) = self.toks.last() {
-            if prev.flags & F_PURE != 0 && prev.hash == hash && prev.sig == p.class() {
-                // `<date> Jan 5` is one date, as a list of values is one.
-                self.pop_separator(start, kstart);
-                return;
-            }
+        if let Some(prev) = self.toks.last()
+            && prev.flags & F_PURE != 0
+            && prev.hash == hash
+            && prev.sig == p.class()
+        {
+            // `<date> Jan 5` is one date, as a list of values is one.
+            self.pop_separator(start, kstart);
+            return;
         }
         self.out.push_str(p.as_str());
         self.key.push(KEY_MARK);
@@ -490,17 +497,50 @@ impl Masker {
 fn is_month(s: &str) -> bool {
     matches!(
         s,
-        "Jan" | "Feb" | "Mar" | "Apr" | "May" | "Jun" | "Jul" | "Aug" | "Sep" | "Sept" | "Oct"
-            | "Nov" | "Dec" | "January" | "February" | "March" | "April" | "June" | "July"
-            | "August" | "September" | "October" | "November" | "December"
+        "Jan"
+            | "Feb"
+            | "Mar"
+            | "Apr"
+            | "May"
+            | "Jun"
+            | "Jul"
+            | "Aug"
+            | "Sep"
+            | "Sept"
+            | "Oct"
+            | "Nov"
+            | "Dec"
+            | "January"
+            | "February"
+            | "March"
+            | "April"
+            | "June"
+            | "July"
+            | "August"
+            | "September"
+            | "October"
+            | "November"
+            | "December"
     )
 }
 
 fn is_weekday(s: &str) -> bool {
     matches!(
         s.trim_end_matches(','),
-        "Mon" | "Tue" | "Wed" | "Thu" | "Fri" | "Sat" | "Sun" | "Monday" | "Tuesday"
-            | "Wednesday" | "Thursday" | "Friday" | "Saturday" | "Sunday"
+        "Mon"
+            | "Tue"
+            | "Wed"
+            | "Thu"
+            | "Fri"
+            | "Sat"
+            | "Sun"
+            | "Monday"
+            | "Tuesday"
+            | "Wednesday"
+            | "Thursday"
+            | "Friday"
+            | "Saturday"
+            | "Sunday"
     )
 }
 
@@ -510,7 +550,6 @@ pub fn mask(msg: &str) -> String {
     let mut m = Masker::new();
     m.mask(msg).to_owned()
 }
-
 
 // Byte classes, looked up in one table on the hot path.
 const C_WS: u16 = 1 << 9;
@@ -523,8 +562,8 @@ const fn byte_class(c: u8) -> u16 {
     let mut k = match c {
         b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => C_WS,
         b'=' | b':' | b',' | b';' | b'(' | b')' | b'[' | b']' | b'{' | b'}' | b'<' | b'>'
-        | b'"' | b'\'' | b'@' | b'#' | b'|' | b'&' | b'!' | b'?' | b'*' | b'/' | b'\\'
-        | b'+' | b'%' | b'`' => C_DELIM,
+        | b'"' | b'\'' | b'@' | b'#' | b'|' | b'&' | b'!' | b'?' | b'*' | b'/' | b'\\' | b'+'
+        | b'%' | b'`' => C_DELIM,
         b'A'..=b'Z' => C_UPPER,
         b'a'..=b'z' | 0x80..=0xff => C_LOWER,
         _ => 0,
@@ -615,7 +654,10 @@ fn token_features(b: &[u8], mut i: usize) -> u16 {
 
 #[inline]
 fn memchr(c: u8, b: &[u8], from: usize) -> Option<usize> {
-    b.get(from..)?.iter().position(|&x| x == c).map(|p| p + from)
+    b.get(from..)?
+        .iter()
+        .position(|&x| x == c)
+        .map(|p| p + from)
 }
 
 /// The closing `'` of a single-quoted string opened before `from`: one that
@@ -834,8 +876,7 @@ fn match_date(b: &[u8], i: usize) -> Option<(Placeholder, usize)> {
         }
         // `2024-01-02T03:04:05+0200` and other shapes end at a boundary.
         let mut k = j + 1;
-        while k < b.len() && (b[k].is_ascii_digit() || matches!(b[k], b':' | b'.' | b'+' | b'-'))
-        {
+        while k < b.len() && (b[k].is_ascii_digit() || matches!(b[k], b':' | b'.' | b'+' | b'-')) {
             k += 1;
         }
         if b.get(k) == Some(&b'Z') {
@@ -930,7 +971,11 @@ fn match_url(b: &[u8], i: usize) -> Option<usize> {
     while j < b.len() && !is_ws(b[j]) && !matches!(b[j], b'"' | b'\'' | b'<' | b'>' | b'`') {
         j += 1;
     }
-    while j > i && matches!(b[j - 1], b'.' | b',' | b';' | b':' | b'!' | b'?' | b')' | b']' | b'}')
+    while j > i
+        && matches!(
+            b[j - 1],
+            b'.' | b',' | b';' | b':' | b'!' | b'?' | b')' | b']' | b'}'
+        )
     {
         j -= 1;
     }
@@ -1002,7 +1047,10 @@ fn host_end(b: &[u8], i: usize) -> Option<usize> {
     if j > i && b[j - 1] == b'.' {
         j -= 1;
         dots -= 1;
-        last_dot = b[i..j].iter().rposition(|&c| c == b'.').map_or(0, |p| p + i);
+        last_dot = b[i..j]
+            .iter()
+            .rposition(|&c| c == b'.')
+            .map_or(0, |p| p + i);
     }
     if dots == 0 || !boundary(b, j) {
         return None;
@@ -1012,7 +1060,8 @@ fn host_end(b: &[u8], i: usize) -> Option<usize> {
 
 fn match_email(b: &[u8], i: usize) -> Option<usize> {
     let mut j = i;
-    while j < b.len() && (b[j].is_ascii_alphanumeric() || matches!(b[j], b'.' | b'_' | b'%' | b'+' | b'-'))
+    while j < b.len()
+        && (b[j].is_ascii_alphanumeric() || matches!(b[j], b'.' | b'_' | b'%' | b'+' | b'-'))
     {
         j += 1;
     }
@@ -1059,8 +1108,7 @@ fn match_rel_path(b: &[u8], i: usize) -> Option<usize> {
     let c = b[i];
     if c.is_ascii_alphabetic() && b.get(i + 1) == Some(&b':') && b.get(i + 2) == Some(&b'\\') {
         let mut j = i + 3;
-        while j < b.len() && !is_ws(b[j]) && !matches!(b[j], b'"' | b'\'' | b'<' | b'>' | b',')
-        {
+        while j < b.len() && !is_ws(b[j]) && !matches!(b[j], b'"' | b'\'' | b'<' | b'>' | b',') {
             j += 1;
         }
         return Some(j);
@@ -1100,43 +1148,46 @@ fn match_typed(b: &[u8], i: usize, f: u16) -> Option<(Placeholder, usize)> {
         }
     }
     if f & T_DIGIT != 0 && c.is_ascii_hexdigit() {
-        if f & T_DASH != 0 {
-            if let Some(r) = match_uuid_like(b, i) {
-                return Some(r);
-            }
+        if f & T_DASH != 0
+            && let Some(r) = match_uuid_like(b, i)
+        {
+            return Some(r);
         }
-        if f & T_COLON != 0 {
-            if let Some(r) = match_colon_hex(b, i) {
-                return Some(r);
-            }
-        }
-    }
-    if f & (T_COLON | T_SLASH) == (T_COLON | T_SLASH) && c.is_ascii_alphabetic() {
-        if let Some(j) = match_url(b, i) {
-            return Some((Placeholder::Url, j));
+        if f & T_COLON != 0
+            && let Some(r) = match_colon_hex(b, i)
+        {
+            return Some(r);
         }
     }
-    if f & (T_SLASH | T_BACKSLASH) != 0 && (c.is_ascii_alphanumeric() || matches!(c, b'.' | b'~' | b'_' | b'-')) {
-        if let Some(j) = match_rel_path(b, i) {
-            return Some((Placeholder::Path, j));
-        }
+    if f & (T_COLON | T_SLASH) == (T_COLON | T_SLASH)
+        && c.is_ascii_alphabetic()
+        && let Some(j) = match_url(b, i)
+    {
+        return Some((Placeholder::Url, j));
+    }
+    if f & (T_SLASH | T_BACKSLASH) != 0
+        && (c.is_ascii_alphanumeric() || matches!(c, b'.' | b'~' | b'_' | b'-'))
+        && let Some(j) = match_rel_path(b, i)
+    {
+        return Some((Placeholder::Path, j));
     }
     if f & T_DOT != 0 && (c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-')) {
-        if f & T_AT != 0 {
-            if let Some(j) = match_email(b, i) {
-                return Some((Placeholder::Email, j));
-            }
+        if f & T_AT != 0
+            && let Some(j) = match_email(b, i)
+        {
+            return Some((Placeholder::Email, j));
         }
-        if let Some(j) = host_end(b, i) {
-            if !(f & T_COLON != 0 && b.get(j) == Some(&b':')) {
-                return Some((Placeholder::Host, j));
-            }
+        if let Some(j) = host_end(b, i)
+            && !(f & T_COLON != 0 && b.get(j) == Some(&b':'))
+        {
+            return Some((Placeholder::Host, j));
         }
     }
-    if f & (T_COLON | T_DIGIT) == (T_COLON | T_DIGIT) && c.is_ascii_alphanumeric() {
-        if let Some(j) = match_host_port(b, i) {
-            return Some((Placeholder::HostPort, j));
-        }
+    if f & (T_COLON | T_DIGIT) == (T_COLON | T_DIGIT)
+        && c.is_ascii_alphanumeric()
+        && let Some(j) = match_host_port(b, i)
+    {
+        return Some((Placeholder::HostPort, j));
     }
     None
 }
@@ -1199,7 +1250,10 @@ fn classify_number_suffix(s: &[u8]) -> Option<Placeholder> {
         if let Some(p) = unit_kind(u) {
             return Some(p);
         }
-        if matches!(u, "k" | "K" | "M" | "G" | "T" | "KB" | "kb" | "mb" | "gb" | "b") {
+        if matches!(
+            u,
+            "k" | "K" | "M" | "G" | "T" | "KB" | "kb" | "mb" | "gb" | "b"
+        ) {
             return Some(Placeholder::Size);
         }
     }
@@ -1241,7 +1295,10 @@ fn classify_segment(seg: &[u8], after_eq: bool, next: u8) -> Option<Placeholder>
     if let Some(p) = classify_number_suffix(seg) {
         return Some(p);
     }
-    if seg.len() > 2 && (seg.starts_with(b"0x") || seg.starts_with(b"0X")) && seg[2..].iter().all(|c| c.is_ascii_hexdigit()) {
+    if seg.len() > 2
+        && (seg.starts_with(b"0x") || seg.starts_with(b"0X"))
+        && seg[2..].iter().all(|c| c.is_ascii_hexdigit())
+    {
         return Some(Placeholder::Hex);
     }
     if seg.iter().all(|c| c.is_ascii_hexdigit()) {
@@ -1273,14 +1330,23 @@ mod tests {
     #[test]
     fn hex_and_hashes() {
         assert_eq!(m("iar 001007a8 dear 0x12af93a0"), "iar <hex> dear <hex>");
-        assert_eq!(m("commit 2fd4e1c67a2d28fced849ee1bb76e7391b93eb12"), "commit <hash>");
-        assert_eq!(m("digest d41d8cd98f00b204e9800998ecf8427e"), "digest <hash>");
+        assert_eq!(
+            m("commit 2fd4e1c67a2d28fced849ee1bb76e7391b93eb12"),
+            "commit <hash>"
+        );
+        assert_eq!(
+            m("digest d41d8cd98f00b204e9800998ecf8427e"),
+            "digest <hash>"
+        );
         assert_eq!(m("obj com.huawei.g.c@8a2a501"), "obj com.huawei.g.c@<hex>");
     }
 
     #[test]
     fn uuid_and_traceparent() {
-        assert_eq!(m("req 123e4567-e89b-12d3-a456-426614174000 done"), "req <uuid> done");
+        assert_eq!(
+            m("req 123e4567-e89b-12d3-a456-426614174000 done"),
+            "req <uuid> done"
+        );
         assert_eq!(
             m("traceparent 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
             "traceparent <traceparent>"
@@ -1300,7 +1366,10 @@ mod tests {
 
     #[test]
     fn urls_emails_hosts() {
-        assert_eq!(m("GET https://example.com/a?b=1 failed"), "GET <url> failed");
+        assert_eq!(
+            m("GET https://example.com/a?b=1 failed"),
+            "GET <url> failed"
+        );
         assert_eq!(m("mail bob.smith@example.co.uk now"), "mail <email> now");
         assert_eq!(m("resolve api.example.com."), "resolve <host>.");
         // Java packages are not hosts.
@@ -1322,12 +1391,18 @@ mod tests {
         assert_eq!(m("at 2016-04-25 08:56:12,413 x"), "at <date> <time> x");
         assert_eq!(m("at 2016-04-25T08:56:12.413Z"), "at <datetime>");
         assert_eq!(m("at 2024-01-02T03:04:05+02:00"), "at <datetime>");
-        assert_eq!(m("built on 06/10/2013 17:26 GMT"), "built on <date> <time> GMT");
+        assert_eq!(
+            m("built on 06/10/2013 17:26 GMT"),
+            "built on <date> <time> GMT"
+        );
     }
 
     #[test]
     fn durations_and_sizes() {
-        assert_eq!(m("timeout of 10000ms exceeded"), "timeout of <duration> exceeded");
+        assert_eq!(
+            m("timeout of 10000ms exceeded"),
+            "timeout of <duration> exceeded"
+        );
         assert_eq!(m("took 21 ms"), "took <duration>");
         assert_eq!(m("up 1h30m"), "up <duration>");
         assert_eq!(
@@ -1339,7 +1414,10 @@ mod tests {
 
     #[test]
     fn quoted() {
-        assert_eq!(m(r#"user "John Smith" said "hi""#), "user <quoted> said <quoted>");
+        assert_eq!(
+            m(r#"user "John Smith" said "hi""#),
+            "user <quoted> said <quoted>"
+        );
         assert_eq!(m("name 'a b c' ok"), "name <quoted> ok");
         assert_eq!(m("can't find 'x'"), "can't find 'x'");
     }
@@ -1349,14 +1427,23 @@ mod tests {
         assert_eq!(m("user=root uid=0 tty=ssh"), "user=<*> uid=<num> tty=<*>");
         assert_eq!(m("logname= uid=0"), "logname= uid=<num>");
         assert_eq!(m("packageName = com.huawei.health"), "packageName = <*>");
-        assert_eq!(m("PendingReds:0 vCores:-27>"), "PendingReds:<num> vCores:<num>>");
+        assert_eq!(
+            m("PendingReds:0 vCores:-27>"),
+            "PendingReds:<num> vCores:<num>>"
+        );
         assert_eq!(m("headroom=<memory:0, x"), "headroom=<memory:<num>, x");
     }
 
     #[test]
     fn identifiers() {
-        assert_eq!(m("Deleting block blk_-1046472716157313227"), "Deleting block <id>");
-        assert_eq!(m("jk2_init() Found child 1000"), "jk2_init() Found child <num>");
+        assert_eq!(
+            m("Deleting block blk_-1046472716157313227"),
+            "Deleting block <id>"
+        );
+        assert_eq!(
+            m("jk2_init() Found child 1000"),
+            "jk2_init() Found child <num>"
+        );
         assert_eq!(m("generating core.10019"), "generating <id>");
     }
 

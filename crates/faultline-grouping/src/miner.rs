@@ -212,7 +212,11 @@ impl Miner {
         let key_hash = hash_bytes(m.key());
         let slot = match self.exact.get(&key_hash) {
             Some(&(slot, seq))
-                if self.slots.get(slot as usize).and_then(|c| c.as_ref()).is_some_and(|c| c.seq == seq) =>
+                if self
+                    .slots
+                    .get(slot as usize)
+                    .and_then(|c| c.as_ref())
+                    .is_some_and(|c| c.seq == seq) =>
             {
                 slot
             }
@@ -367,7 +371,10 @@ impl Miner {
             if s != survivor {
                 let gone = self.remove(s);
                 self.add_alias(gone.id, into);
-                self.merges.push(Merge { from: gone.id, into });
+                self.merges.push(Merge {
+                    from: gone.id,
+                    into,
+                });
             }
         }
         let c = self.cluster_mut(survivor);
@@ -458,7 +465,9 @@ impl Miner {
                 .iter()
                 .filter(|&&s| s != slot)
                 .min_by_key(|&&s| {
-                    let c = self.slots[s as usize].as_ref().expect("bucket slots are live");
+                    let c = self.slots[s as usize]
+                        .as_ref()
+                        .expect("bucket slots are live");
                     (c.last_seen, c.seq)
                 })
                 .expect("an over-full bucket has other members");
@@ -531,7 +540,11 @@ impl Miner {
             + self.exact.capacity() * 24
             + self.aliases.capacity() * 16
             + self.buckets.capacity() * 40
-            + self.buckets.values().map(|b| b.capacity() * 4).sum::<usize>()
+            + self
+                .buckets
+                .values()
+                .map(|b| b.capacity() * 4)
+                .sum::<usize>()
     }
 
     pub(crate) fn export(&self) -> (Vec<TemplateState>, Vec<Merge>, u64) {

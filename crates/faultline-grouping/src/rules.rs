@@ -186,7 +186,12 @@ fn compile(index: usize, r: &RawFingerprintRule) -> Result<Rule, RuleError> {
     let parts = r
         .fingerprint
         .iter()
-        .map(|p| parse_part(p).map_err(|variable| RuleError::UnknownVariable { rule: index, variable }))
+        .map(|p| {
+            parse_part(p).map_err(|variable| RuleError::UnknownVariable {
+                rule: index,
+                variable,
+            })
+        })
         .collect::<Result<_, _>>()?;
     Ok(Rule {
         level: glob("level", &r.level)?,
@@ -200,7 +205,10 @@ fn compile(index: usize, r: &RawFingerprintRule) -> Result<Rule, RuleError> {
             .map(|(k, v)| {
                 Glob::new(v)
                     .map(|g| (k.clone(), g))
-                    .ok_or(RuleError::EmptyMatcher { rule: index, field: "attributes" })
+                    .ok_or(RuleError::EmptyMatcher {
+                        rule: index,
+                        field: "attributes",
+                    })
             })
             .collect::<Result<_, _>>()?,
         parts,
@@ -221,7 +229,10 @@ fn parse_part(p: &str) -> Result<Part, String> {
         "logger" => Part::Logger,
         "message" => Part::Message,
         "type" | "exception.type" | "error.type" => Part::Type,
-        _ => match name.strip_prefix("attributes.").or_else(|| name.strip_prefix("tags.")) {
+        _ => match name
+            .strip_prefix("attributes.")
+            .or_else(|| name.strip_prefix("tags."))
+        {
             Some(k) if !k.is_empty() => Part::Attribute(k.to_owned()),
             _ => return Err(name.to_owned()),
         },
@@ -313,15 +324,24 @@ mod tests {
         let rules = FingerprintRules::new(&raw).expect("valid rules");
         let default = vec!["template".to_owned(), "abc".to_owned()];
         let attrs = [("tenant", "acme-eu")];
-        let (idx, parts) = rules.apply(&input(&attrs, &default)).expect("a rule matches");
+        let (idx, parts) = rules
+            .apply(&input(&attrs, &default))
+            .expect("a rule matches");
         assert_eq!(idx, 1);
         assert_eq!(parts, ["acme-eu", "db-timeout"]);
         let other = [("tenant", "globex")];
-        let (idx, parts) = rules.apply(&input(&other, &default)).expect("a rule matches");
+        let (idx, parts) = rules
+            .apply(&input(&other, &default))
+            .expect("a rule matches");
         assert_eq!(idx, 2);
         assert_eq!(
             parts,
-            ["template", "abc", "psycopg2.OperationalError", "db timeout after <duration> on shard <num>"]
+            [
+                "template",
+                "abc",
+                "psycopg2.OperationalError",
+                "db timeout after <duration> on shard <num>"
+            ]
         );
     }
 
@@ -331,10 +351,22 @@ mod tests {
             serde_json::from_str(r#"{"rules": [{"fingerprint": ["{{ nope }}"]}]}"#).expect("json");
         assert_eq!(
             FingerprintRules::new(&bad).unwrap_err(),
-            RuleError::UnknownVariable { rule: 0, variable: "nope".into() }
+            RuleError::UnknownVariable {
+                rule: 0,
+                variable: "nope".into()
+            }
         );
-        let empty: RawFingerprintRules = serde_json::from_str(r#"{"rules": [{"fingerprint": []}]}"#).expect("json");
-        assert_eq!(FingerprintRules::new(&empty).unwrap_err(), RuleError::EmptyFingerprint { rule: 0 });
-        assert!(serde_json::from_str::<RawFingerprintRules>(r#"{"rules": [{"fingerprint": ["x"], "colour": "red"}]}"#).is_err());
+        let empty: RawFingerprintRules =
+            serde_json::from_str(r#"{"rules": [{"fingerprint": []}]}"#).expect("json");
+        assert_eq!(
+            FingerprintRules::new(&empty).unwrap_err(),
+            RuleError::EmptyFingerprint { rule: 0 }
+        );
+        assert!(
+            serde_json::from_str::<RawFingerprintRules>(
+                r#"{"rules": [{"fingerprint": ["x"], "colour": "red"}]}"#
+            )
+            .is_err()
+        );
     }
 }

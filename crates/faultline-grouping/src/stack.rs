@@ -75,13 +75,19 @@ impl StackTrace {
 /// Parses the first stack trace found in `text`.
 pub fn parse_stack(text: &str) -> Option<StackTrace> {
     let lines: Vec<&str> = text.lines().collect();
-    if lines.iter().any(|l| l.trim_start().starts_with("Traceback (most recent call last)")) {
+    if lines.iter().any(|l| {
+        l.trim_start()
+            .starts_with("Traceback (most recent call last)")
+    }) {
         return parse_python(&lines);
     }
     if lines.iter().any(|l| l.contains("panicked at")) {
         return parse_rust(&lines);
     }
-    if lines.iter().any(|l| l.starts_with("panic: ") || is_goroutine_header(l)) {
+    if lines
+        .iter()
+        .any(|l| l.starts_with("panic: ") || is_goroutine_header(l))
+    {
         return parse_go(&lines);
     }
     if lines.iter().any(|l| parse_java_frame(l).is_some()) {
@@ -105,7 +111,9 @@ pub fn find_exception_type(text: &str) -> Option<&str> {
     while i < b.len() {
         if b[i].is_ascii_alphabetic() || b[i] == b'_' {
             let start = i;
-            while i < b.len() && (b[i].is_ascii_alphanumeric() || matches!(b[i], b'_' | b'.' | b'$')) {
+            while i < b.len()
+                && (b[i].is_ascii_alphanumeric() || matches!(b[i], b'_' | b'.' | b'$'))
+            {
                 i += 1;
             }
             let word = text[start..i].trim_end_matches('.');
@@ -121,12 +129,24 @@ pub fn find_exception_type(text: &str) -> Option<&str> {
 
 fn is_exception_name(word: &str) -> bool {
     let last = word.rsplit(['.', '$']).next().unwrap_or(word);
-    let first_upper = last.as_bytes().first().is_some_and(|c| c.is_ascii_uppercase());
+    let first_upper = last
+        .as_bytes()
+        .first()
+        .is_some_and(|c| c.is_ascii_uppercase());
     first_upper
         && last.len() > 5
-        && ["Error", "Exception", "Interrupt", "Exit", "Warning", "Panic", "Failure", "Fault"]
-            .iter()
-            .any(|s| last.ends_with(s) && last.len() > s.len())
+        && [
+            "Error",
+            "Exception",
+            "Interrupt",
+            "Exit",
+            "Warning",
+            "Panic",
+            "Failure",
+            "Fault",
+        ]
+        .iter()
+        .any(|s| last.ends_with(s) && last.len() > s.len())
 }
 
 /// `Type: value` → (`Type`, `value`), when `Type` looks like a class name.
@@ -205,9 +225,15 @@ fn python_frame(rest: &str) -> Frame {
         }
     }
     let norm = file.replace('\\', "/");
-    let lib = ["site-packages/", "dist-packages/", "/lib/python", "<frozen", "/lib64/python"]
-        .iter()
-        .any(|m| norm.contains(m));
+    let lib = [
+        "site-packages/",
+        "dist-packages/",
+        "/lib/python",
+        "<frozen",
+        "/lib64/python",
+    ]
+    .iter()
+    .any(|m| norm.contains(m));
     let module = python_module(&norm);
     Frame {
         module: Some(module),
@@ -241,10 +267,30 @@ fn python_module(path: &str) -> String {
 // ---------------------------------------------------------------- Java
 
 const JVM_LIBS: [&str; 24] = [
-    "java.", "javax.", "jdk.", "sun.", "com.sun.", "kotlin.", "kotlinx.", "scala.", "groovy.",
-    "org.springframework.", "org.apache.catalina.", "org.apache.tomcat.", "org.apache.coyote.",
-    "io.netty.", "reactor.", "okhttp3.", "org.junit.", "junit.", "org.hibernate.",
-    "com.fasterxml.", "org.eclipse.jetty.", "akka.", "io.grpc.", "org.gradle.",
+    "java.",
+    "javax.",
+    "jdk.",
+    "sun.",
+    "com.sun.",
+    "kotlin.",
+    "kotlinx.",
+    "scala.",
+    "groovy.",
+    "org.springframework.",
+    "org.apache.catalina.",
+    "org.apache.tomcat.",
+    "org.apache.coyote.",
+    "io.netty.",
+    "reactor.",
+    "okhttp3.",
+    "org.junit.",
+    "junit.",
+    "org.hibernate.",
+    "com.fasterxml.",
+    "org.eclipse.jetty.",
+    "akka.",
+    "io.grpc.",
+    "org.gradle.",
 ];
 
 /// `at com.foo.Bar.baz(Bar.java:42)` (Java/Kotlin/Scala).
@@ -269,15 +315,19 @@ fn parse_java_frame(line: &str) -> Option<Frame> {
         None => (None, sym.to_owned()),
     };
     let (file, line_no) = match loc.rsplit_once(':') {
-        Some((f, l)) if l.bytes().all(|c| c.is_ascii_digit()) => (Some(f.to_owned()), l.parse().ok()),
+        Some((f, l)) if l.bytes().all(|c| c.is_ascii_digit()) => {
+            (Some(f.to_owned()), l.parse().ok())
+        }
         _ => (Some(loc.to_owned()), None),
     };
-    if let Some(f) = &file {
-        if !(f.contains('.') || f == "Native Method" || f == "Unknown Source" || f.starts_with("<")) {
-            return None;
-        }
+    if let Some(f) = &file
+        && !(f.contains('.') || f == "Native Method" || f == "Unknown Source" || f.starts_with("<"))
+    {
+        return None;
     }
-    let in_app = !module.as_deref().is_some_and(|m| JVM_LIBS.iter().any(|p| m.starts_with(p)));
+    let in_app = !module
+        .as_deref()
+        .is_some_and(|m| JVM_LIBS.iter().any(|p| m.starts_with(p)));
     Some(Frame {
         module,
         function: Some(function),
@@ -330,16 +380,17 @@ fn parse_java(lines: &[&str]) -> Option<StackTrace> {
             suppressed = true;
             continue;
         }
-        if exceptions.is_empty() {
-            if let Some((ty, value)) = java_header(t) {
-                if lines.get(idx + 1).is_some_and(|n| parse_java_frame(n).is_some()) {
-                    exceptions.push(Exception {
-                        ty: ty.to_owned(),
-                        value: value.to_owned(),
-                        frames: Vec::new(),
-                    });
-                }
-            }
+        if exceptions.is_empty()
+            && let Some((ty, value)) = java_header(t)
+            && lines
+                .get(idx + 1)
+                .is_some_and(|n| parse_java_frame(n).is_some())
+        {
+            exceptions.push(Exception {
+                ty: ty.to_owned(),
+                value: value.to_owned(),
+                frames: Vec::new(),
+            });
         }
     }
     (!exceptions.is_empty()).then_some(StackTrace {
@@ -364,9 +415,22 @@ fn java_header(line: &str) -> Option<(&str, &str)> {
 // ---------------------------------------------------------------- Rust
 
 const RUST_LIBS: [&str; 16] = [
-    "std::", "core::", "alloc::", "<std::", "<core::", "<alloc::", "rust_begin_unwind",
-    "__rust", "backtrace::", "tokio::", "futures::", "futures_util::", "<F as ", "__libc",
-    "_start", "start_thread",
+    "std::",
+    "core::",
+    "alloc::",
+    "<std::",
+    "<core::",
+    "<alloc::",
+    "rust_begin_unwind",
+    "__rust",
+    "backtrace::",
+    "tokio::",
+    "futures::",
+    "futures_util::",
+    "<F as ",
+    "__libc",
+    "_start",
+    "start_thread",
 ];
 
 fn parse_rust(lines: &[&str]) -> Option<StackTrace> {
@@ -382,35 +446,46 @@ fn parse_rust(lines: &[&str]) -> Option<StackTrace> {
     } else {
         let loc = after.trim_end_matches(':').to_owned();
         let msg = lines.get(idx + 1).map(|l| l.trim()).unwrap_or("");
-        let msg = if msg.starts_with("stack backtrace:") || msg.starts_with("note: ") { "" } else { msg };
+        let msg = if msg.starts_with("stack backtrace:") || msg.starts_with("note: ") {
+            ""
+        } else {
+            msg
+        };
         (msg.to_owned(), loc)
     };
     let mut frames = Vec::new();
     let mut i = idx + 1;
     while i < lines.len() {
         let t = lines[i].trim();
-        if let Some((num, sym)) = t.split_once(": ") {
-            if !num.is_empty() && num.bytes().all(|c| c.is_ascii_digit()) {
-                let sym = strip_rust_hash(sym.trim());
-                let (module, function) = split_rust_path(sym);
-                let mut f = Frame {
-                    module,
-                    function: Some(function),
-                    ..Frame::default()
-                };
-                if let Some(at) = lines.get(i + 1).map(|l| l.trim()).and_then(|l| l.strip_prefix("at ")) {
-                    let (file, line, col) = split_file_line_col(at);
-                    f.file = Some(file.to_owned());
-                    f.line = line;
-                    f.column = col;
-                    i += 1;
-                }
-                let file_lib = f.file.as_deref().is_some_and(|p| {
-                    p.starts_with("/rustc/") || p.contains("/.cargo/registry/") || p.contains("/rustlib/")
-                });
-                f.in_app = !file_lib && !RUST_LIBS.iter().any(|p| sym.starts_with(p));
-                frames.push(f);
+        if let Some((num, sym)) = t.split_once(": ")
+            && !num.is_empty()
+            && num.bytes().all(|c| c.is_ascii_digit())
+        {
+            let sym = strip_rust_hash(sym.trim());
+            let (module, function) = split_rust_path(sym);
+            let mut f = Frame {
+                module,
+                function: Some(function),
+                ..Frame::default()
+            };
+            if let Some(at) = lines
+                .get(i + 1)
+                .map(|l| l.trim())
+                .and_then(|l| l.strip_prefix("at "))
+            {
+                let (file, line, col) = split_file_line_col(at);
+                f.file = Some(file.to_owned());
+                f.line = line;
+                f.column = col;
+                i += 1;
             }
+            let file_lib = f.file.as_deref().is_some_and(|p| {
+                p.starts_with("/rustc/")
+                    || p.contains("/.cargo/registry/")
+                    || p.contains("/rustlib/")
+            });
+            f.in_app = !file_lib && !RUST_LIBS.iter().any(|p| sym.starts_with(p));
+            frames.push(f);
         }
         i += 1;
     }
@@ -471,15 +546,15 @@ fn split_rust_path(sym: &str) -> (Option<String>, String) {
 /// `path:line:col`, `path:line`, or `path`.
 fn split_file_line_col(s: &str) -> (&str, Option<u32>, Option<u32>) {
     let num = |x: &str| -> Option<u32> { x.parse().ok() };
-    if let Some((a, c)) = s.rsplit_once(':') {
-        if let Some(cn) = num(c) {
-            if let Some((f, l)) = a.rsplit_once(':') {
-                if let Some(ln) = num(l) {
-                    return (f, Some(ln), Some(cn));
-                }
-            }
-            return (a, Some(cn), None);
+    if let Some((a, c)) = s.rsplit_once(':')
+        && let Some(cn) = num(c)
+    {
+        if let Some((f, l)) = a.rsplit_once(':')
+            && let Some(ln) = num(l)
+        {
+            return (f, Some(ln), Some(cn));
         }
+        return (a, Some(cn), None);
     }
     (s, None, None)
 }
@@ -496,7 +571,11 @@ fn parse_go(lines: &[&str]) -> Option<StackTrace> {
         .find_map(|l| l.strip_prefix("panic: "))
         .map(|v| v.trim_end_matches(" [recovered]").trim().to_owned())
         .unwrap_or_default();
-    let ty = if value.starts_with("runtime error") { "runtime error" } else { "panic" };
+    let ty = if value.starts_with("runtime error") {
+        "runtime error"
+    } else {
+        "panic"
+    };
     let start = lines.iter().position(|l| is_goroutine_header(l));
     let mut frames = Vec::new();
     if let Some(start) = start {
@@ -513,10 +592,10 @@ fn parse_go(lines: &[&str]) -> Option<StackTrace> {
             let mut func = l.trim();
             if let Some(rest) = func.strip_prefix("created by ") {
                 func = rest.split(" in goroutine ").next().unwrap_or(rest);
-            } else if func.ends_with(')') {
-                if let Some(p) = func.rfind('(') {
-                    func = &func[..p];
-                }
+            } else if func.ends_with(')')
+                && let Some(p) = func.rfind('(')
+            {
+                func = &func[..p];
             }
             let (module, function) = split_go_func(func);
             let mut f = Frame {
@@ -524,7 +603,10 @@ fn parse_go(lines: &[&str]) -> Option<StackTrace> {
                 function: Some(function.to_owned()),
                 ..Frame::default()
             };
-            if let Some(loc) = lines.get(i + 1).filter(|n| n.starts_with('\t') || n.starts_with("  ")) {
+            if let Some(loc) = lines
+                .get(i + 1)
+                .filter(|n| n.starts_with('\t') || n.starts_with("  "))
+            {
                 let loc = loc.trim();
                 let loc = loc.split(" +0x").next().unwrap_or(loc);
                 let (file, line, _) = split_file_line_col(loc);
@@ -534,7 +616,9 @@ fn parse_go(lines: &[&str]) -> Option<StackTrace> {
             }
             let first = module.split('/').next().unwrap_or(module);
             let stdlib = module != "main" && !first.contains('.');
-            let vendored = f.file.as_deref().is_some_and(|p| p.contains("/pkg/mod/") || p.contains("/vendor/") || p.contains("/go/src/runtime/"));
+            let vendored = f.file.as_deref().is_some_and(|p| {
+                p.contains("/pkg/mod/") || p.contains("/vendor/") || p.contains("/go/src/runtime/")
+            });
             f.in_app = !stdlib && !vendored;
             frames.push(f);
             i += 1;
@@ -577,13 +661,17 @@ fn parse_js_frame(line: &str) -> Option<Frame> {
         None => (None, rest),
     };
     let (file, line_no, col) = split_file_line_col(loc);
-    if line_no.is_none() && !matches!(file, "native" | "<anonymous>") && !file.starts_with("index ") {
+    if line_no.is_none() && !matches!(file, "native" | "<anonymous>") && !file.starts_with("index ")
+    {
         return None;
     }
     if function.is_none() && line_no.is_none() {
         return None;
     }
-    let lib = file.contains("node_modules") || file.starts_with("node:") || file.starts_with("internal/") || file == "native";
+    let lib = file.contains("node_modules")
+        || file.starts_with("node:")
+        || file.starts_with("internal/")
+        || file == "native";
     let module = js_module(file);
     Some(Frame {
         module: Some(module),
@@ -611,7 +699,9 @@ fn js_module(file: &str) -> String {
             }
         }
     };
-    let rel = rel.rsplit_once('.').map_or(rel, |(a, ext)| if ext.len() <= 4 { a } else { rel });
+    let rel = rel
+        .rsplit_once('.')
+        .map_or(rel, |(a, ext)| if ext.len() <= 4 { a } else { rel });
     rel.to_owned()
 }
 
@@ -624,7 +714,10 @@ fn parse_js(lines: &[&str]) -> Option<StackTrace> {
         .copied()
         .unwrap_or("");
     let (ty, value) = js_header(header).unwrap_or(("Error", header.trim()));
-    let frames = lines[first..].iter().filter_map(|l| parse_js_frame(l)).collect();
+    let frames = lines[first..]
+        .iter()
+        .filter_map(|l| parse_js_frame(l))
+        .collect();
     Some(StackTrace {
         language: Language::JavaScript,
         exceptions: vec![Exception {
@@ -683,7 +776,8 @@ ValueError: bad config /tmp/x.json
         assert!(!lib.in_app, "{lib:?}");
     }
 
-    const JAVA: &str = "Exception in thread \"main\" java.lang.IllegalStateException: could not start
+    const JAVA: &str =
+        "Exception in thread \"main\" java.lang.IllegalStateException: could not start
 \tat com.acme.billing.Service.start(Service.java:42)
 \tat com.acme.billing.Main.main(Main.java:10)
 Caused by: java.io.IOException: connection refused
@@ -700,7 +794,10 @@ Caused by: java.io.IOException: connection refused
         let e = &st.exceptions[0];
         assert_eq!(e.ty, "java.lang.IllegalStateException");
         assert_eq!(e.value, "could not start");
-        assert_eq!(e.frames[0].module.as_deref(), Some("com.acme.billing.Service"));
+        assert_eq!(
+            e.frames[0].module.as_deref(),
+            Some("com.acme.billing.Service")
+        );
         assert_eq!(e.frames[0].function.as_deref(), Some("start"));
         assert_eq!(e.frames[0].line, Some(42));
         let c = &st.exceptions[1];
@@ -774,7 +871,10 @@ exit status 2
         let e = st.primary().expect("primary");
         assert_eq!(e.ty, "runtime error");
         assert_eq!(e.frames.len(), 3, "only the panicking goroutine");
-        assert_eq!(e.frames[0].module.as_deref(), Some("github.com/acme/api/server"));
+        assert_eq!(
+            e.frames[0].module.as_deref(),
+            Some("github.com/acme/api/server")
+        );
         assert_eq!(e.frames[0].function.as_deref(), Some("(*Server).handle"));
         assert_eq!(e.frames[0].line, Some(42));
         assert!(e.frames[0].in_app);
@@ -796,7 +896,10 @@ exit status 2
         assert_eq!(st.language, Language::JavaScript);
         let e = st.primary().expect("primary");
         assert_eq!(e.ty, "TypeError");
-        assert_eq!(e.value, "Cannot read properties of undefined (reading 'id')");
+        assert_eq!(
+            e.value,
+            "Cannot read properties of undefined (reading 'id')"
+        );
         assert_eq!(e.frames.len(), 5);
         assert_eq!(e.frames[0].function.as_deref(), Some("getUser"));
         assert_eq!(e.frames[0].module.as_deref(), Some("src/users"));
@@ -805,7 +908,10 @@ exit status 2
         assert!(e.frames[2].in_app);
         assert!(!e.frames[3].in_app);
         assert!(!e.frames[4].in_app);
-        assert_eq!(e.frames[4].module.as_deref(), Some("express/lib/router/layer"));
+        assert_eq!(
+            e.frames[4].module.as_deref(),
+            Some("express/lib/router/layer")
+        );
     }
 
     #[test]
@@ -815,9 +921,15 @@ exit status 2
             find_exception_type("caught java.lang.IllegalStateException: x"),
             Some("java.lang.IllegalStateException")
         );
-        assert_eq!(find_exception_type("thread 'main' panicked at src/x.rs:1:1:"), Some("panic"));
+        assert_eq!(
+            find_exception_type("thread 'main' panicked at src/x.rs:1:1:"),
+            Some("panic")
+        );
         assert_eq!(find_exception_type("ERROR: disk full"), None);
-        assert_eq!(find_exception_type("KeyboardInterrupt"), Some("KeyboardInterrupt"));
+        assert_eq!(
+            find_exception_type("KeyboardInterrupt"),
+            Some("KeyboardInterrupt")
+        );
         assert_eq!(find_exception_type("Error: boom"), Some("Error"));
     }
 }

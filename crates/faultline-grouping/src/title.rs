@@ -43,7 +43,14 @@ fn strip_timestamp(t: &str) -> &str {
     let b = t.as_bytes();
     let d = |i: usize| b.get(i).is_some_and(|c| c.is_ascii_digit());
     // YYYY-MM-DD
-    if !((0..4).all(d) && b.get(4) == Some(&b'-') && d(5) && d(6) && b.get(7) == Some(&b'-') && d(8) && d(9)) {
+    if !((0..4).all(d)
+        && b.get(4) == Some(&b'-')
+        && d(5)
+        && d(6)
+        && b.get(7) == Some(&b'-')
+        && d(8)
+        && d(9))
+    {
         return t;
     }
     let mut i = 10;
@@ -120,7 +127,10 @@ mod tests {
     #[test]
     fn error_name_wins() {
         assert_eq!(
-            incident_title("alice", "2016-04-25 08:56:12,413 [44862 ERROR sgtk.core.log] ValueError: bad shot"),
+            incident_title(
+                "alice",
+                "2016-04-25 08:56:12,413 [44862 ERROR sgtk.core.log] ValueError: bad shot"
+            ),
             "alice - ValueError"
         );
         assert_eq!(
@@ -132,7 +142,10 @@ mod tests {
     #[test]
     fn short_message_without_error_name() {
         assert_eq!(
-            incident_title("bob", "2016-04-25 08:56:12,413 [44862 ERROR tk-maya]   Unknown error:\tfile open failed"),
+            incident_title(
+                "bob",
+                "2016-04-25 08:56:12,413 [44862 ERROR tk-maya]   Unknown error:\tfile open failed"
+            ),
             "bob - Unknown error: file open failed"
         );
         let long = "xy".repeat(100);
@@ -148,7 +161,10 @@ mod tests {
 
     #[test]
     fn strips_iso_timestamps() {
-        assert_eq!(strip_log_prefix("2024-01-02T03:04:05.123Z [a] [b] msg"), "msg");
+        assert_eq!(
+            strip_log_prefix("2024-01-02T03:04:05.123Z [a] [b] msg"),
+            "msg"
+        );
         assert_eq!(strip_log_prefix("no prefix"), "no prefix");
     }
 }

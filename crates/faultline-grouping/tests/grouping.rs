@@ -3,8 +3,8 @@
 
 use faultline_grouping::cli::{group_lines, group_lines_streaming};
 use faultline_grouping::{
-    EventInput, FingerprintRules, FingerprintSource, GroupId, Grouper, GrouperConfig, GrouperState, RawFingerprintRules,
-    mask,
+    EventInput, FingerprintRules, FingerprintSource, GroupId, Grouper, GrouperConfig, GrouperState,
+    RawFingerprintRules, mask,
 };
 use proptest::prelude::*;
 
@@ -92,7 +92,10 @@ proptest! {
 fn variable_words_merge_and_constant_words_stay_apart() {
     let mut g = Grouper::default();
     let users = ["alice", "bob", "carol", "dave", "erin"];
-    let ids: Vec<GroupId> = users.iter().map(|u| g.group(&format!("user {u} logged in from 10.0.0.1")).id).collect();
+    let ids: Vec<GroupId> = users
+        .iter()
+        .map(|u| g.group(&format!("user {u} logged in from 10.0.0.1")).id)
+        .collect();
     let last = g.resolve(*ids.last().expect("ids"));
     for id in &ids {
         assert_eq!(g.resolve(*id), last);
@@ -109,18 +112,24 @@ fn variable_words_merge_and_constant_words_stay_apart() {
     let s4 = g.group("job 4 Transitioned from ARCHIVED to DELETED").id;
     let s5 = g.group("job 5 Transitioned from NEW to RUNNING").id;
     assert_eq!(s1, s5);
-    let set: std::collections::BTreeSet<_> = [s1, s2, s3, s4].iter().map(|i| g.resolve(*i)).collect();
+    let set: std::collections::BTreeSet<_> =
+        [s1, s2, s3, s4].iter().map(|i| g.resolve(*i)).collect();
     assert_eq!(set.len(), 4, "enum states name distinct events");
 }
 
 #[test]
 fn template_memory_is_bounded() {
     let cfg = GrouperConfig {
-        miner: faultline_grouping::MinerConfig { max_templates: 100, ..Default::default() },
+        miner: faultline_grouping::MinerConfig {
+            max_templates: 100,
+            ..Default::default()
+        },
     };
     let mut g = Grouper::new(cfg);
     for i in 0..5000u32 {
-        let w: String = (0..6).map(|k| (b'a' + ((i >> (k * 2)) % 26) as u8) as char).collect();
+        let w: String = (0..6)
+            .map(|k| (b'a' + ((i >> (k * 2)) % 26) as u8) as char)
+            .collect();
         g.group(&format!("{w} failed in stage {i}"));
         assert!(g.template_count() <= 100);
     }
@@ -132,7 +141,10 @@ fn group_lines_prints_one_line_per_input_line() {
     let mut out = Vec::new();
     group_lines(input.as_bytes(), &mut out, &GrouperConfig::default()).expect("in-memory io");
     let out = String::from_utf8(out).expect("utf-8");
-    let lines: Vec<(&str, &str)> = out.lines().map(|l| l.split_once('\t').expect("tab")).collect();
+    let lines: Vec<(&str, &str)> = out
+        .lines()
+        .map(|l| l.split_once('\t').expect("tab"))
+        .collect();
     assert_eq!(lines.len(), 6);
     assert!(lines.iter().all(|(id, _)| id.len() == 16));
     assert_eq!(lines[0], lines[3], "batch mode resolves later merges");
@@ -141,7 +153,8 @@ fn group_lines_prints_one_line_per_input_line() {
     assert_eq!(lines[5].1, "");
 
     let mut out = Vec::new();
-    group_lines_streaming(input.as_bytes(), &mut out, &GrouperConfig::default()).expect("in-memory io");
+    group_lines_streaming(input.as_bytes(), &mut out, &GrouperConfig::default())
+        .expect("in-memory io");
     assert_eq!(String::from_utf8(out).expect("utf-8").lines().count(), 6);
 }
 
@@ -164,17 +177,29 @@ ValueError: bad frame range 1-10";
 #[test]
 fn stack_fingerprint_ignores_lines_paths_and_values() {
     let mut g = Grouper::default();
-    let a = g.fingerprint(&EventInput { message: PY_A, ..Default::default() });
-    let b = g.fingerprint(&EventInput { message: PY_B, ..Default::default() });
+    let a = g.fingerprint(&EventInput {
+        message: PY_A,
+        ..Default::default()
+    });
+    let b = g.fingerprint(&EventInput {
+        message: PY_B,
+        ..Default::default()
+    });
     assert_eq!(a.source, FingerprintSource::Stack);
     assert_eq!(a.id, b.id);
-    assert_eq!(a.parts, ["stack", "ValueError", "app.loader.load", "app.parse.parse"]);
+    assert_eq!(
+        a.parts,
+        ["stack", "ValueError", "app.loader.load", "app.parse.parse"]
+    );
     assert_eq!(a.exception_type.as_deref(), Some("ValueError"));
     assert_eq!(a.title, "ValueError: bad frame range 1001-1100");
     assert_eq!(a.culprit.as_deref(), Some("app.parse in parse"));
 
     let other = PY_B.replace("in parse", "in parse_range");
-    let c = g.fingerprint(&EventInput { message: &other, ..Default::default() });
+    let c = g.fingerprint(&EventInput {
+        message: &other,
+        ..Default::default()
+    });
     assert_ne!(a.id, c.id, "a different function is a different crash");
 }
 
@@ -189,7 +214,11 @@ Caused by: java.net.SocketTimeoutException: Read timed out
 \tat java.base/java.net.SocketInputStream.read(SocketInputStream.java:168)
 \tat com.acme.db.Conn.read(Conn.java:12)
 \t... 3 more";
-    let f = g.fingerprint(&EventInput { message: "request failed", stack: Some(stack), ..Default::default() });
+    let f = g.fingerprint(&EventInput {
+        message: "request failed",
+        stack: Some(stack),
+        ..Default::default()
+    });
     assert_eq!(
         f.parts,
         [
@@ -207,8 +236,16 @@ Caused by: java.net.SocketTimeoutException: Read timed out
 #[test]
 fn template_fingerprint_and_rules() {
     let mut g = Grouper::default();
-    let a = g.fingerprint(&EventInput { message: "db timeout after 30s on shard 7", level: Some("error"), ..Default::default() });
-    let b = g.fingerprint(&EventInput { message: "db timeout after 12s on shard 3", level: Some("error"), ..Default::default() });
+    let a = g.fingerprint(&EventInput {
+        message: "db timeout after 30s on shard 7",
+        level: Some("error"),
+        ..Default::default()
+    });
+    let b = g.fingerprint(&EventInput {
+        message: "db timeout after 12s on shard 3",
+        level: Some("error"),
+        ..Default::default()
+    });
     assert_eq!(a.source, FingerprintSource::Template);
     assert_eq!(a.id, b.id);
     assert_eq!(a.id, a.template_id);
@@ -221,9 +258,30 @@ fn template_fingerprint_and_rules() {
     let rules = FingerprintRules::new(&raw).expect("valid");
     let acme = [("tenant", "acme")];
     let globex = [("tenant", "globex")];
-    let x = g.fingerprint_with_rules(&EventInput { message: "db timeout after 1s on shard 1", attributes: &acme, ..Default::default() }, &rules);
-    let y = g.fingerprint_with_rules(&EventInput { message: "db timeout after 2s on shard 9", attributes: &acme, ..Default::default() }, &rules);
-    let z = g.fingerprint_with_rules(&EventInput { message: "db timeout after 2s on shard 9", attributes: &globex, ..Default::default() }, &rules);
+    let x = g.fingerprint_with_rules(
+        &EventInput {
+            message: "db timeout after 1s on shard 1",
+            attributes: &acme,
+            ..Default::default()
+        },
+        &rules,
+    );
+    let y = g.fingerprint_with_rules(
+        &EventInput {
+            message: "db timeout after 2s on shard 9",
+            attributes: &acme,
+            ..Default::default()
+        },
+        &rules,
+    );
+    let z = g.fingerprint_with_rules(
+        &EventInput {
+            message: "db timeout after 2s on shard 9",
+            attributes: &globex,
+            ..Default::default()
+        },
+        &rules,
+    );
     assert_eq!(x.source, FingerprintSource::Rule { index: 0 });
     assert_eq!(x.parts, ["acme", "db-timeout"]);
     assert_eq!(x.id, y.id);
@@ -241,7 +299,9 @@ fn loghub_messages_mask_idempotently() {
     };
     let mut checked = 0;
     for e in entries.flatten() {
-        let Ok(files) = std::fs::read_dir(e.path()) else { continue };
+        let Ok(files) = std::fs::read_dir(e.path()) else {
+            continue;
+        };
         for f in files.flatten() {
             let p = f.path();
             if p.extension().is_some_and(|x| x == "log") {

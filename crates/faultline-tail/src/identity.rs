@@ -110,12 +110,19 @@ pub const HEAD_BYTES: usize = 256;
 /// It grows with the file until it covers [`HEAD_BYTES`]; a file "is still
 /// the same" when it is at least `len` bytes long and its first `len` bytes
 /// hash to `hash`.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Head {
     /// Number of bytes covered.
     pub len: u32,
     /// FNV-1a 64 of those bytes (stable across releases and platforms).
     pub hash: u64,
+}
+
+impl Default for Head {
+    /// The fingerprint of nothing: every file matches it.
+    fn default() -> Self {
+        Head::of(&[])
+    }
 }
 
 impl Head {
@@ -153,7 +160,9 @@ pub(crate) enum HeadCheck {
 pub(crate) fn check_head(file: &File, known: Head) -> io::Result<HeadCheck> {
     let mut buf = [0u8; HEAD_BYTES];
     let n = read_full_at(file, &mut buf, 0)?;
-    if n < known.len as usize || fnv1a(&buf[..known.len as usize]) != known.hash {
+    let same = known.len == 0
+        || (n >= known.len as usize && fnv1a(&buf[..known.len as usize]) == known.hash);
+    if !same {
         return Ok(HeadCheck::Different);
     }
     Ok(HeadCheck::Same(Head::of(&buf[..n])))

@@ -431,6 +431,12 @@ impl Tailer {
             .collect()
     }
 
+    /// Whether a file has data left that the last step's read budget did
+    /// not cover (catching up); `poll` then returns again at once.
+    pub fn has_backlog(&self) -> bool {
+        self.files.iter().any(|t| t.more)
+    }
+
     /// Whether OS notifications are in use (false: polling).
     pub fn is_notifying(&self) -> bool {
         self.watcher.is_notifying()
@@ -466,10 +472,14 @@ impl Tailer {
         }
 
         let mut budget = self.cfg.max_read_per_poll.max(1);
-        for i in self.read_order() {
+        for id in self.read_order() {
             if budget == 0 {
+                // Next time start the round with another active file.
+                self.rr = self.rr.wrapping_add(1);
                 break;
             }
+            // Reading may remove files (an away file rewritten): look up.
+            let Some(&i) = self.index.get(&id) else { continue };
             let t = &self.files[i];
             let due = check_all || t.more || pending.paths.contains(&*t.path);
             if due {
@@ -488,19 +498,25 @@ impl Tailer {
     }
 
     /// Files rotated away (or deleted) first, oldest first, so an old file
-    /// is finished before its successor; then the others, round-robin.
-    fn read_order(&mut self) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..self.files.len())
-            .filter(|&i| self.files[i].away.is_some())
+    /// is finished before its successor; then the others in discovery
+    /// order, rotated when the read budget ran out (fairness under load).
+    fn read_order(&self) -> Vec<FileId> {
+        let mut order: Vec<FileId> = self
+            .files
+            .iter()
+            .filter(|t| t.away.is_some())
+            .map(|t| t.id)
             .collect();
-        let active: Vec<usize> = (0..self.files.len())
-            .filter(|&i| self.files[i].away.is_none())
+        let active: Vec<FileId> = self
+            .files
+            .iter()
+            .filter(|t| t.away.is_none())
+            .map(|t| t.id)
             .collect();
         if !active.is_empty() {
             let k = self.rr % active.len();
             order.extend_from_slice(&active[k..]);
             order.extend_from_slice(&active[..k]);
-            self.rr = self.rr.wrapping_add(1);
         }
         order
     }
@@ -803,7 +819,9 @@ impl Tailer {
             let Some(path) = path else { continue };
             let Ok(file) = open_shared(&path) else { continue };
             let Ok(st) = stat_file(&file) else { continue };
-            if st.devino != devino || st.size <= c.entry.offset {
+            // Opened even with nothing new yet: the writer may still append
+            // to a renamed file; it is closed after the grace period.
+            if st.devino != devino {
                 continue;
             }
             let Some(head) = verify(&file, &st, &c.entry, c.entry.offset) else {
@@ -857,11 +875,13 @@ impl Tailer {
             self.restart_stream(i, now, out, st.size);
             return;
         }
-        if st.size == pos {
+        if st.size == pos && pos == 0 {
             t.at_eof = true;
             t.more = false;
             return;
         }
+        // Also when the size did not change: a file truncated and rewritten
+        // to the very size that was read is only told apart by its head.
         match check_head(&t.file, t.head) {
             Ok(HeadCheck::Same(h)) => t.head = h,
             Ok(HeadCheck::Different) => {
@@ -872,6 +892,11 @@ impl Tailer {
                 self.sink.io_error(Some(&t.path), "read", &e);
                 return;
             }
+        }
+        if st.size == pos {
+            t.at_eof = true;
+            t.more = false;
+            return;
         }
         loop {
             let want = self.buf.len().min(*budget);
@@ -884,6 +909,11 @@ impl Tailer {
                 Ok(0) => {
                     t.at_eof = true;
                     t.more = false;
+                    if t.away.is_some() {
+                        // Finish a rotated or deleted file before its
+                        // successor is read: what it holds is complete.
+                        self.flush_held(i, now, out);
+                    }
                     return;
                 }
                 Ok(n) => {
