@@ -34,10 +34,16 @@ struct Shared {
     capacity: usize,
 }
 
+enum Msg {
+    Delivery(Delivery),
+    /// Sent by [`InProcessBus::close`]: the consumer stops here.
+    Close,
+}
+
 /// The embedded bus: a bounded in-memory queue to the store writer.
 #[derive(Debug, Clone)]
 pub struct InProcessBus {
-    tx: mpsc::UnboundedSender<Delivery>,
+    tx: mpsc::UnboundedSender<Msg>,
     shared: Arc<Shared>,
     wait: Duration,
 }
@@ -45,7 +51,17 @@ pub struct InProcessBus {
 /// The receiving side, owned by the writer.
 #[derive(Debug)]
 pub struct InProcessConsumer {
-    rx: mpsc::UnboundedReceiver<Delivery>,
+    rx: mpsc::UnboundedReceiver<Msg>,
+    closed: bool,
+}
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Msg::Delivery(d) => d.fmt(f),
+            Msg::Close => f.write_str("Close"),
+        }
+    }
 }
 
 impl InProcessBus {
@@ -59,7 +75,19 @@ impl InProcessBus {
             depth: AtomicUsize::new(0),
             capacity,
         });
-        (InProcessBus { tx, shared, wait }, InProcessConsumer { rx })
+        (
+            InProcessBus { tx, shared, wait },
+            InProcessConsumer { rx, closed: false },
+        )
+    }
+
+    /// Stops taking batches: later publishes fail with [`BusError::Closed`],
+    /// the consumer finishes what was queued before and then stops. A batch
+    /// that slipped in after the close is answered `Closed` (never
+    /// acknowledged, so never counted as stored).
+    pub fn close(&self) {
+        self.shared.room.close();
+        let _ = self.tx.send(Msg::Close);
     }
 }
 
@@ -84,7 +112,9 @@ impl Bus for InProcessBus {
                 permits,
                 shared: self.shared.clone(),
             };
-            if let Err(mpsc::error::SendError(d)) = self.tx.send(delivery) {
+            if let Err(mpsc::error::SendError(Msg::Delivery(d))) =
+                self.tx.send(Msg::Delivery(delivery))
+            {
                 d.shared.depth.fetch_sub(d.len, Ordering::Relaxed);
                 return Err(BusError::Closed);
             }
@@ -108,14 +138,27 @@ impl InProcessConsumer {
     /// already waiting, up to about `max_entries` entries in all. Returns
     /// `None` once every publisher is gone and the queue is drained.
     pub fn recv_group_blocking(&mut self, max_entries: usize) -> Option<Vec<Delivery>> {
-        let first = self.rx.blocking_recv()?;
+        if self.closed {
+            return None;
+        }
+        let first = match self.rx.blocking_recv()? {
+            Msg::Delivery(d) => d,
+            Msg::Close => {
+                self.closed = true;
+                return None;
+            }
+        };
         let mut n = first.entries.len();
         let mut group = vec![first];
         while n < max_entries {
             match self.rx.try_recv() {
-                Ok(d) => {
+                Ok(Msg::Delivery(d)) => {
                     n += d.entries.len();
                     group.push(d);
+                }
+                Ok(Msg::Close) => {
+                    self.closed = true;
+                    break;
                 }
                 Err(_) => break,
             }
@@ -181,6 +224,30 @@ mod tests {
             Err(BusError::Overloaded)
         );
         pending.abort();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn close_drains_queued_batches_then_refuses() {
+        let (bus, mut consumer) = InProcessBus::new(100, Duration::from_secs(1));
+        let b2 = bus.clone();
+        let queued = tokio::spawn(async move { b2.publish(vec![entry("a")]).await });
+        while bus.depth() == 0 {
+            tokio::task::yield_now().await;
+        }
+        bus.close();
+        let writer = std::thread::spawn(move || {
+            let mut seen = 0;
+            while let Some(group) = consumer.recv_group_blocking(10) {
+                for d in group {
+                    seen += d.entries.len();
+                    d.ack(Ok(()));
+                }
+            }
+            seen
+        });
+        assert_eq!(queued.await.unwrap(), Ok(()));
+        assert_eq!(bus.publish(vec![entry("b")]).await, Err(BusError::Closed));
+        assert_eq!(writer.join().unwrap(), 1);
     }
 
     #[tokio::test]

@@ -73,6 +73,9 @@ pub struct Principal {
 pub struct Authenticator {
     store: Arc<dyn Store>,
     cache: Mutex<HashMap<String, (TokenInfo, Instant)>>,
+    /// Bumped by `invalidate`, so a lookup that raced a revocation does not
+    /// put the stale token back into the cache.
+    generation: std::sync::atomic::AtomicU64,
     used: Mutex<HashMap<i64, i64>>,
 }
 
@@ -81,6 +84,7 @@ impl Authenticator {
         Authenticator {
             store,
             cache: Mutex::new(HashMap::new()),
+            generation: std::sync::atomic::AtomicU64::new(0),
             used: Mutex::new(HashMap::new()),
         }
     }
@@ -117,6 +121,7 @@ impl Authenticator {
         let info = match cached {
             Some(info) => info,
             None => {
+                let generation = self.generation.load(std::sync::atomic::Ordering::SeqCst);
                 let store = self.store.clone();
                 let h = hash.clone();
                 let found = tokio::task::spawn_blocking(move || store.find_token(&h))
@@ -127,7 +132,9 @@ impl Authenticator {
                 if cache.len() > 10_000 {
                     cache.clear();
                 }
-                cache.insert(hash, (info.clone(), Instant::now()));
+                if self.generation.load(std::sync::atomic::Ordering::SeqCst) == generation {
+                    cache.insert(hash, (info.clone(), Instant::now()));
+                }
                 info
             }
         };

@@ -34,6 +34,12 @@ pub struct RawConfig {
     pub listen: Option<String>,
     /// Directory for the database and state (default ./faultline-data).
     pub data_dir: Option<PathBuf>,
+    /// On SIGINT/SIGTERM, how long requests in flight may take to finish
+    /// before their connections are closed (default 5s). Queued batches are
+    /// always committed.
+    pub shutdown_grace: Option<String>,
+    /// How long a client may take to send a request body (default 30s).
+    pub body_timeout: Option<String>,
     /// Ingest limits.
     #[serde(default)]
     pub limits: Limits,
@@ -109,6 +115,8 @@ pub struct RawQueue {
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    pub shutdown_grace: Duration,
+    pub body_timeout: Duration,
     pub limits: Limits,
     /// Retention per level, indexed by `Level::code() - 1`.
     pub retention: [Duration; 6],
@@ -211,6 +219,12 @@ impl RawConfig {
             data_dir: self
                 .data_dir
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            shutdown_grace: duration(
+                "shutdown_grace",
+                &self.shutdown_grace,
+                Duration::from_secs(5),
+            )?,
+            body_timeout: duration("body_timeout", &self.body_timeout, Duration::from_secs(30))?,
             limits: self.limits,
             retention,
             sweep_interval: duration(

@@ -21,6 +21,8 @@ pub enum ApiError {
     BodyTooLarge { limit: usize },
     #[error("ingest rejected")]
     Ingest(IngestError),
+    #[error("body timeout")]
+    BodyTimeout(std::time::Duration),
     #[error("unsupported media type")]
     Unsupported(String),
     #[error("overloaded")]
@@ -53,6 +55,7 @@ impl ApiError {
             ApiError::Ingest(IngestError::Invalid(_)) => "invalid",
             ApiError::Ingest(IngestError::ServiceMismatch { .. }) => "forbidden",
             ApiError::Unsupported(_) => "unsupported_encoding",
+            ApiError::BodyTimeout(_) => "body_timeout",
             ApiError::Overloaded(_) => "overloaded",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
@@ -96,6 +99,13 @@ impl IntoResponse for ApiError {
                 ),
             ),
             ApiError::Ingest(e) => ingest_error(e),
+            ApiError::BodyTimeout(t) => (
+                StatusCode::REQUEST_TIMEOUT,
+                body(
+                    "body timeout",
+                    format!("the request body did not arrive within {t:?}"),
+                ),
+            ),
             ApiError::Unsupported(detail) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 body("unsupported content encoding", detail),

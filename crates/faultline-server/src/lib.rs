@@ -35,7 +35,7 @@ use faultline_bus::InProcessBus;
 use faultline_model::TokenKind;
 use faultline_store::{Store, StoreError};
 use faultline_store_sqlite::{SqliteOptions, SqliteStore};
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -89,26 +89,12 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let prometheus = metrics::install();
     let store: Arc<dyn Store> = Arc::new(open_store(&config.data_dir, Some(&config))?);
-
-    // First run: make an admin token and show it once.
-    let first_admin = if store
-        .has_admin_token()
-        .map_err(|source| ServerError::Store {
-            path: config.data_dir.clone(),
-            source,
-        })? {
-        None
-    } else {
-        let (token, _) =
-            auth::create_token(store.as_ref(), &TokenKind::Admin).map_err(|source| {
-                ServerError::Store {
-                    path: config.data_dir.clone(),
-                    source,
-                }
-            })?;
-        Some(token)
+    let store_err = |source| ServerError::Store {
+        path: config.data_dir.clone(),
+        source,
     };
 
+    // Bind before anything is created, so a failed start changes nothing.
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServerError::Bind {
@@ -116,6 +102,26 @@ pub async fn run(
             source,
         })?;
     let addr = listener.local_addr().map_err(ServerError::Serve)?;
+
+    // First run: make an admin token and show it once.
+    let first_admin = if store.has_admin_token().map_err(store_err)? {
+        None
+    } else {
+        let (token, _) =
+            auth::create_token(store.as_ref(), &TokenKind::Admin).map_err(store_err)?;
+        Some(token)
+    };
+
+    for gauge in [
+        "faultline_queue_depth",
+        "faultline_live_subscribers",
+        "faultline_store_size_bytes",
+    ] {
+        ::metrics::gauge!(gauge).set(0.0);
+    }
+    if let Ok(size) = store.size_bytes() {
+        ::metrics::gauge!("faultline_store_size_bytes").set(size as f64);
+    }
 
     let (bus, consumer) = InProcessBus::new(config.queue_capacity, config.queue_wait);
     let hub = live::Hub::new(config.live_buffer);
@@ -133,15 +139,16 @@ pub async fn run(
         auth.clone(),
         stop_rx.clone(),
     ));
+    let grace = config.shutdown_grace;
 
     let state = Arc::new(AppState {
         config: Arc::new(config),
         store,
-        bus: Arc::new(bus),
+        bus: Arc::new(bus.clone()),
         hub,
         auth,
         prometheus,
-        shutdown: stop_rx,
+        shutdown: stop_rx.clone(),
     });
     let app = routes::router(state);
     on_ready(addr, first_admin);
@@ -152,9 +159,20 @@ pub async fn run(
         // Ends live streams so their connections close.
         let _ = stop_tx.send(true);
     });
-    let result = serve.await.map_err(ServerError::Serve);
-    // The router (and with it the bus) is dropped once serve returns, so the
-    // writer drains what is queued and stops.
+    let mut stopping = stop_rx;
+    let result = tokio::select! {
+        r = serve.into_future() => r.map_err(ServerError::Serve),
+        _ = async {
+            let _ = stopping.wait_for(|s| *s).await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(grace = ?grace, "requests still running after the grace period; closing them");
+            Ok(())
+        }
+    };
+    // Whatever was queued is committed; a batch published after this point
+    // is refused (never acknowledged).
+    bus.close();
     let _ = background.await;
     tokio::task::spawn_blocking(move || writer.join())
         .await

@@ -142,6 +142,63 @@ pub(crate) fn text_query(text: &str) -> Option<String> {
     (!query.is_empty()).then_some(query)
 }
 
+/// A search text compiled for checking messages in Rust, with the same
+/// meaning as the index (and so as `LogFilter::matches`): for plans that walk
+/// rows in time order instead of asking the index.
+pub(crate) struct TextMatcher {
+    /// Each term's tokens in index form.
+    phrases: Vec<Vec<String>>,
+    /// Reused per message: its index text and the spans of its tokens.
+    text: String,
+    words: Vec<std::ops::Range<usize>>,
+}
+
+impl TextMatcher {
+    pub(crate) fn new(q: &str) -> TextMatcher {
+        let phrases = q
+            .split_whitespace()
+            .map(|term| {
+                tokens(term)
+                    .map(|t| {
+                        let mut out = String::new();
+                        push_token(t, &mut out);
+                        out
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .filter(|p| !p.is_empty())
+            .collect();
+        TextMatcher {
+            phrases,
+            text: String::new(),
+            words: Vec::new(),
+        }
+    }
+
+    pub(crate) fn matches(&mut self, message: &str) -> bool {
+        index_text(message, &mut self.text);
+        self.words.clear();
+        let mut start = 0;
+        for (i, b) in self.text.bytes().enumerate() {
+            if b == b' ' {
+                self.words.push(start..i);
+                start = i + 1;
+            }
+        }
+        if start < self.text.len() {
+            self.words.push(start..self.text.len());
+        }
+        let (text, words) = (&self.text, &self.words);
+        self.phrases.iter().all(|phrase| {
+            words.windows(phrase.len()).any(|w| {
+                w.iter()
+                    .zip(phrase)
+                    .all(|(span, token)| &text[span.clone()] == token)
+            })
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,6 +224,20 @@ mod tests {
             text_query("Café 東京 Ошибка 오류").as_deref(),
             Some(r#""café" "東京" "ошибка" "오류""#)
         );
+    }
+
+    #[test]
+    fn matcher_agrees_with_the_examples_of_log_filter() {
+        let m = |message: &str, q: &str| TextMatcher::new(q).matches(message);
+        assert!(m("Upstream: Connection refused (port 80)", "refused connection"));
+        assert!(!m("connection reset", "connection refused"));
+        assert!(!m("connection", "conn"));
+        assert!(m("missing user_id from 10.0.0.1:80", "user_id 10.0.0.1"));
+        assert!(!m("missing id user from 10.0.0.1", "user_id"));
+        assert!(m("Straße ΟΔΟΣ x\u{301}", "straße οδος X"));
+        assert!(m("anything", " ... "));
+        assert!(m("", ""));
+        assert!(!m("", "a"));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Read connections and queries.
 
-use crate::fts::text_query;
+use crate::fts::{TextMatcher, text_query};
 use crate::write::TAG_SEP;
 use crate::{SqliteOptions, db, schema};
 use faultline_model::{
@@ -9,11 +9,31 @@ use faultline_model::{
 };
 use faultline_store::{Cursor, LogPage, LogQuery, Paging, Result, StoreError};
 use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use std::collections::HashMap;
 use std::ops::Deref;
 use std::path::PathBuf;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError, RwLock};
+
+/// Full-text queries have two plans. The index can drive: read every
+/// matching row, keep the newest (cost: one row lookup per match). Or rows
+/// can be walked newest first, checking the text in Rust, until the page is
+/// full (cost: about `page × rows / matches` rows read). They cost the same
+/// at about `sqrt(page × rows / 2)` matches (a walked row costs about half a
+/// lookup); below that count the index drives, above it rows are walked.
+/// Counting matches up to that threshold is cheap (the index only).
+fn dense_matches(page: usize, rows: i64) -> i64 {
+    let crossover = (page as f64 * rows.max(0) as f64 / 2.0).sqrt();
+    crossover.clamp(1_000.0, 1_000_000.0) as i64
+}
+
+/// Most rows a walk reads before giving up and letting the index drive (the
+/// term is common overall but rare among the rows the filter allows): a few
+/// times what the walk should need at the threshold.
+fn walk_budget(page: usize, rows: i64, dense: i64) -> usize {
+    let expected = page as f64 * rows.max(0) as f64 / dense.max(1) as f64;
+    (4.0 * expected).clamp(10_000.0, 10_000_000.0) as usize
+}
 
 /// Above this many services, a query does not merge per-service index scans
 /// (SQLite allows at most 500 terms in a compound SELECT) but filters one
@@ -23,6 +43,8 @@ const MAX_MERGED_SERVICES: usize = 256;
 /// The columns of `logs` a query returns, in [`RawEntry::from_row`] order.
 const COLUMNS: &str =
     "id, ts, received_at, service_id, level, message, tags, host, attributes, trace_id, span_id";
+/// Where `message` is in [`COLUMNS`].
+const COLUMN_MESSAGE: usize = 5;
 
 const TOKEN_SELECT: &str = "SELECT t.id, t.kind, p.name, s.name, t.prefix, t.created_at, \
     t.last_used, t.revoked_at \
@@ -39,6 +61,10 @@ pub(crate) struct Pool {
     /// service id → (project, service): the names a query's entries carry.
     /// Services are never deleted or renamed, so this never goes stale.
     names: RwLock<HashMap<i64, (String, String)>>,
+    /// Overrides of [`dense_matches`] and [`walk_budget`], for tests that
+    /// drive every plan through the contract.
+    dense_matches: Option<i64>,
+    walk_budget: Option<usize>,
 }
 
 struct PoolState {
@@ -85,6 +111,8 @@ impl Pool {
             }),
             returned: Condvar::new(),
             names: RwLock::new(HashMap::new()),
+            dense_matches: None,
+            walk_budget: None,
         }
     }
 
@@ -148,14 +176,39 @@ impl Pool {
                 next_cursor: None,
             });
         }
-        let sql = log_query_sql(f, cursor, offset, query.limit, services.as_deref());
-        let raw: Vec<RawEntry> = reader
-            .prepare_cached(&sql.text)
-            .and_then(|mut stmt| {
-                stmt.query_map(params_from_iter(sql.params.iter()), RawEntry::from_row)?
-                    .collect()
-            })
-            .map_err(db("query logs"))?;
+        // One row more than the page tells whether there is an older page.
+        let rows = query.limit.saturating_add(1);
+        let shape = Shape {
+            cursor,
+            services: services.as_deref(),
+            fts: None,
+            page: Some((offset, rows)),
+        };
+        let raw = match (f.q.as_deref(), f.q.as_deref().and_then(text_query)) {
+            (Some(q), Some(fts)) => {
+                // A term matching many rows is found faster by walking the
+                // rows newest first than by sorting all its matches.
+                let page = offset.saturating_add(rows);
+                let total = reader.last_id()?;
+                let threshold = self
+                    .dense_matches
+                    .unwrap_or_else(|| dense_matches(page, total));
+                let walked = if reader.count_matches(&fts, threshold)? >= threshold {
+                    let budget = self
+                        .walk_budget
+                        .unwrap_or_else(|| walk_budget(page, total, threshold));
+                    let sql = log_query_sql(f, Shape { page: None, ..shape });
+                    reader.walk_matching(&sql, q, offset, rows, budget)?
+                } else {
+                    None
+                };
+                match walked {
+                    Some(raw) => raw,
+                    None => reader.fetch(&log_query_sql(f, Shape { fts: Some(&fts), ..shape }))?,
+                }
+            }
+            _ => reader.fetch(&log_query_sql(f, shape))?,
+        };
         // limit + 1 rows were asked for: one more than the page means there
         // is an older page.
         let more = raw.len() > query.limit;
@@ -199,19 +252,24 @@ impl Pool {
     }
 }
 
-/// The SQL (and its parameters) of a log query over the allowed `services`
-/// (None: all). The plans are chosen by shape, not by SQLite's cost guesses,
-/// so that each walks an index in the newest-first order whenever it can;
-/// `tests::plans_use_the_indexes` pins them.
-fn log_query_sql(
-    f: &LogFilter,
+/// How a log query runs, besides its filter.
+#[derive(Debug, Clone, Copy)]
+struct Shape<'a> {
     cursor: Option<Cursor>,
-    offset: usize,
-    limit: usize,
-    services: Option<&[i64]>,
-) -> Sql {
-    let text = f.q.as_deref().and_then(text_query);
+    /// The services allowed (None: all).
+    services: Option<&'a [i64]>,
+    /// The FTS5 `MATCH` expression, when the full-text index drives.
+    fts: Option<&'a str>,
+    /// `Some((offset, rows))`: that slice of the order. `None`: every row in
+    /// order, for a caller that stops reading when it has enough.
+    page: Option<(usize, usize)>,
+}
 
+/// The SQL (and its parameters) of a log query. Plans are chosen by shape,
+/// not by SQLite's cost guesses, so that each walks an index in the
+/// newest-first order whenever it can; `tests::plans_use_the_indexes` pins
+/// them. The filter's `q` is not applied here: `shape.fts` is.
+fn log_query_sql(f: &LogFilter, shape: Shape<'_>) -> Sql {
     let mut sql = Sql::default();
     // Conditions every plan applies to `logs AS l`.
     let mut conds: Vec<String> = Vec::new();
@@ -230,22 +288,26 @@ fn log_query_sql(
     if let Some(until) = f.until {
         conds.push(format!("l.ts < {}", sql.bind(until)));
     }
-    if let Some(c) = cursor {
+    if let Some(c) = shape.cursor {
         // The first comparison lets SQLite bound the index range on ts;
         // the row value is the exact condition.
         let ts = sql.bind(c.timestamp);
         let id = sql.bind(c.id);
         conds.push(format!("l.ts <= {ts} AND (l.ts, l.id) < ({ts}, {id})"));
     }
-    let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
-    let skip = i64::try_from(offset).unwrap_or(i64::MAX);
+    let page = shape.page.map(|(offset, rows)| {
+        (
+            i64::try_from(offset).unwrap_or(i64::MAX),
+            i64::try_from(rows).unwrap_or(i64::MAX),
+        )
+    });
 
-    match (text, services) {
+    match (shape.fts, shape.services) {
         (Some(fts), services) => {
             // Driven by the full-text index: only matching rows are read,
             // then sorted (SQLite keeps just the top LIMIT rows). CROSS
             // JOIN pins logs_fts as the outer loop.
-            let m = sql.bind(fts);
+            let m = sql.bind(fts.to_owned());
             conds.insert(0, format!("logs_fts MATCH {m}"));
             if let Some(ids) = services {
                 conds.push(sql.in_list("l.service_id", ids));
@@ -266,11 +328,12 @@ fn log_query_sql(
                 conds.join(" AND ")
             );
         }
-        (None, Some(ids)) if ids.len() <= MAX_MERGED_SERVICES => {
-            // Several services: the newest rows of each by its index,
-            // then the newest of those. Each arm reads at most
-            // offset + limit + 1 rows, however large the services.
-            let arm_limit = sql.bind(skip.saturating_add(fetch));
+        (None, Some(ids)) if ids.len() <= MAX_MERGED_SERVICES && page.is_some() => {
+            // Several services, one page: the newest rows of each by its
+            // index, then the newest of those. Each arm reads at most
+            // offset + rows rows, however large the services.
+            let (offset, rows) = page.unwrap_or_default();
+            let arm_limit = sql.bind(offset.saturating_add(rows));
             let arms: Vec<String> = ids
                 .iter()
                 .map(|&id| {
@@ -290,10 +353,12 @@ fn log_query_sql(
             );
         }
         (None, services) => {
-            // Everything (or very many services): the (ts, id) index is
-            // the order.
+            // Everything, very many services, or a walk: the (ts, id) index
+            // is the order. The unary `+` keeps SQLite from using the
+            // service index for the IN list instead, which would then sort
+            // every row of those services.
             if let Some(ids) = services {
-                conds.push(sql.in_list("l.service_id", ids));
+                conds.push(sql.in_list("+l.service_id", ids));
             }
             let filter = if conds.is_empty() {
                 String::new()
@@ -306,9 +371,11 @@ fn log_query_sql(
             );
         }
     }
-    let limit = sql.bind(fetch);
-    let off = sql.bind(skip);
-    sql.text.push_str(&format!(" LIMIT {limit} OFFSET {off}"));
+    if let Some((offset, rows)) = page {
+        let limit = sql.bind(rows);
+        let off = sql.bind(offset);
+        sql.text.push_str(&format!(" LIMIT {limit} OFFSET {off}"));
+    }
     sql
 }
 
@@ -418,6 +485,77 @@ impl RawEntry {
 }
 
 impl Reader<'_> {
+    /// Every row a query's SQL returns.
+    fn fetch(&self, sql: &Sql) -> Result<Vec<RawEntry>> {
+        self.prepare_cached(&sql.text)
+            .and_then(|mut stmt| {
+                stmt.query_map(params_from_iter(sql.params.iter()), RawEntry::from_row)?
+                    .collect()
+            })
+            .map_err(db("query logs"))
+    }
+
+    /// The highest id, about the number of entries (cheap: the end of the
+    /// table's b-tree).
+    fn last_id(&self) -> Result<i64> {
+        self.prepare_cached("SELECT coalesce(max(id), 0) FROM logs")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(db("read the last id"))
+    }
+
+    /// How many rows the full-text index matches, counting up to `cap`.
+    fn count_matches(&self, fts: &str, cap: i64) -> Result<i64> {
+        self.prepare_cached(
+            "SELECT count(*) FROM (SELECT rowid FROM logs_fts WHERE logs_fts MATCH ?1 LIMIT ?2)",
+        )
+        .and_then(|mut s| s.query_row(params![fts, cap], |r| r.get(0)))
+        .map_err(db("count full-text matches"))
+    }
+
+    /// The rows of `sql` (a walk in newest-first order) whose message
+    /// matches `q`, skipping the first `skip` of them and keeping the next
+    /// `want`; None when that takes more than `budget` rows.
+    fn walk_matching(
+        &self,
+        sql: &Sql,
+        q: &str,
+        mut skip: usize,
+        want: usize,
+        budget: usize,
+    ) -> Result<Option<Vec<RawEntry>>> {
+        let mut matcher = TextMatcher::new(q);
+        let mut stmt = self
+            .prepare_cached(&sql.text)
+            .map_err(db("prepare a log walk"))?;
+        let mut rows = stmt
+            .query(params_from_iter(sql.params.iter()))
+            .map_err(db("walk logs"))?;
+        let mut found = Vec::new();
+        let mut read = 0;
+        while found.len() < want {
+            let Some(row) = rows.next().map_err(db("walk logs"))? else {
+                break;
+            };
+            read += 1;
+            if read > budget {
+                return Ok(None);
+            }
+            let message = row
+                .get_ref(COLUMN_MESSAGE)
+                .and_then(|v| Ok(v.as_str()?))
+                .map_err(db("read a message"))?;
+            if !matcher.matches(message) {
+                continue;
+            }
+            if skip > 0 {
+                skip -= 1;
+            } else {
+                found.push(RawEntry::from_row(row).map_err(db("read a log entry"))?);
+            }
+        }
+        Ok(Some(found))
+    }
+
     /// The service ids a filter allows: None for all, else the (possibly
     /// empty) list.
     fn filter_services(
@@ -620,6 +758,18 @@ mod tests {
     use crate::{SqliteStore, schema};
     use faultline_store::Store;
 
+    /// The query plan of some SQL, one line per step.
+    fn explain(conn: &Connection, sql: &Sql) -> String {
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", sql.text))
+            .expect("prepare");
+        let lines: Vec<String> = stmt
+            .query_map(params_from_iter(sql.params.iter()), |r| r.get::<_, String>(3))
+            .and_then(|r| r.collect())
+            .expect("explain");
+        lines.join("\n")
+    }
+
     /// The query plan of a filter, one line per step.
     fn plan(
         conn: &Connection,
@@ -627,17 +777,38 @@ mod tests {
         cursor: Option<Cursor>,
         services: Option<&[i64]>,
     ) -> String {
-        let sql = log_query_sql(f, cursor, 0, 100, services);
-        let mut stmt = conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {}", sql.text))
-            .expect("prepare");
-        let lines: Vec<String> = stmt
-            .query_map(params_from_iter(sql.params.iter()), |r| {
-                r.get::<_, String>(3)
-            })
-            .and_then(|r| r.collect())
-            .expect("explain");
-        lines.join("\n")
+        let fts = f.q.as_deref().and_then(text_query);
+        let sql = log_query_sql(
+            f,
+            Shape {
+                cursor,
+                services,
+                fts: fts.as_deref(),
+                page: Some((0, 101)),
+            },
+        );
+        explain(conn, &sql)
+    }
+
+    /// The contract with every full-text query walking rows (as a term
+    /// matching many rows does), and with every walk giving up at once and
+    /// falling back to the index.
+    #[test]
+    fn store_contract_through_every_full_text_plan() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        for (dense_matches, walk_budget) in [(1, usize::MAX), (1, 1), (1, 3)] {
+            let n = std::cell::Cell::new(0);
+            faultline_store::contract::run_all(&|| {
+                n.set(n.get() + 1);
+                let path = dir
+                    .path()
+                    .join(format!("{dense_matches}-{walk_budget}-{}.db", n.get()));
+                let mut store = SqliteStore::open(&path, SqliteOptions::default()).expect("open");
+                store.readers.dense_matches = Some(dense_matches);
+                store.readers.walk_budget = Some(walk_budget);
+                Box::new(store)
+            });
+        }
     }
 
     #[test]
@@ -688,6 +859,19 @@ mod tests {
         );
         assert!(p.contains("USING INTEGER PRIMARY KEY (rowid=?)"), "{p}");
         assert!(!p.contains("SCAN l"), "{p}");
+        // A walk of several services (dense full text): the (ts, id) order.
+        let walk = log_query_sql(
+            &level,
+            Shape {
+                cursor,
+                services: Some(&[1, 2, 3]),
+                fts: None,
+                page: None,
+            },
+        );
+        let p = explain(&conn, &walk);
+        assert!(p.contains("USING INDEX logs_ts"), "{p}");
+        assert!(!p.contains("TEMP B-TREE"), "{p}");
         // Full text: the index drives, rows are fetched by id.
         let text = LogFilter {
             q: Some("connection refused".into()),

@@ -45,7 +45,9 @@ pub enum CheckpointError {
         source: serde_json::Error,
     },
     /// Written by a newer version.
-    #[error("checkpoint {path} has version {version}, this build reads version {CHECKPOINT_VERSION}")]
+    #[error(
+        "checkpoint {path} has version {version}, this build reads version {CHECKPOINT_VERSION}"
+    )]
     UnsupportedVersion {
         /// The checkpoint file.
         path: PathBuf,
@@ -222,7 +224,7 @@ mod tests {
             id: FileId::from_u64(0x1234_5678_9abc_def0 + n),
             dev: 2049,
             ino: 1000 + n,
-            birth: (n % 2 == 0).then_some(1_714_035_372_413_000_000),
+            birth: n.is_multiple_of(2).then_some(1_714_035_372_413_000_000),
             head_len: 256,
             head_hash: u64::MAX - n,
             offset: 52311 * n,
@@ -281,7 +283,10 @@ mod tests {
         store.save(&[entry(1)]).unwrap();
         // Make the temporary path a directory so creating it fails.
         fs::create_dir(dir.path().join("c.json.tmp")).unwrap();
-        assert!(matches!(store.save(&[entry(2)]), Err(CheckpointError::Io { .. })));
+        assert!(matches!(
+            store.save(&[entry(2)]),
+            Err(CheckpointError::Io { .. })
+        ));
         assert_eq!(store.load().unwrap(), Some(vec![entry(1)]));
     }
 

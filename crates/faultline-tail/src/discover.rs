@@ -76,7 +76,8 @@ impl Discovery {
     fn excluded(&self, path: &Path) -> bool {
         let name = path.file_name().map(Path::new);
         self.exclude.iter().any(|p| {
-            p.matches_path_with(path, OPTIONS) || name.is_some_and(|n| p.matches_path_with(n, OPTIONS))
+            p.matches_path_with(path, OPTIONS)
+                || name.is_some_and(|n| p.matches_path_with(n, OPTIONS))
         })
     }
 
@@ -137,7 +138,10 @@ mod tests {
     fn roots() {
         assert_eq!(root_of("/a/b/tk-*.log"), (PathBuf::from("/a/b"), false));
         assert_eq!(root_of("/a/b/c.log"), (PathBuf::from("/a/b"), false));
-        assert_eq!(root_of("/var/log/**/*.log"), (PathBuf::from("/var/log"), true));
+        assert_eq!(
+            root_of("/var/log/**/*.log"),
+            (PathBuf::from("/var/log"), true)
+        );
         assert_eq!(root_of("/a/*/b/*.log"), (PathBuf::from("/a"), true));
     }
 
@@ -145,7 +149,13 @@ mod tests {
     fn scan_matches_includes_minus_excludes() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        for n in ["tk-maya.log", "tk-nuke.log", "tk-maya.log.1", "other.log", "tk-old.log"] {
+        for n in [
+            "tk-maya.log",
+            "tk-nuke.log",
+            "tk-maya.log.1",
+            "other.log",
+            "tk-old.log",
+        ] {
             std::fs::write(d.join(n), "x\n").unwrap();
         }
         std::fs::create_dir(d.join("sub")).unwrap();
@@ -174,6 +184,9 @@ mod tests {
             Discovery::new(&["/a/[".to_owned()], &[]),
             Err(TailError::Pattern { .. })
         ));
-        assert!(matches!(Discovery::new(&[], &[]), Err(TailError::NoInclude)));
+        assert!(matches!(
+            Discovery::new(&[], &[]),
+            Err(TailError::NoInclude)
+        ));
     }
 }

@@ -193,10 +193,10 @@ pub(crate) fn make_line(
     }
     if truncated {
         // Do not turn a character cut by the cap into U+FFFD.
-        if let Err(e) = std::str::from_utf8(b) {
-            if e.error_len().is_none() {
-                b = &b[..e.valid_up_to()];
-            }
+        if let Err(e) = std::str::from_utf8(b)
+            && e.error_len().is_none()
+        {
+            b = &b[..e.valid_up_to()];
         }
     }
     let (text, lossy) = match std::str::from_utf8(b) {

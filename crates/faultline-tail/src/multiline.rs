@@ -145,10 +145,10 @@ impl Aggregator {
 
     /// Emits the held record when no line joined it for `rules.timeout`.
     pub fn flush_due(&mut self, rules: &MultilineRules, now: Instant, out: &mut Vec<Frame>) {
-        if let Some((_, at)) = &self.current {
-            if now.saturating_duration_since(*at) >= rules.timeout {
-                out.extend(self.current.take().map(|(f, _)| f));
-            }
+        if let Some((_, at)) = &self.current
+            && now.saturating_duration_since(*at) >= rules.timeout
+        {
+            out.extend(self.current.take().map(|(f, _)| f));
         }
     }
 
@@ -252,9 +252,15 @@ ValueError: boom
         assert_eq!(f.len(), 3);
         assert_eq!(f[0].lines, 1);
         assert_eq!(f[1].lines, 5);
-        assert!(f[1].text.starts_with("2016-04-25 08:56:13,001 [44862 ERROR"));
+        assert!(
+            f[1].text
+                .starts_with("2016-04-25 08:56:13,001 [44862 ERROR")
+        );
         assert!(f[1].text.ends_with("ValueError: boom"));
-        assert_eq!(f[2].text, "2016-04-25 08:56:14,000 [44862 INFO sgtk.core.log] next");
+        assert_eq!(
+            f[2].text,
+            "2016-04-25 08:56:14,000 [44862 INFO sgtk.core.log] next"
+        );
         // Ranges tile the input.
         assert_eq!(f[0].start, 0);
         assert_eq!(f[0].end, f[1].start);
@@ -277,7 +283,10 @@ Caused by: java.lang.IllegalStateException: inner
         let f = group(log, &rules());
         assert_eq!(f.len(), 2);
         assert_eq!(f[0].lines, 7);
-        assert!(f[0].text.contains("Caused by: java.lang.IllegalStateException: inner"));
+        assert!(
+            f[0].text
+                .contains("Caused by: java.lang.IllegalStateException: inner")
+        );
         assert!(f[0].text.ends_with("\t... 2 more"));
         assert_eq!(f[1].lines, 1);
     }
@@ -311,8 +320,14 @@ Caused by: java.lang.IllegalStateException: inner
 
     #[test]
     fn caps_split_records_without_losing_lines() {
-        let r = MultilineRules::new(DEFAULT_START_PATTERN, None, 3, 1 << 20, Duration::from_secs(1))
-            .unwrap();
+        let r = MultilineRules::new(
+            DEFAULT_START_PATTERN,
+            None,
+            3,
+            1 << 20,
+            Duration::from_secs(1),
+        )
+        .unwrap();
         let log = "2024-01-01 00:00:00 ERROR x\n a\n b\n c\n d\n";
         let f = group(log, &r);
         assert_eq!(f.len(), 2);
@@ -335,7 +350,9 @@ Caused by: java.lang.IllegalStateException: inner
         let mut out = Vec::new();
         let mut s = LineSplitter::new(0, 1024);
         let mut lines = Vec::new();
-        s.feed(b"2024-01-01 00:00:00 ERROR x\n  frame\n", &mut |l| lines.push(l));
+        s.feed(b"2024-01-01 00:00:00 ERROR x\n  frame\n", &mut |l| {
+            lines.push(l)
+        });
         for l in lines {
             agg.push(&r, l, t0, &mut out);
         }

@@ -215,7 +215,11 @@ pub struct Tailer {
     index: HashMap<FileId, usize>,
     closed: HashMap<FileId, Closed>,
     store: Option<CheckpointStore>,
-    ids_unsaved: bool,
+    /// A stream id or a head fingerprint changed and is not on disk yet.
+    /// Written before the records of the step are returned: a restart must
+    /// never resume a stream whose recorded head does not cover the data
+    /// already handed out (it could not tell a rewritten file apart).
+    identity_unsaved: bool,
     acks_unsaved: bool,
     last_save: Instant,
     save_retry_at: Option<Instant>,
@@ -319,7 +323,7 @@ impl Tailer {
             index: HashMap::new(),
             closed,
             store,
-            ids_unsaved: true,
+            identity_unsaved: true,
             acks_unsaved: false,
             last_save: now,
             save_retry_at: None,
@@ -337,7 +341,9 @@ impl Tailer {
         t.sync_watches();
         t.rescan(now, first_start.then_some(t.cfg.start_at));
         t.recover_rotated(now);
-        t.save(now);
+        // Fails the start when the checkpoint cannot be written (missing
+        // directory, read-only disk): better said now than lost later.
+        t.checkpoint_now()?;
         Ok(t)
     }
 
@@ -397,7 +403,7 @@ impl Tailer {
         match store.save(&entries) {
             Ok(()) => {
                 self.sink.counters.checkpoint_writes += 1;
-                self.ids_unsaved = false;
+                self.identity_unsaved = false;
                 self.acks_unsaved = false;
                 self.last_save = Instant::now();
                 self.save_retry_at = None;
@@ -479,7 +485,9 @@ impl Tailer {
                 break;
             }
             // Reading may remove files (an away file rewritten): look up.
-            let Some(&i) = self.index.get(&id) else { continue };
+            let Some(&i) = self.index.get(&id) else {
+                continue;
+            };
             let t = &self.files[i];
             let due = check_all || t.more || pending.paths.contains(&*t.path);
             if due {
@@ -530,22 +538,22 @@ impl Tailer {
             if t.more {
                 return now;
             }
-            if let Some(to) = self.cfg.partial_line_timeout {
-                if t.splitter.has_pending() {
-                    w = w.min(t.last_growth + to);
-                }
+            if let Some(to) = self.cfg.partial_line_timeout
+                && t.splitter.has_pending()
+            {
+                w = w.min(t.last_growth + to);
             }
-            if let (Some(r), Some(agg)) = (&self.rules, &t.agg) {
-                if let Some(d) = agg.deadline(r) {
-                    w = w.min(d);
-                }
+            if let (Some(r), Some(agg)) = (&self.rules, &t.agg)
+                && let Some(d) = agg.deadline(r)
+            {
+                w = w.min(d);
             }
             if let Some(a) = &t.away {
                 let g = self.cfg.close_grace;
                 w = w.min((a.since + g).max(t.last_growth + g));
             }
         }
-        if self.ids_unsaved {
+        if self.identity_unsaved {
             w = w.min(self.save_retry_at.unwrap_or(now));
         }
         if self.acks_unsaved {
@@ -558,15 +566,20 @@ impl Tailer {
         if !self.watcher.is_notifying() {
             return;
         }
-        let failures = self.watcher.sync_roots(self.discovery.roots());
-        for (dir, error) in failures {
-            // Usually the OS limit on watches: the periodic rescan still
-            // finds everything, polling open files keeps latency bounded.
-            self.watcher.disable();
-            self.sink.emit(TailEvent::WatchFallback {
-                reason: format!("cannot watch {}: {error}", dir.display()),
-            });
-            break;
+        for (dir, error) in self.watcher.sync_roots(self.discovery.roots()) {
+            if error.is_limit {
+                // The OS limit on watches: the periodic rescan still finds
+                // everything; polling open files keeps latency bounded.
+                self.watcher.disable();
+                self.sink.emit(TailEvent::WatchFallback {
+                    reason: format!("cannot watch {}: {}", dir.display(), error.message),
+                });
+                return;
+            }
+            // One unwatchable directory (permissions): its files are still
+            // found and read by the periodic rescan.
+            let e = io::Error::other(error.message);
+            self.sink.sticky_error(Some(&dir), "watch", &e);
         }
     }
 
@@ -748,17 +761,17 @@ impl Tailer {
         reason: OpenReason,
         offset: u64,
         id: Option<FileId>,
-    ) {
+    ) -> bool {
         let head = match check_head(&file, Head::default()) {
             Ok(HeadCheck::Same(h)) => h,
             Ok(HeadCheck::Different) => Head::default(),
             Err(e) => {
                 self.sink.sticky_error(Some(path), "read", &e);
-                return;
+                return false;
             }
         };
         let id = id.unwrap_or_else(FileId::fresh);
-        self.ids_unsaved = true;
+        self.identity_unsaved = true;
         self.track(Tracked {
             id,
             devino: st.devino,
@@ -781,6 +794,7 @@ impl Tailer {
             offset,
             reason,
         });
+        true
     }
 
     fn track(&mut self, t: Tracked) {
@@ -813,11 +827,13 @@ impl Tailer {
             let devino = c.entry.devino();
             let last = PathBuf::from(&c.entry.path);
             let path = match stat_path(&last) {
-                Ok(s) if s.is_file && s.devino == devino => Some(last),
+                Ok(s) if s.is_file && s.devino == devino => Some(last.clone()),
                 _ => last.parent().and_then(|d| locate_in_dir(d, devino)),
             };
             let Some(path) = path else { continue };
-            let Ok(file) = open_shared(&path) else { continue };
+            let Ok(file) = open_shared(&path) else {
+                continue;
+            };
             let Ok(st) = stat_file(&file) else { continue };
             // Opened even with nothing new yet: the writer may still append
             // to a renamed file; it is closed after the grace period.
@@ -825,6 +841,33 @@ impl Tailer {
                 continue;
             }
             let Some(head) = verify(&file, &st, &c.entry, c.entry.offset) else {
+                // Same inode life (birth time equal, or unknown and the very
+                // path it had), other content: truncated and rewritten while
+                // no tailer looked. Its content is log data: a new stream.
+                let same_life = match (st.birth, c.entry.birth) {
+                    (Some(a), Some(b)) => a == b,
+                    _ => path == last,
+                };
+                if same_life {
+                    let c = self.closed.remove(&id).expect("present");
+                    let new_id = FileId::fresh();
+                    self.sink.emit(TailEvent::Truncated {
+                        old_id: id,
+                        new_id,
+                        path: path.clone(),
+                        read_to: c.entry.offset,
+                        size: st.size,
+                    });
+                    let opened =
+                        self.open_new(&path, file, st, now, OpenReason::Recovered, 0, Some(new_id));
+                    if opened {
+                        let n = self.files.len() - 1;
+                        self.files[n].away = Some(Away {
+                            since: now,
+                            deleted: false,
+                        });
+                    }
+                }
                 continue;
             };
             let c = self.closed.remove(&id).expect("present");
@@ -875,7 +918,7 @@ impl Tailer {
             self.restart_stream(i, now, out, st.size);
             return;
         }
-        if st.size == pos && pos == 0 {
+        if st.size == 0 && pos == 0 {
             t.at_eof = true;
             t.more = false;
             return;
@@ -883,7 +926,12 @@ impl Tailer {
         // Also when the size did not change: a file truncated and rewritten
         // to the very size that was read is only told apart by its head.
         match check_head(&t.file, t.head) {
-            Ok(HeadCheck::Same(h)) => t.head = h,
+            Ok(HeadCheck::Same(h)) => {
+                if h != t.head {
+                    t.head = h;
+                    self.identity_unsaved = true;
+                }
+            }
             Ok(HeadCheck::Different) => {
                 self.restart_stream(i, now, out, st.size);
                 return;
@@ -896,6 +944,9 @@ impl Tailer {
         if st.size == pos {
             t.at_eof = true;
             t.more = false;
+            if t.away.is_some() {
+                self.flush_held(i, now, out);
+            }
             return;
         }
         loop {
@@ -982,11 +1033,11 @@ impl Tailer {
                 let mut budget = READ_CHUNK;
                 self.read_file(i, now, out, &mut budget);
                 let t = &mut self.files[i];
-                if t.last_growth != now {
-                    if let Some(l) = t.splitter.flush() {
-                        self.lines.push(l);
-                        self.emit_lines(i, now, out);
-                    }
+                if t.last_growth != now
+                    && let Some(l) = t.splitter.flush()
+                {
+                    self.lines.push(l);
+                    self.emit_lines(i, now, out);
                 }
             }
         }
@@ -1039,22 +1090,12 @@ impl Tailer {
 
     /// File `i` got shorter than what was read, or its head changed: flush
     /// what is held (it was written before), then start a new stream at 0.
-    /// A file that already left the globs is closed instead.
+    /// (Also for a file that already left the globs: the truncation may
+    /// have happened before the rename, and its new content is log data.)
     fn restart_stream(&mut self, i: usize, now: Instant, out: &mut Vec<Record>, size: u64) {
         self.flush_held(i, now, out);
         let t = &mut self.files[i];
         let read_to = t.splitter.position();
-        if t.away.is_some() {
-            let t = self.files.remove(i);
-            self.reindex();
-            self.sink.emit(TailEvent::Closed {
-                id: t.id,
-                path: t.path.to_path_buf(),
-                offset: read_to,
-            });
-            self.acks_unsaved = true;
-            return;
-        }
         let old_id = t.id;
         t.id = FileId::fresh();
         t.splitter.reset(0);
@@ -1071,7 +1112,7 @@ impl Tailer {
             read_to,
             size,
         };
-        self.ids_unsaved = true;
+        self.identity_unsaved = true;
         self.reindex();
         self.sink.emit(ev);
     }
@@ -1085,7 +1126,7 @@ impl Tailer {
     }
 
     fn maybe_save(&mut self, now: Instant) {
-        let ids_due = self.ids_unsaved && self.save_retry_at.is_none_or(|r| now >= r);
+        let ids_due = self.identity_unsaved && self.save_retry_at.is_none_or(|r| now >= r);
         let acks_due = self.acks_unsaved && now >= self.last_save + self.cfg.checkpoint_interval;
         if ids_due || acks_due {
             self.save(now);
@@ -1094,7 +1135,7 @@ impl Tailer {
 
     fn save(&mut self, now: Instant) {
         if self.store.is_none() {
-            self.ids_unsaved = false;
+            self.identity_unsaved = false;
             self.acks_unsaved = false;
             return;
         }
@@ -1107,7 +1148,7 @@ impl Tailer {
 
 impl Drop for Tailer {
     fn drop(&mut self) {
-        if self.ids_unsaved || self.acks_unsaved {
+        if self.identity_unsaved || self.acks_unsaved {
             let _ = self.checkpoint_now();
         }
     }
@@ -1142,10 +1183,10 @@ fn frames_to_records(
 /// resumed at `resume`: same birth time (when both known), at least
 /// `resume` bytes long, same head. Returns the (possibly extended) head.
 fn verify(file: &File, st: &Stat, entry: &CheckpointEntry, resume: u64) -> Option<Head> {
-    if let (Some(a), Some(b)) = (st.birth, entry.birth) {
-        if a != b {
-            return None;
-        }
+    if let (Some(a), Some(b)) = (st.birth, entry.birth)
+        && a != b
+    {
+        return None;
     }
     if st.size < resume {
         return None;

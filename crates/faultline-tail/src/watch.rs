@@ -34,6 +34,14 @@ struct Shared {
     wake: SyncSender<()>,
 }
 
+/// Why a directory could not be watched.
+#[derive(Debug)]
+pub(crate) struct WatchError {
+    /// An OS resource limit (too many watches): fall back to polling.
+    pub is_limit: bool,
+    pub message: String,
+}
+
 /// Notify watcher plus the wake-up channel the poller sleeps on.
 pub(crate) struct Watcher {
     inner: Option<RecommendedWatcher>,
@@ -90,7 +98,7 @@ impl Watcher {
     /// Makes sure every existing root directory is watched. Returns the
     /// failures; a failure other than a vanished directory usually means
     /// the OS limit on watches was reached.
-    pub(crate) fn sync_roots(&mut self, roots: &[(PathBuf, bool)]) -> Vec<(PathBuf, String)> {
+    pub(crate) fn sync_roots(&mut self, roots: &[(PathBuf, bool)]) -> Vec<(PathBuf, WatchError)> {
         let mut failures = Vec::new();
         let Some(w) = self.inner.as_mut() else {
             return failures;
@@ -108,7 +116,23 @@ impl Watcher {
                     Ok(()) => {
                         self.watched.insert(dir.clone(), *recursive);
                     }
-                    Err(e) => failures.push((dir.clone(), e.to_string())),
+                    Err(e) => {
+                        let is_limit = match &e.kind {
+                            notify::ErrorKind::MaxFilesWatch => true,
+                            notify::ErrorKind::Io(io) => {
+                                // ENOSPC (inotify watches) / EMFILE (instances).
+                                matches!(io.raw_os_error(), Some(24) | Some(28))
+                            }
+                            _ => false,
+                        };
+                        failures.push((
+                            dir.clone(),
+                            WatchError {
+                                is_limit,
+                                message: e.to_string(),
+                            },
+                        ));
+                    }
                 }
             } else if !exists && watched {
                 let _ = w.unwatch(dir);
@@ -125,7 +149,13 @@ impl Watcher {
 
     /// Takes what changed.
     pub(crate) fn take(&self) -> Pending {
-        std::mem::take(&mut *self.shared.pending.lock().unwrap_or_else(|e| e.into_inner()))
+        std::mem::take(
+            &mut *self
+                .shared
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        )
     }
 
     /// Whether `path` is one of the watched roots (tests).
@@ -146,7 +176,9 @@ fn on_event(shared: &Shared, res: notify::Result<notify::Event>) {
                 }
                 match ev.kind {
                     // Our own opens and reads show up as access events.
-                    EventKind::Access(AccessKind::Close(AccessMode::Write)) => add_paths(&mut p, ev.paths),
+                    EventKind::Access(AccessKind::Close(AccessMode::Write)) => {
+                        add_paths(&mut p, ev.paths)
+                    }
                     EventKind::Access(_) => return,
                     EventKind::Modify(ModifyKind::Data(_)) => add_paths(&mut p, ev.paths),
                     _ => {
@@ -188,7 +220,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut w, err) = Watcher::new(true);
         assert!(err.is_none(), "{err:?}");
-        assert!(w.sync_roots(&[(dir.path().to_path_buf(), false)]).is_empty());
+        assert!(
+            w.sync_roots(&[(dir.path().to_path_buf(), false)])
+                .is_empty()
+        );
         assert!(w.watches(dir.path()));
         let f = dir.path().join("a.log");
         std::fs::write(&f, "x\n").unwrap();

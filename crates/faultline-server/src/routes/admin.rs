@@ -32,10 +32,11 @@ fn check_name(what: &str, name: &str) -> Result<(), ApiError> {
 const MAX_ADMIN_BODY: usize = 64 * 1024;
 
 async fn parse_json<T: serde::de::DeserializeOwned>(
+    state: &State,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<T, ApiError> {
-    let bytes = read_body(headers, body, MAX_ADMIN_BODY).await?;
+    let bytes = read_body(headers, body, MAX_ADMIN_BODY, state.config.body_timeout).await?;
     serde_json::from_slice(&bytes).map_err(|e| ApiError::bad("malformed json", e.to_string()))
 }
 
@@ -61,7 +62,7 @@ pub async fn create_project(
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     state.auth.authenticate(&headers).await?.require_admin()?;
-    let NameBody { name } = parse_json(&headers, body).await?;
+    let NameBody { name } = parse_json(&state, &headers, body).await?;
     check_name("project", &name)?;
     let (existed, p) = state
         .with_store(move |s| {
@@ -89,7 +90,7 @@ pub async fn create_service(
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     state.auth.authenticate(&headers).await?.require_admin()?;
-    let NameBody { name } = parse_json(&headers, body).await?;
+    let NameBody { name } = parse_json(&state, &headers, body).await?;
     check_name("project", &project)?;
     check_name("service", &name)?;
     let s = state
@@ -137,7 +138,7 @@ pub async fn create_token(
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     state.auth.authenticate(&headers).await?.require_admin()?;
-    let b: TokenBody = parse_json(&headers, body).await?;
+    let b: TokenBody = parse_json(&state, &headers, body).await?;
     let kind = match (b.kind.as_str(), b.project, b.service) {
         ("admin", None, None) => TokenKind::Admin,
         ("read", Some(project), None) => {

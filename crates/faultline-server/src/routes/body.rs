@@ -12,7 +12,12 @@ const INLINE_BYTES: usize = 64 * 1024;
 
 /// Reads the whole body; `limit` applies to the raw and to the decompressed
 /// size.
-pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
+pub async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<Vec<u8>, ApiError> {
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
@@ -33,7 +38,9 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
     {
         return Err(ApiError::BodyTooLarge { limit });
     }
-    let raw = read_raw(body, limit).await?;
+    let raw = tokio::time::timeout(timeout, read_raw(body, limit))
+        .await
+        .map_err(|_| ApiError::BodyTimeout(timeout))??;
     if !gzip {
         return Ok(raw);
     }

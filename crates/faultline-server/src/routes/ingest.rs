@@ -89,9 +89,14 @@ async fn accept(
             ));
         }
     };
-    let bytes = read_body(headers, body, state.config.limits.max_body_bytes)
-        .await
-        .map_err(|e| (e, 0))?;
+    let bytes = read_body(
+        headers,
+        body,
+        state.config.limits.max_body_bytes,
+        state.config.body_timeout,
+    )
+    .await
+    .map_err(|e| (e, 0))?;
     let big = bytes.len() > INLINE_DECODE_BYTES;
     let now = now_micros();
     let limits = state.config.limits.clone();
