@@ -154,6 +154,7 @@ fn main() {
         .collect();
     let avg_msg = pool.iter().map(|e| e.message.len()).sum::<usize>() / pool.len();
 
+    let rss_before = rss_kib("VmRSS");
     let chunks: Vec<&[NewEntry]> = pool.chunks(batch).collect();
     let mut marked = pool[0].clone();
     marked.message.push_str(" quokkazephyr");
@@ -194,4 +195,21 @@ fn main() {
         if full { "FULL" } else { "NORMAL" },
         store.size_bytes().expect("size") / (1024 * 1024)
     );
+    // The generated entries are in memory before the first append; what
+    // grows after that is the store's (Linux only).
+    if let (Some(before), Some(after)) = (rss_before, rss_kib("VmRSS")) {
+        println!(
+            "RSS {} MiB with the generated entries, {} MiB after the appends (+{} MiB)",
+            before / 1024,
+            after / 1024,
+            after.saturating_sub(before) / 1024
+        );
+    }
+}
+
+/// A `/proc/self/status` figure in KiB.
+fn rss_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }

@@ -103,7 +103,36 @@ fn main() {
             q: Some("timeout".into()),
             ..project()
         },
-        3,
+        20,
+    );
+    time(
+        &store,
+        "q=two common words",
+        LogFilter {
+            q: Some("timeout queue".into()),
+            ..project()
+        },
+        20,
+    );
+    time(
+        &store,
+        "q=common word, errors",
+        LogFilter {
+            q: Some("timeout".into()),
+            min_level: Some(Level::Error),
+            ..project()
+        },
+        20,
+    );
+    time(
+        &store,
+        "q=common word, one service",
+        LogFilter {
+            q: Some("timeout".into()),
+            services: vec!["svc-3".into()],
+            ..project()
+        },
+        20,
     );
     println!("size {} MiB", store.size_bytes().expect("size") / (1 << 20));
 }

@@ -229,7 +229,10 @@ mod tests {
     #[test]
     fn matcher_agrees_with_the_examples_of_log_filter() {
         let m = |message: &str, q: &str| TextMatcher::new(q).matches(message);
-        assert!(m("Upstream: Connection refused (port 80)", "refused connection"));
+        assert!(m(
+            "Upstream: Connection refused (port 80)",
+            "refused connection"
+        ));
         assert!(!m("connection reset", "connection refused"));
         assert!(!m("connection", "conn"));
         assert!(m("missing user_id from 10.0.0.1:80", "user_id 10.0.0.1"));

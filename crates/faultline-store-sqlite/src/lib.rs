@@ -47,9 +47,12 @@
 //! exactly the newest-first order of queries and the row-value comparison of
 //! cursors. There is deliberately no index on `level` or `tags`: each index
 //! costs every insert, and both filters are cheap to check while walking one
-//! of the two orders. Queries pick their plan by shape (one service: its
-//! index range; several: one range per service, merged; full text: the FTS
-//! index drives), see `read.rs`.
+//! of the two orders. Queries pick their plan by shape, not by SQLite's
+//! guesses (see `read.rs`): one service walks its index range; several merge
+//! one range per service; full text lets the FTS index drive when the terms
+//! are rare (read every match, keep the newest) and, when they are common,
+//! walks rows newest first checking the text in Rust with the same
+//! tokenization as the index (a cheap count of matches decides).
 //!
 //! Details worth knowing:
 //! - **Timestamps** are integers, microseconds since the epoch; levels are

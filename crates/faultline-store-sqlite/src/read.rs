@@ -197,14 +197,26 @@ impl Pool {
                     let budget = self
                         .walk_budget
                         .unwrap_or_else(|| walk_budget(page, total, threshold));
-                    let sql = log_query_sql(f, Shape { page: None, ..shape });
+                    let sql = log_query_sql(
+                        f,
+                        Shape {
+                            page: None,
+                            ..shape
+                        },
+                    );
                     reader.walk_matching(&sql, q, offset, rows, budget)?
                 } else {
                     None
                 };
                 match walked {
                     Some(raw) => raw,
-                    None => reader.fetch(&log_query_sql(f, Shape { fts: Some(&fts), ..shape }))?,
+                    None => reader.fetch(&log_query_sql(
+                        f,
+                        Shape {
+                            fts: Some(&fts),
+                            ..shape
+                        },
+                    ))?,
                 }
             }
             _ => reader.fetch(&log_query_sql(f, shape))?,
@@ -764,7 +776,9 @@ mod tests {
             .prepare(&format!("EXPLAIN QUERY PLAN {}", sql.text))
             .expect("prepare");
         let lines: Vec<String> = stmt
-            .query_map(params_from_iter(sql.params.iter()), |r| r.get::<_, String>(3))
+            .query_map(params_from_iter(sql.params.iter()), |r| {
+                r.get::<_, String>(3)
+            })
             .and_then(|r| r.collect())
             .expect("explain");
         lines.join("\n")

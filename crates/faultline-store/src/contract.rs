@@ -1,4 +1,4 @@
-//! The contract every [`Store`](crate::Store) adapter must pass: the
+//! The contract every [`Store`] adapter must pass: the
 //! executable definition of the trait's semantics.
 //!
 //! Adapters call [`run_all`] from their own tests with a factory that makes a

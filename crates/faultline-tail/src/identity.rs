@@ -193,6 +193,8 @@ pub(crate) struct Stat {
     /// system report it (statx on Linux, birthtime on macOS, creation time
     /// on Windows); tells an old file from a new one that reused its inode.
     pub birth: Option<u64>,
+    /// Last modification, in a platform unit (only compared for equality).
+    pub mtime: Option<u64>,
     pub is_file: bool,
 }
 
@@ -228,6 +230,11 @@ fn from_meta(m: &std::fs::Metadata) -> Stat {
             .ok()
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map(|d| d.as_nanos() as u64),
+        mtime: Some(
+            (m.mtime() as u64)
+                .wrapping_mul(1_000_000_000)
+                .wrapping_add(m.mtime_nsec() as u64),
+        ),
         is_file: m.is_file(),
     }
 }
@@ -275,6 +282,7 @@ pub(crate) fn stat_path(path: &Path) -> io::Result<Stat> {
             size: m.len(),
             nlink: 1,
             birth: None,
+            mtime: None,
             is_file: false,
         });
     }
@@ -292,6 +300,7 @@ pub(crate) fn stat_file(file: &File) -> io::Result<Stat> {
         size: info.file_size(),
         nlink: info.number_of_links(),
         birth: info.creation_time(),
+        mtime: info.last_write_time(),
         is_file: true,
     })
 }

@@ -140,10 +140,13 @@
 //!    growth), or to a deleted file after its last handle was closed.
 //! 4. **Rewritten in place, indistinguishably.** A file truncated and
 //!    rewritten, between two looks, to at least the size already read
-//!    *and* with the same first 256 bytes (and, without birth times, an
-//!    inode reused by a file with the same first bytes): nothing
-//!    observable tells it from the old content; the new bytes before the
-//!    old read offset are not read.
+//!    *and* with the same first bytes as far as the fingerprint reaches
+//!    (256 bytes, or the whole file when it was shorter then) — or to
+//!    exactly the size already read within one tick of the file system's
+//!    modification time; likewise, without birth times, an inode reused by
+//!    a file with the same first bytes. Nothing observable tells such a
+//!    file from the old one; its bytes before the old read offset are not
+//!    read.
 //!
 //! Cases 1–3 are exactly what the model-based property test
 //! (`tests/tail.rs`) allows to be lost: its model marks a line *required*
@@ -164,9 +167,11 @@
 //!
 //! ## Cost
 //!
-//! Watching files nobody writes costs one glob rescan and one `fstat` plus
-//! a 256-byte head read per file every `rescan_interval` (1 s): about
-//! 0.5 ms of CPU per second for 200 files, no busy polling. Notifications
+//! Watching files nobody writes costs one glob rescan and one `stat` and
+//! `fstat` per file every `rescan_interval` (1 s; the head is re-read only
+//! when size or modification time changed): measured at about 0.1% of one
+//! core and 3.5 MB RSS for 200 idle files (release build of
+//! `examples/follow.rs`), no busy polling. Notifications
 //! are coalesced into a bounded set of paths. Memory per file: a handle, a
 //! small struct, and a line buffer that never exceeds `max_line_bytes`.
 //! When the OS refuses more watches the tailer falls back to polling open
@@ -185,8 +190,9 @@
 //!
 //! - No async runtime, no thread of our own: the only other thread is the
 //!   OS watcher's, and it only records *which* paths changed.
-//! - Only `tailer.rs` does file I/O on log files; `lines.rs` and
-//!   `multiline.rs` are pure and take the clock as an argument.
+//! - Only `tailer.rs` (with the platform calls in `identity.rs`) touches
+//!   log files; `lines.rs` and `multiline.rs` are pure and take the clock
+//!   as an argument.
 //! - The checkpoint is the only state on disk; it is versioned and always
 //!   replaced atomically.
 //! - A `FileId` (and the head that guards it) is on disk before any record

@@ -118,9 +118,27 @@ struct Tracked {
     last_growth: Instant,
     at_eof: bool,
     more: bool,
+    /// Size and mtime when the head was last verified: an idle file whose
+    /// size and mtime did not change is not re-read (idle cost).
+    verified: Option<(u64, Option<u64>)>,
+    /// Size and mtime from this step's rescan (saves an `fstat` per idle
+    /// file per rescan).
+    scanned: Option<(u64, Option<u64>)>,
 }
 
 impl Tracked {
+    /// Whether the rescan showed the file unchanged since its last check.
+    fn unchanged_by_scan(&self, scanned: Option<(u64, Option<u64>)>) -> bool {
+        let Some((size, mtime)) = scanned else {
+            return false;
+        };
+        !self.more
+            && self.away.is_none()
+            && mtime.is_some()
+            && size == self.splitter.position()
+            && self.verified == Some((size, mtime))
+    }
+
     fn entry(&self, updated: u64) -> CheckpointEntry {
         CheckpointEntry {
             id: self.id,
@@ -488,9 +506,11 @@ impl Tailer {
             let Some(&i) = self.index.get(&id) else {
                 continue;
             };
-            let t = &self.files[i];
-            let due = check_all || t.more || pending.paths.contains(&*t.path);
-            if due {
+            let t = &mut self.files[i];
+            let scanned = t.scanned.take();
+            let notified = pending.paths.contains(&*t.path);
+            let due = check_all || t.more || notified;
+            if due && (notified || !t.unchanged_by_scan(scanned)) {
                 self.read_file(i, now, out, &mut budget);
             }
         }
@@ -610,7 +630,8 @@ impl Tailer {
         }
 
         for t in &mut self.files {
-            if let Some((p, _)) = found.remove(&t.devino) {
+            if let Some((p, st)) = found.remove(&t.devino) {
+                t.scanned = Some((st.size, st.mtime));
                 if t.away.take().is_some() {
                     t.path = p.into();
                     self.sink.emit(TailEvent::CameBack {
@@ -720,6 +741,8 @@ impl Tailer {
                     last_growth: now,
                     at_eof: false,
                     more: true,
+                    verified: None,
+                    scanned: None,
                 });
                 self.sink.emit(TailEvent::Opened {
                     id,
@@ -787,6 +810,8 @@ impl Tailer {
             last_growth: now,
             at_eof: false,
             more: true,
+            verified: None,
+            scanned: None,
         });
         self.sink.emit(TailEvent::Opened {
             id,
@@ -890,6 +915,8 @@ impl Tailer {
                 last_growth: now,
                 at_eof: false,
                 more: true,
+                verified: None,
+                scanned: None,
             });
             self.sink.emit(TailEvent::Opened {
                 id,
@@ -923,8 +950,19 @@ impl Tailer {
             t.more = false;
             return;
         }
+        let seen = Some((st.size, st.mtime));
+        if st.size == pos && st.mtime.is_some() && t.verified == seen {
+            // Nothing happened since the last look.
+            t.at_eof = true;
+            t.more = false;
+            if t.away.is_some() {
+                self.flush_held(i, now, out);
+            }
+            return;
+        }
         // Also when the size did not change: a file truncated and rewritten
         // to the very size that was read is only told apart by its head.
+        t.verified = seen;
         match check_head(&t.file, t.head) {
             Ok(HeadCheck::Same(h)) => {
                 if h != t.head {
