@@ -36,12 +36,17 @@
 //! 6. **Memory**: the server's `VmRSS` every 200 ms; the maximum during the
 //!    load phases, and a reading once idle a few seconds after them.
 //! 7. **Queries** (unless `--skip-query`): the store is filled to `--stored`
-//!    entries at full speed (about 100 carry a rare word), then, with the
+//!    entries at full speed (`--fill-clients` clients, `--fill-batch` entries
+//!    per request, about 100 entries carry a rare word), then, with the
 //!    admin token, a full-text query for that word (50 times) and a
-//!    newest-first page of one service (100 times).
+//!    newest-first page of one service (100 times); memory is sampled
+//!    throughout and once more when idle.
 //!
-//! The server and the load generator share the machine's cores; the report
-//! says how much CPU each used in each phase.
+//! The server, the load generator and anything else running share the
+//! machine's cores; the notes under the table say how much CPU each used in
+//! each phase, and what the server's own metrics say about its group commits.
+//! `--server-env KEY=VALUE` runs the server with extra environment (a config
+//! file through `FAULTLINE_CONFIG`, allocator settings) for experiments.
 
 mod baseline;
 mod figures;

@@ -677,11 +677,11 @@ async fn flood(s: &Server, token: &str, posts: usize) {
 }
 
 /// A live client that stopped reading must not keep the server from
-/// shutting down.
+/// shutting down: its connection is closed after the grace period.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_a_stalled_sse_client_still_exits() {
     let _heavy = HEAVY.lock().await;
-    let mut s = Server::start_default().await;
+    let mut s = Server::start_with_config("shutdown_grace = \"1s\"\n").await;
     let token = s.ingest_token("shop", "api");
     let _stalled = stalled_sse(&s, &s.admin).await;
     // Let the subscription be registered before the flood.

@@ -252,6 +252,14 @@ impl Masker {
                 {
                     self.emit_ph(&mut acc, p);
                     i += p.as_str().len();
+                    // Dots right after a placeholder are the trailing dots a
+                    // masked segment left behind (`0./x` → `<num>./x`): they
+                    // never start a new segment, so masking stays idempotent.
+                    let dots = b[i..].iter().take_while(|&&x| x == b'.').count();
+                    if dots > 0 {
+                        self.emit_raw(&mut acc, msg, i, i + dots);
+                        i += dots;
+                    }
                     open = false;
                     after_eq = false;
                     continue;

@@ -62,7 +62,8 @@ impl LogFilter {
                 // A term with punctuation inside (`user_id`, `10.0.0.1`) is a
                 // phrase of its parts, as in the store's full-text index.
                 let phrase: Vec<String> = tokenize(term).collect();
-                if !phrase.is_empty() && !tokens.windows(phrase.len()).any(|w| w == phrase.as_slice())
+                if !phrase.is_empty()
+                    && !tokens.windows(phrase.len()).any(|w| w == phrase.as_slice())
                 {
                     return false;
                 }

@@ -119,7 +119,10 @@
 //! ## Guarantees
 //!
 //! A file is *seen* when a rescan finds it at a path the globs match (every
-//! `rescan_interval`, and on every create/rename/delete notification).
+//! `rescan_interval`, and on every create/rename/delete notification), or
+//! when a rename notification shows it leaving a matched name (so a file
+//! created, filled and rotated between two rescans is still read, as long
+//! as it exists when the notification is handled).
 //! For every byte written to a seen file, the tailer hands out the line
 //! containing it **at least once** (exactly once per tailer lifetime,
 //! again after a restart if it was not acknowledged), **in file order**,
@@ -131,10 +134,12 @@
 //!    the file was truncated, or when its last name was removed *and* no
 //!    handle of the tailer was open on it (the tailer was not running, or
 //!    had closed it after `close_grace`), no longer exist anywhere.
-//! 2. **Never seen.** A file created and renamed away to a name the globs
-//!    do not match (or deleted) between two rescans was never found. With
-//!    notifications a rescan follows a create within milliseconds; with
-//!    polling only within `rescan_interval`.
+//! 2. **Never seen.** A file created and deleted (or renamed away, and
+//!    then deleted or renamed again) before the tailer handled the
+//!    notification or rescan that would have found it. With notifications
+//!    that window is the tailer's reaction time (milliseconds unless its
+//!    thread is starved); with polling it is `rescan_interval`. A writer
+//!    rotating at 5 MiB is minutes away from that.
 //! 3. **Written after the tailer let go.** Bytes appended to a file that
 //!    left the globs after it was closed (`close_grace` after its last
 //!    growth), or to a deleted file after its last handle was closed.

@@ -487,6 +487,7 @@ impl Tailer {
         let mut check_all = rescan;
         if rescan {
             self.sync_watches();
+            self.follow_renames(now, &pending.renames);
             self.rescan(now, None);
             self.next_rescan = now + self.cfg.rescan_interval;
         }
@@ -600,6 +601,41 @@ impl Tailer {
             // found and read by the periodic rescan.
             let e = io::Error::other(error.message);
             self.sink.sticky_error(Some(&dir), "watch", &e);
+        }
+    }
+
+    /// A file renamed from a matched name to an unmatched one that no
+    /// rescan saw (created, filled and rotated between two rescans): the
+    /// rename notification says it is a log file, so it is opened and
+    /// finished like any rotated file (before its successor is read).
+    fn follow_renames(&mut self, now: Instant, renames: &[(PathBuf, PathBuf)]) {
+        for (from, to) in renames {
+            if !self.discovery.matches(from) || self.discovery.matches(to) {
+                continue;
+            }
+            // Never open what is not a regular file (a FIFO would block).
+            if !stat_path(to).is_ok_and(|s| s.is_file) {
+                continue;
+            }
+            let Ok(file) = open_shared(to) else { continue };
+            let Ok(st) = stat_file(&file) else { continue };
+            let known = self.files.iter().any(|t| t.devino == st.devino)
+                || self.closed.values().any(|c| c.entry.devino() == st.devino);
+            if known || !st.is_file {
+                continue;
+            }
+            if self.open_new(to, file, st, now, OpenReason::New, 0, None) {
+                let n = self.files.len() - 1;
+                self.files[n].away = Some(Away {
+                    since: now,
+                    deleted: false,
+                });
+                self.sink.emit(TailEvent::RotatedAway {
+                    id: self.files[n].id,
+                    path: from.clone(),
+                    new_path: Some(to.clone()),
+                });
+            }
         }
     }
 
@@ -856,6 +892,9 @@ impl Tailer {
                 _ => last.parent().and_then(|d| locate_in_dir(d, devino)),
             };
             let Some(path) = path else { continue };
+            if !stat_path(&path).is_ok_and(|s| s.is_file) {
+                continue;
+            }
             let Ok(file) = open_shared(&path) else {
                 continue;
             };

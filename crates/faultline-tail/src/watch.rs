@@ -9,7 +9,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use notify::event::{AccessKind, AccessMode, ModifyKind};
+use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
 
 /// Above this many distinct changed paths, ask for a full pass instead.
@@ -27,6 +27,12 @@ pub(crate) struct Pending {
     pub events: u64,
     /// Watcher errors (bounded).
     pub errors: Vec<String>,
+    /// Renames seen as (from, to) pairs (bounded): a file renamed from a
+    /// matched name to another name is followed even when no rescan saw it
+    /// under its matched name.
+    pub renames: Vec<(PathBuf, PathBuf)>,
+    /// The "from" half of a rename whose "to" half has not arrived yet.
+    rename_from: Option<(PathBuf, Option<usize>)>,
 }
 
 struct Shared {
@@ -181,6 +187,24 @@ fn on_event(shared: &Shared, res: notify::Result<notify::Event>) {
                     }
                     EventKind::Access(_) => return,
                     EventKind::Modify(ModifyKind::Data(_)) => add_paths(&mut p, ev.paths),
+                    EventKind::Modify(ModifyKind::Name(mode)) => {
+                        p.rescan = true;
+                        let tracker = ev.tracker();
+                        match (mode, ev.paths.as_slice()) {
+                            (RenameMode::Both, [from, to]) => add_rename(&mut p, from, to),
+                            (RenameMode::From, [from]) => {
+                                p.rename_from = Some((from.clone(), tracker));
+                            }
+                            (RenameMode::To, [to]) => {
+                                if let Some((from, t)) = p.rename_from.take()
+                                    && t == tracker
+                                {
+                                    add_rename(&mut p, &from, to);
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
                     _ => {
                         p.rescan = true;
                         add_paths(&mut p, ev.paths);
@@ -197,6 +221,12 @@ fn on_event(shared: &Shared, res: notify::Result<notify::Event>) {
     }
     match shared.wake.try_send(()) {
         Ok(()) | Err(TrySendError::Full(())) | Err(TrySendError::Disconnected(())) => {}
+    }
+}
+
+fn add_rename(p: &mut Pending, from: &std::path::Path, to: &std::path::Path) {
+    if p.renames.len() < 256 {
+        p.renames.push((from.to_path_buf(), to.to_path_buf()));
     }
 }
 

@@ -996,8 +996,11 @@ for i in range(n):
             log.exception("n=%d failed", i)
     else:
         log.debug("n=%d some message text to fill the line", i)
-    if i % 20 == 0:
-        time.sleep(0.002)
+    # Paced so that one rollover takes ~0.1 s: a tailer starved of CPU for
+    # longer than two rollovers cannot see a file that was created, filled,
+    # rotated and deleted meanwhile (case 1 of the crate docs).
+    if i % 10 == 0:
+        time.sleep(0.005)
 "#;
 
 #[test]
