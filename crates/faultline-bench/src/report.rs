@@ -71,6 +71,20 @@ impl Report {
         });
     }
 
+    /// A figure that must be at least `limit`.
+    pub fn at_least(&mut self, figure: impl Into<String>, value: f64, limit: f64, unit: &str) {
+        self.rows.push(Row {
+            figure: figure.into(),
+            value: format!("{} {unit}", fmt_num(value)),
+            target: format!("≥ {} {unit}", fmt_num(limit)),
+            verdict: if value >= limit {
+                Verdict::Pass
+            } else {
+                Verdict::Miss
+            },
+        });
+    }
+
     pub fn note(&mut self, text: impl Into<String>) {
         self.notes.push(text.into());
     }

@@ -102,11 +102,12 @@ pub struct RawStorage {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawQueue {
-    /// Entries accepted but not yet committed, at most (default 200000).
+    /// Entries accepted but not yet committed, at most (default 25000). This
+    /// bounds the server's memory: each queued entry is held in RAM.
     pub capacity: Option<usize>,
     /// How long a request waits for room before 503 (default 5s).
     pub wait: Option<String>,
-    /// Most entries committed in one transaction (default 20000).
+    /// Most entries committed in one transaction (default 10000).
     pub max_commit_entries: Option<usize>,
 }
 
@@ -240,9 +241,9 @@ impl RawConfig {
             )?,
             synchronous_full,
             cache_size_kib: self.storage.cache_size_kib.unwrap_or(8192),
-            queue_capacity: self.queue.capacity.unwrap_or(200_000).max(1),
+            queue_capacity: self.queue.capacity.unwrap_or(25_000).max(1),
             queue_wait: duration("queue.wait", &self.queue.wait, Duration::from_secs(5))?,
-            max_commit_entries: self.queue.max_commit_entries.unwrap_or(20_000).max(1),
+            max_commit_entries: self.queue.max_commit_entries.unwrap_or(10_000).max(1),
         })
     }
 }

@@ -17,8 +17,11 @@ use std::time::Instant;
 /// Project of entries sent with an admin token and no `?project=`.
 pub const DEFAULT_PROJECT: &str = "default";
 
-/// Bodies larger than this are decoded on the blocking pool.
-const INLINE_DECODE_BYTES: usize = 64 * 1024;
+/// Bodies larger than this are decoded on the blocking pool. Smaller ones
+/// are decoded inline: a few milliseconds on the worker, and allocations stay
+/// in the workers' malloc arenas instead of one arena per blocking thread
+/// (which kept ~30 MB more resident after bursts of 1,000-entry requests).
+const INLINE_DECODE_BYTES: usize = 1024 * 1024;
 
 pub async fn post_logs(
     state: State,
