@@ -1,7 +1,7 @@
 use crate::Limits;
+use crate::val::{Obj, Val};
 use faultline_model::{AttrValue, Attributes, Level, NewEntry, format_rfc3339_micros};
 use serde::Serialize;
-use serde_json::{Map, Value};
 
 /// Attribute under which a replaced out-of-range timestamp is kept.
 pub const ORIGINAL_TIMESTAMP_ATTR: &str = "faultline.original_timestamp";
@@ -78,14 +78,14 @@ pub fn decode_body(body: &[u8], ctx: &DecodeContext<'_>) -> Result<Vec<NewEntry>
 
 /// Splits the body into entry values: an array's elements, or a stream of
 /// whitespace/newline-separated objects (one object or NDJSON).
-fn split_values(body: &[u8], max_entries: usize) -> Result<Vec<Value>, IngestError> {
+fn split_values(body: &[u8], max_entries: usize) -> Result<Vec<Val<'_>>, IngestError> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     if first == Some(&b'[') {
-        let v: Value = serde_json::from_slice(body).map_err(|e| IngestError::Malformed {
+        let v: Val<'_> = serde_json::from_slice(body).map_err(|e| IngestError::Malformed {
             index: 0,
             detail: e.to_string(),
         })?;
-        let Value::Array(items) = v else {
+        let Val::Array(items) = v else {
             unreachable!("a body starting with '[' that parses is an array")
         };
         if items.len() > max_entries {
@@ -95,7 +95,7 @@ fn split_values(body: &[u8], max_entries: usize) -> Result<Vec<Value>, IngestErr
     }
     let mut out = Vec::new();
     for (index, item) in serde_json::Deserializer::from_slice(body)
-        .into_iter::<Value>()
+        .into_iter::<Val<'_>>()
         .enumerate()
     {
         let v = item.map_err(|e| IngestError::Malformed {
@@ -122,12 +122,12 @@ fn err(errors: &mut Vec<EntryError>, index: usize, field: &str, reason: impl Int
 /// service the token may not write is fatal for the request.
 fn decode_entry(
     index: usize,
-    value: Value,
+    value: Val<'_>,
     ctx: &DecodeContext<'_>,
     errors: &mut Vec<EntryError>,
 ) -> Result<Option<NewEntry>, IngestError> {
     let limits = ctx.limits;
-    let Value::Object(mut obj) = value else {
+    let Val::Object(mut obj) = value else {
         err(errors, index, "", "entry must be a JSON object");
         return Ok(None);
     };
@@ -146,7 +146,7 @@ fn decode_entry(
                 String::new()
             }
         },
-        Some((field, Value::String(s))) => {
+        Some((field, Val::String(s))) => {
             if s.is_empty() {
                 err(errors, index, field, "must not be empty");
             } else if let Some(allowed) = ctx.service
@@ -154,13 +154,13 @@ fn decode_entry(
             {
                 return Err(IngestError::ServiceMismatch {
                     index,
-                    service: s,
+                    service: s.into_owned(),
                     allowed: allowed.to_string(),
                 });
             } else {
                 check_name(errors, index, field, &s, limits);
             }
-            s
+            s.into_owned()
         }
         Some((field, _)) => {
             err(errors, index, field, "must be a string");
@@ -170,14 +170,14 @@ fn decode_entry(
 
     let level = match take_alias(&mut obj, &["level", "severity"]) {
         None => Level::Info,
-        Some((_, Value::String(s))) => {
+        Some((_, Val::String(s))) => {
             s.parse()
                 .unwrap_or_else(|e: faultline_model::ParseLevelError| {
                     err(errors, index, "level", e.to_string());
                     Level::Info
                 })
         }
-        Some((_, Value::Number(n))) => match n.as_i64().and_then(Level::from_syslog) {
+        Some((_, Val::Number(n))) => match n.as_i64().and_then(Level::from_syslog) {
             Some(l) => l,
             None => {
                 err(
@@ -205,7 +205,7 @@ fn decode_entry(
             err(errors, index, "message", "is required");
             String::new()
         }
-        Some((field, Value::String(s))) => {
+        Some((field, Val::String(s))) => {
             if s.is_empty() {
                 err(errors, index, field, "must not be empty");
             } else if s.len() > limits.max_message_bytes {
@@ -220,7 +220,7 @@ fn decode_entry(
                     ),
                 );
             }
-            s
+            s.into_owned()
         }
         Some((field, _)) => {
             err(errors, index, field, "must be a string");
@@ -231,17 +231,17 @@ fn decode_entry(
     let mut tags = Vec::new();
     if let Some((field, v)) = take_alias(&mut obj, &["tag"]) {
         match v {
-            Value::String(s) => tags.push(s),
+            Val::String(s) => tags.push(s.into_owned()),
             _ => err(errors, index, field, "must be a string"),
         }
     }
     if let Some((field, v)) = take_alias(&mut obj, &["tags"]) {
         match v {
-            Value::String(s) => tags.push(s),
-            Value::Array(items) => {
+            Val::String(s) => tags.push(s.into_owned()),
+            Val::Array(items) => {
                 for item in items {
                     match item {
-                        Value::String(s) => tags.push(s),
+                        Val::String(s) => tags.push(s.into_owned()),
                         _ => {
                             err(errors, index, field, "must be an array of strings");
                             break;
@@ -299,9 +299,9 @@ fn decode_entry(
 
     let host = match take_alias(&mut obj, &["host", "hostname"]) {
         None => None,
-        Some((field, Value::String(s))) => {
+        Some((field, Val::String(s))) => {
             check_name(errors, index, field, &s, limits);
-            Some(s)
+            Some(s.into_owned())
         }
         Some((field, _)) => {
             err(errors, index, field, "must be a string");
@@ -315,10 +315,18 @@ fn decode_entry(
     let mut user_attrs = 0usize;
     if let Some((field, v)) = take_alias(&mut obj, &["attributes", "attrs"]) {
         match v {
-            Value::Object(map) => {
+            Val::Object(map) => {
                 for (k, v) in map {
                     let path = format!("{field}.{k}");
-                    add_attribute(errors, index, &path, k, v, &mut attributes, limits);
+                    add_attribute(
+                        errors,
+                        index,
+                        &path,
+                        k.into_owned(),
+                        v,
+                        &mut attributes,
+                        limits,
+                    );
                     user_attrs += 1;
                 }
             }
@@ -334,7 +342,15 @@ fn decode_entry(
     // send arbitrary JSON fields.
     for (k, v) in obj {
         let path = k.clone();
-        add_attribute(errors, index, &path, k, v, &mut attributes, limits);
+        add_attribute(
+            errors,
+            index,
+            &path,
+            k.into_owned(),
+            v,
+            &mut attributes,
+            limits,
+        );
         user_attrs += 1;
     }
     if user_attrs > limits.max_attributes {
@@ -368,10 +384,22 @@ fn decode_entry(
 }
 
 /// Removes the first present, non-null alias; returns which name it had.
-fn take_alias<'f>(obj: &mut Map<String, Value>, names: &[&'f str]) -> Option<(&'f str, Value)> {
+/// Removes every field named by one of `names` and returns the first name
+/// (in `names` order) with a non-null value; a key written twice counts with
+/// its last value, as in other JSON decoders.
+fn take_alias<'f, 'de>(obj: &mut Obj<'de>, names: &[&'f str]) -> Option<(&'f str, Val<'de>)> {
     let mut found = None;
     for name in names {
-        if let Some(v) = obj.remove(*name)
+        let mut last = None;
+        let mut i = 0;
+        while i < obj.len() {
+            if obj[i].0 == *name {
+                last = Some(obj.remove(i).1);
+            } else {
+                i += 1;
+            }
+        }
+        if let Some(v) = last
             && !v.is_null()
             && found.is_none()
         {
@@ -405,19 +433,19 @@ fn add_attribute(
     index: usize,
     path: &str,
     key: String,
-    v: Value,
+    v: Val<'_>,
     attributes: &mut Attributes,
     limits: &Limits,
 ) {
     check_name(errors, index, path, &key, limits);
     let value = match v {
-        Value::Null => return,
-        Value::Bool(b) => AttrValue::Bool(b),
-        Value::Number(n) => match n.as_i64() {
+        Val::Null => return,
+        Val::Bool(b) => AttrValue::Bool(b),
+        Val::Number(n) => match n.as_i64() {
             Some(i) => AttrValue::Int(i),
-            None => AttrValue::Float(n.as_f64().unwrap_or(f64::NAN)),
+            None => AttrValue::Float(n.as_f64()),
         },
-        Value::String(s) => {
+        Val::String(s) => {
             if s.len() > limits.max_attribute_value_bytes {
                 err(
                     errors,
@@ -430,9 +458,9 @@ fn add_attribute(
                     ),
                 );
             }
-            AttrValue::Str(s)
+            AttrValue::Str(s.into_owned())
         }
-        Value::Array(_) | Value::Object(_) => {
+        Val::Array(_) | Val::Object(_) => {
             err(
                 errors,
                 index,
@@ -446,14 +474,14 @@ fn add_attribute(
 }
 
 fn take_hex_id(
-    obj: &mut Map<String, Value>,
+    obj: &mut Obj<'_>,
     field: &'static str,
     len: usize,
     index: usize,
     errors: &mut Vec<EntryError>,
 ) -> Option<String> {
     match take_alias(obj, &[field])? {
-        (_, Value::String(s)) => {
+        (_, Val::String(s)) => {
             if s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit()) {
                 Some(s.to_ascii_lowercase())
             } else {
@@ -475,11 +503,11 @@ fn take_hex_id(
 
 /// RFC 3339 text, or an epoch number (as number or digits) whose magnitude
 /// tells the unit: seconds, milliseconds, microseconds or nanoseconds.
-fn parse_timestamp(v: &Value) -> Option<i64> {
+fn parse_timestamp(v: &Val<'_>) -> Option<i64> {
     match v {
-        Value::String(s) => faultline_model::parse_rfc3339_micros(s)
+        Val::String(s) => faultline_model::parse_rfc3339_micros(s)
             .or_else(|| s.trim().parse::<f64>().ok().and_then(epoch_to_micros)),
-        Value::Number(n) => n.as_f64().and_then(epoch_to_micros),
+        Val::Number(n) => epoch_to_micros(n.as_f64()),
         _ => None,
     }
 }

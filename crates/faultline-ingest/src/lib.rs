@@ -13,6 +13,7 @@
 
 mod decode;
 mod limits;
+mod val;
 
 pub use decode::{DecodeContext, EntryError, IngestError, decode_body};
 pub use limits::Limits;

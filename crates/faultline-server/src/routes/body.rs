@@ -34,8 +34,9 @@ pub async fn read_body(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok())
-        && len > limit
+        && len > limit.max(DRAIN_CAP)
     {
+        // Too large to be worth draining: refuse before reading.
         return Err(ApiError::BodyTooLarge { limit });
     }
     let raw = tokio::time::timeout(timeout, read_raw(body, limit))
@@ -53,8 +54,14 @@ pub async fn read_body(
     }
 }
 
+/// An oversized body up to this size is read and discarded before the 413
+/// is sent, so the client sees the answer instead of a connection reset
+/// while it is still sending.
+const DRAIN_CAP: usize = 64 * 1024 * 1024;
+
 async fn read_raw(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
     let mut out = Vec::new();
+    let mut seen = 0usize;
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
@@ -63,10 +70,18 @@ async fn read_raw(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
                 format!("the request body could not be read: {e}"),
             )
         })?;
-        if out.len() + chunk.len() > limit {
-            return Err(ApiError::BodyTooLarge { limit });
+        seen += chunk.len();
+        if seen > limit {
+            if seen > limit.max(DRAIN_CAP) {
+                break;
+            }
+            out = Vec::new();
+            continue;
         }
         out.extend_from_slice(&chunk);
+    }
+    if seen > limit {
+        return Err(ApiError::BodyTooLarge { limit });
     }
     Ok(out)
 }
