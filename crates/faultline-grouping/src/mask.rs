@@ -554,9 +554,23 @@ fn is_weekday(s: &str) -> bool {
 
 /// Masks one message with a fresh masker (convenience; prefer a reused
 /// [`Masker`] on hot paths).
+///
+/// The result is a fixed point: masking it again changes nothing. One pass of
+/// the scanner reaches that for real log text, but on arbitrary text a mask's
+/// output can complete a pattern the first pass did not see (`A/¡//A`), so
+/// the pass is repeated until nothing changes (at most a few times). The
+/// grouper's hot path uses a single pass.
 pub fn mask(msg: &str) -> String {
     let mut m = Masker::new();
-    m.mask(msg).to_owned()
+    let mut cur = m.mask(msg).to_owned();
+    for _ in 0..8 {
+        let next = m.mask(&cur);
+        if next == cur {
+            break;
+        }
+        cur = next.to_owned();
+    }
+    cur
 }
 
 // Byte classes, looked up in one table on the hot path.
@@ -673,7 +687,12 @@ fn memchr(c: u8, b: &[u8], from: usize) -> Option<usize> {
 fn close_single_quote(b: &[u8], from: usize) -> Option<usize> {
     let mut j = from;
     while j < b.len() {
-        if b[j] == b'\'' && (j + 1 == b.len() || !b[j + 1].is_ascii_alphanumeric()) {
+        // A quote followed by a letter, a digit or a placeholder (what a
+        // masked value left) is an apostrophe, not a closing quote.
+        if b[j] == b'\''
+            && (j + 1 == b.len()
+                || !(b[j + 1].is_ascii_alphanumeric() || parse_placeholder(&b[j + 1..]).is_some()))
+        {
             return Some(j);
         }
         j += 1;
@@ -755,7 +774,9 @@ fn match_abs_path(b: &[u8], i: usize) -> Option<usize> {
 }
 
 fn match_unc_path(b: &[u8], i: usize) -> Option<usize> {
-    if b.get(i + 1) != Some(&b'\\') {
+    // `\\<num>` is what a too-short `\\0` leaves behind: not a path, so
+    // masking stays idempotent.
+    if b.get(i + 1) != Some(&b'\\') || b.get(i + 2) == Some(&b'<') {
         return None;
     }
     let mut j = i + 2;

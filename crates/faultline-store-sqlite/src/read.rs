@@ -1,27 +1,29 @@
 //! Read connections and queries.
 
-use crate::fts::{TextMatcher, text_query};
+use crate::text::TextMatcher;
 use crate::write::TAG_SEP;
-use crate::{SqliteOptions, db, schema};
+use crate::{SqliteOptions, db, index, schema};
 use faultline_model::{
     Attributes, Level, LogFilter, NewEntry, Project, Service, ServiceSummary, StoredEntry,
     TokenInfo, TokenKind,
 };
 use faultline_store::{Cursor, LogPage, LogQuery, Paging, Result, StoreError};
+use faultline_textindex::query_hashes;
 use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
 use std::collections::HashMap;
 use std::ops::Deref;
 use std::path::PathBuf;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError, RwLock};
 
 /// Full-text queries have two plans. The index can drive: read every
-/// matching row, keep the newest (cost: one row lookup per match). Or rows
-/// can be walked newest first, checking the text in Rust, until the page is
-/// full (cost: about `page × rows / matches` rows read). They cost the same
-/// at about `sqrt(page × rows / 2)` matches (a walked row costs about half a
-/// lookup); below that count the index drives, above it rows are walked.
-/// Counting matches up to that threshold is cheap (the index only).
+/// candidate row, keep the newest that match (cost: one row lookup per
+/// candidate). Or rows can be walked newest first, checking the text in
+/// Rust, until the page is full (cost: about `page × rows / matches` rows
+/// read). They cost the same at about `sqrt(page × rows / 2)` matches (a
+/// walked row costs about half a lookup); below that count the index
+/// drives, above it rows are walked. Collecting candidates up to that
+/// threshold is cheap (the index only, newest blocks first).
 fn dense_matches(page: usize, rows: i64) -> i64 {
     let crossover = (page as f64 * rows.max(0) as f64 / 2.0).sqrt();
     crossover.clamp(1_000.0, 1_000_000.0) as i64
@@ -181,19 +183,24 @@ impl Pool {
         let shape = Shape {
             cursor,
             services: services.as_deref(),
-            fts: None,
+            ids: None,
             page: Some((offset, rows)),
         };
-        let raw = match (f.q.as_deref(), f.q.as_deref().and_then(text_query)) {
-            (Some(q), Some(fts)) => {
+        // No token in the search text: it filters nothing.
+        let hashes = f.q.as_deref().map(query_hashes).unwrap_or_default();
+        let raw = match f.q.as_deref() {
+            Some(q) if !hashes.is_empty() => {
                 // A term matching many rows is found faster by walking the
                 // rows newest first than by sorting all its matches.
+                let mut matcher = TextMatcher::new(q);
                 let page = offset.saturating_add(rows);
                 let total = reader.last_id()?;
                 let threshold = self
                     .dense_matches
                     .unwrap_or_else(|| dense_matches(page, total));
-                let walked = if reader.count_matches(&fts, threshold)? >= threshold {
+                let cap = usize::try_from(threshold).unwrap_or(usize::MAX);
+                let found = index::candidates(&reader, &hashes, &mut matcher, cap)?;
+                let walked = if found.ids.len() >= cap {
                     let budget = self
                         .walk_budget
                         .unwrap_or_else(|| walk_budget(page, total, threshold));
@@ -204,19 +211,37 @@ impl Pool {
                             ..shape
                         },
                     );
-                    reader.walk_matching(&sql, q, offset, rows, budget)?
+                    reader.walk_matching(&sql, &mut matcher, offset, rows, budget)?
                 } else {
                     None
                 };
                 match walked {
                     Some(raw) => raw,
-                    None => reader.fetch(&log_query_sql(
-                        f,
-                        Shape {
-                            fts: Some(&fts),
-                            ..shape
-                        },
-                    ))?,
+                    None => {
+                        let ids = if found.complete {
+                            found.ids
+                        } else {
+                            index::candidates(&reader, &hashes, &mut matcher, usize::MAX)?.ids
+                        };
+                        if ids.is_empty() {
+                            Vec::new()
+                        } else {
+                            // Candidates may not match (phrases, hash
+                            // collisions): every row is checked in order.
+                            let ids = ids_json(&ids);
+                            let sql = log_query_sql(
+                                f,
+                                Shape {
+                                    ids: Some(&ids),
+                                    page: None,
+                                    ..shape
+                                },
+                            );
+                            reader
+                                .walk_matching(&sql, &mut matcher, offset, rows, usize::MAX)?
+                                .unwrap_or_default()
+                        }
+                    }
                 }
             }
             _ => reader.fetch(&log_query_sql(f, shape))?,
@@ -270,8 +295,9 @@ struct Shape<'a> {
     cursor: Option<Cursor>,
     /// The services allowed (None: all).
     services: Option<&'a [i64]>,
-    /// The FTS5 `MATCH` expression, when the full-text index drives.
-    fts: Option<&'a str>,
+    /// The candidate row ids of the full-text index, as a JSON array, when
+    /// the index drives.
+    ids: Option<&'a str>,
     /// `Some((offset, rows))`: that slice of the order. `None`: every row in
     /// order, for a caller that stops reading when it has enough.
     page: Option<(usize, usize)>,
@@ -280,7 +306,8 @@ struct Shape<'a> {
 /// The SQL (and its parameters) of a log query. Plans are chosen by shape,
 /// not by SQLite's cost guesses, so that each walks an index in the
 /// newest-first order whenever it can; `tests::plans_use_the_indexes` pins
-/// them. The filter's `q` is not applied here: `shape.fts` is.
+/// them. The filter's `q` is not applied here: `shape.ids` narrows the
+/// rows to the index's candidates, which the caller re-checks.
 fn log_query_sql(f: &LogFilter, shape: Shape<'_>) -> Sql {
     let mut sql = Sql::default();
     // Conditions every plan applies to `logs AS l`.
@@ -314,21 +341,24 @@ fn log_query_sql(f: &LogFilter, shape: Shape<'_>) -> Sql {
         )
     });
 
-    match (shape.fts, shape.services) {
-        (Some(fts), services) => {
-            // Driven by the full-text index: only matching rows are read,
-            // then sorted (SQLite keeps just the top LIMIT rows). CROSS
-            // JOIN pins logs_fts as the outer loop.
-            let m = sql.bind(fts.to_owned());
-            conds.insert(0, format!("logs_fts MATCH {m}"));
+    match (shape.ids, shape.services) {
+        (Some(candidates), services) => {
+            // Driven by the full-text index: only candidate rows are read,
+            // by id, then sorted. CROSS JOIN pins the id list as the outer
+            // loop.
+            let m = sql.bind(candidates.to_owned());
             if let Some(ids) = services {
                 conds.push(sql.in_list("l.service_id", ids));
             }
+            let filter = if conds.is_empty() {
+                String::new()
+            } else {
+                format!("WHERE {}", conds.join(" AND "))
+            };
             sql.text = format!(
-                "SELECT {} FROM logs_fts CROSS JOIN logs AS l ON l.id = logs_fts.rowid \
-                 WHERE {} ORDER BY l.ts DESC, l.id DESC",
-                columns("l"),
-                conds.join(" AND ")
+                "SELECT {} FROM json_each({m}) AS c CROSS JOIN logs AS l ON l.id = c.value \
+                 {filter} ORDER BY l.ts DESC, l.id DESC",
+                columns("l")
             );
         }
         (None, Some([id])) => {
@@ -389,6 +419,21 @@ fn log_query_sql(f: &LogFilter, shape: Shape<'_>) -> Sql {
         sql.text.push_str(&format!(" LIMIT {limit} OFFSET {off}"));
     }
     sql
+}
+
+/// Row ids as a JSON array, for `json_each`.
+fn ids_json(ids: &[i64]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(ids.len() * 9 + 2);
+    s.push('[');
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        let _ = write!(s, "{id}");
+    }
+    s.push(']');
+    s
 }
 
 /// SQL text being built with its numbered parameters.
@@ -515,27 +560,17 @@ impl Reader<'_> {
             .map_err(db("read the last id"))
     }
 
-    /// How many rows the full-text index matches, counting up to `cap`.
-    fn count_matches(&self, fts: &str, cap: i64) -> Result<i64> {
-        self.prepare_cached(
-            "SELECT count(*) FROM (SELECT rowid FROM logs_fts WHERE logs_fts MATCH ?1 LIMIT ?2)",
-        )
-        .and_then(|mut s| s.query_row(params![fts, cap], |r| r.get(0)))
-        .map_err(db("count full-text matches"))
-    }
-
     /// The rows of `sql` (a walk in newest-first order) whose message
-    /// matches `q`, skipping the first `skip` of them and keeping the next
+    /// matches, skipping the first `skip` of them and keeping the next
     /// `want`; None when that takes more than `budget` rows.
     fn walk_matching(
         &self,
         sql: &Sql,
-        q: &str,
+        matcher: &mut TextMatcher,
         mut skip: usize,
         want: usize,
         budget: usize,
     ) -> Result<Option<Vec<RawEntry>>> {
-        let mut matcher = TextMatcher::new(q);
         let mut stmt = self
             .prepare_cached(&sql.text)
             .map_err(db("prepare a log walk"))?;
@@ -791,13 +826,13 @@ mod tests {
         cursor: Option<Cursor>,
         services: Option<&[i64]>,
     ) -> String {
-        let fts = f.q.as_deref().and_then(text_query);
+        let ids = f.q.as_ref().map(|_| "[1,2,3]");
         let sql = log_query_sql(
             f,
             Shape {
                 cursor,
                 services,
-                fts: fts.as_deref(),
+                ids,
                 page: Some((0, 101)),
             },
         );
@@ -822,6 +857,34 @@ mod tests {
                 store.readers.walk_budget = Some(walk_budget);
                 Box::new(store)
             });
+        }
+    }
+
+    /// The contract with full-text index blocks of a few rows, so that
+    /// finished blocks, the open block and retention of blocks are all
+    /// reached, through every full-text plan.
+    #[test]
+    fn store_contract_with_small_index_blocks() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        for block_rows in [1, 3, 50] {
+            for (dense_matches, walk_budget) in [(None, None), (Some(1), Some(1))] {
+                let n = std::cell::Cell::new(0);
+                faultline_store::contract::run_all(&|| {
+                    n.set(n.get() + 1);
+                    let path = dir
+                        .path()
+                        .join(format!("{block_rows}-{dense_matches:?}-{}.db", n.get()));
+                    let mut store = SqliteStore::open_with_block_rows(
+                        &path,
+                        SqliteOptions::default(),
+                        block_rows,
+                    )
+                    .expect("open");
+                    store.readers.dense_matches = dense_matches;
+                    store.readers.walk_budget = walk_budget;
+                    Box::new(store)
+                });
+            }
         }
     }
 
@@ -879,7 +942,7 @@ mod tests {
             Shape {
                 cursor,
                 services: Some(&[1, 2, 3]),
-                fts: None,
+                ids: None,
                 page: None,
             },
         );

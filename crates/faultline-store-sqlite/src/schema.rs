@@ -1,6 +1,6 @@
 //! Opening connections and migrating the schema.
 
-use crate::{SqliteOptions, db};
+use crate::{SqliteOptions, db, index};
 use faultline_store::{Result, StoreError};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::path::Path;
@@ -21,7 +21,7 @@ const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
 /// Schema migrations; `MIGRATIONS[i]` takes `user_version` from `i` to `i + 1`.
 /// Append only: a released migration never changes.
-const MIGRATIONS: &[&str] = &[
+pub(crate) const MIGRATIONS: &[&str] = &[
     // 1: tenancy, tokens, logs and their full-text index.
     r#"
     CREATE TABLE projects (
@@ -93,7 +93,34 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT, WITHOUT ROWID;
     INSERT INTO meta (key, value) VALUES ('last_log_id', 0);
     "#,
+    // 2: the block text index replaces FTS5 (see index.rs); the blocks of
+    // the existing rows are built by `index_existing_rows` right after.
+    r#"
+    DROP TABLE logs_fts;
+    -- The full-text index (see index.rs): one row per finished block of
+    -- consecutive log ids, with the bloom filter's 8-byte header; the bloom
+    -- filter's 64-byte lines, 32 per row, and the postings, in 4000-byte
+    -- pieces, in rows that fit one page (no overflow chain), keyed by
+    -- first_row * 65536 + chunk (faultline-textindex formats).
+    CREATE TABLE text_blocks (
+        first_row     INTEGER PRIMARY KEY,
+        last_row      INTEGER NOT NULL,
+        bloom_header  BLOB    NOT NULL
+    ) STRICT;
+    CREATE TABLE text_blooms (
+        id     INTEGER PRIMARY KEY,
+        lines  BLOB NOT NULL
+    ) STRICT;
+    CREATE TABLE text_postings (
+        id     INTEGER PRIMARY KEY,
+        bytes  BLOB NOT NULL
+    ) STRICT;
+    "#,
 ];
+
+/// The version whose migration creates `text_blocks`, which then needs the
+/// blocks of the rows already stored.
+const TEXT_BLOCKS_VERSION: usize = 2;
 
 /// The schema version this build writes.
 pub(crate) const LATEST: i64 = MIGRATIONS.len() as i64;
@@ -188,6 +215,11 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(from as usize) {
         tx.execute_batch(sql).map_err(db("migrate the schema"))?;
+        if i + 1 == TEXT_BLOCKS_VERSION {
+            // Finished blocks for every full block of existing rows; the
+            // rest is the writer's open block, rebuilt on its first append.
+            index::OpenBlock::new(faultline_textindex::BLOCK_ROWS).sync(&tx, 0)?;
+        }
         tracing::info!(path = %path.display(), version = i + 1, "migrated database schema");
     }
     tx.pragma_update(None, "user_version", LATEST)

@@ -1,7 +1,8 @@
 //! The write connection: appends, retention, tenancy and token changes.
 
+use crate::db;
+use crate::index::{self, OpenBlock};
 use crate::read::token_by_id;
-use crate::{db, fts};
 use faultline_model::{Level, NewEntry, Project, Service, TokenInfo, TokenKind, now_micros};
 use faultline_store::{Result, StoreError};
 use rusqlite::types::{ToSqlOutput, ValueRef};
@@ -13,7 +14,6 @@ use std::collections::HashMap;
 const INSERT_LOG: &str = "INSERT INTO logs \
     (id, ts, received_at, service_id, level, message, tags, host, attributes, trace_id, span_id) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
-const INDEX_LOG: &str = "INSERT INTO logs_fts (rowid, message) VALUES (?1, ?2)";
 const LAST_LOG_ID: &str = "SELECT max(\
     (SELECT value FROM meta WHERE key = 'last_log_id'), \
     coalesce((SELECT max(id) FROM logs), 0))";
@@ -35,7 +35,8 @@ pub(crate) struct Writer {
     /// Reused encoding buffers, so appending allocates nothing per entry.
     tag_buf: String,
     attr_buf: Vec<u8>,
-    fts_buf: String,
+    /// The open block of the full-text index (see `index.rs`).
+    index: OpenBlock,
     /// Retention watermarks, by level code - 1: every entry of that level
     /// with a timestamp before the watermark is known to be deleted.
     expired: [Option<i64>; 6],
@@ -70,20 +71,21 @@ struct Counter {
 }
 
 impl Writer {
-    pub(crate) fn new(conn: Connection) -> Result<Writer> {
+    pub(crate) fn new(conn: Connection, block_rows: usize) -> Result<Writer> {
         let data_version = data_version(&conn)?;
         Ok(Writer {
             conn,
             services: ServiceIds::default(),
             tag_buf: String::new(),
             attr_buf: Vec::new(),
-            fts_buf: String::new(),
+            index: OpenBlock::new(block_rows),
             expired: [None; 6],
             data_version,
         })
     }
 
-    pub(crate) fn release_memory(&self) -> Result<()> {
+    pub(crate) fn release_memory(&mut self) -> Result<()> {
+        self.index.release_memory();
         self.conn
             .release_memory()
             .map_err(db("release writer memory"))
@@ -114,23 +116,27 @@ impl Writer {
         let result = self.append_in_transaction(batches);
         if result.is_err() {
             // Services created by the failed transaction were rolled back
-            // with it; forget every id rather than track which.
+            // with it; forget every id rather than track which. So were
+            // the index blocks it finished.
             self.services.0.clear();
+            self.index.invalidate();
         }
         result
     }
 
     /// The hot path. Per entry: one row in `logs` (plus its two index
-    /// entries) and one in the full-text index, through cached statements,
-    /// with no allocation beyond what SQLite does. Per transaction: one id
-    /// read, one id write, one counter update per service, one commit.
+    /// entries) through a cached statement, and its tokens hashed into the
+    /// open block of the full-text index, in memory. Per transaction: one id
+    /// read, one check that the open block is in step with the database,
+    /// one id write, one counter update per service, one commit; and, every
+    /// `BLOCK_ROWS` entries, one finished block stored.
     fn append_in_transaction(&mut self, batches: &[&[NewEntry]]) -> Result<Vec<i64>> {
         let Writer {
             conn,
             services,
             tag_buf,
             attr_buf,
-            fts_buf,
+            index,
             expired,
             ..
         } = self;
@@ -144,12 +150,14 @@ impl Writer {
             let mut insert = tx
                 .prepare_cached(INSERT_LOG)
                 .map_err(db("prepare the log insert"))?;
-            let mut index = tx
-                .prepare_cached(INDEX_LOG)
-                .map_err(db("prepare the full-text insert"))?;
             let mut id: i64 = tx
-                .query_row(LAST_LOG_ID, [], |r| r.get(0))
+                .prepare_cached(LAST_LOG_ID)
+                .and_then(|mut s| s.query_row([], |r| r.get(0)))
                 .map_err(db("read the last log id"))?;
+            // Another handle on the file may have appended since our last
+            // commit (or our last transaction failed): then the open block
+            // is rebuilt from the rows first.
+            index.sync(&tx, id)?;
             // Batches usually come from one service: remember the last one.
             let mut last: Option<(&str, &str, i64)> = None;
             let mut counter = 0;
@@ -195,10 +203,7 @@ impl Writer {
                         e.span_id,
                     ])
                     .map_err(db("insert a log entry"))?;
-                fts::index_text(&e.message, fts_buf);
-                index
-                    .execute(params![id, fts_buf.as_str()])
-                    .map_err(db("index a log entry"))?;
+                index.add(&tx, id, &e.message)?;
                 ids.push(id);
 
                 if counters.get(counter).map(|c| c.service_id) != Some(service_id) {
@@ -240,6 +245,9 @@ impl Writer {
             }
         }
         tx.commit().map_err(db("commit an append"))?;
+        if let Some(&last) = ids.last() {
+            index.committed(last);
+        }
         Ok(ids)
     }
 
@@ -263,37 +271,22 @@ impl Writer {
         let tx = self.begin("begin deleting expired entries")?;
         let mut deleted = 0;
         let mut last_ts = None;
-        let mut text = String::new();
         let mut counters: Vec<(i64, i64)> = Vec::new();
         {
-            // The index is contentless without per-row bookkeeping: removing
-            // a row means handing FTS5 the text it indexed, which is derived
-            // from the message we are deleting.
             let mut delete = tx
                 .prepare_cached(
                     "DELETE FROM logs WHERE id IN (\
                          SELECT id FROM logs WHERE ts >= ?1 AND ts < ?2 AND level = ?3 \
                          ORDER BY ts, id LIMIT ?4) \
-                     RETURNING id, service_id, ts, message",
+                     RETURNING service_id, ts",
                 )
                 .map_err(db("prepare the expired entries delete"))?;
-            let mut unindex = tx
-                .prepare_cached(
-                    "INSERT INTO logs_fts (logs_fts, rowid, message) VALUES ('delete', ?1, ?2)",
-                )
-                .map_err(db("prepare the full-text delete"))?;
             let mut rows = delete
                 .query(params![from, before, i64::from(level.code()), limit])
                 .map_err(db("delete expired entries"))?;
             while let Some(row) = rows.next().map_err(db("delete expired entries"))? {
-                let id: i64 = row.get(0).map_err(db("read a deleted entry"))?;
-                let service_id: i64 = row.get(1).map_err(db("read a deleted entry"))?;
-                let ts: i64 = row.get(2).map_err(db("read a deleted entry"))?;
-                let message: String = row.get(3).map_err(db("read a deleted entry"))?;
-                fts::index_text(&message, &mut text);
-                unindex
-                    .execute(params![id, text])
-                    .map_err(db("delete an entry from the full-text index"))?;
+                let service_id: i64 = row.get(0).map_err(db("read a deleted entry"))?;
+                let ts: i64 = row.get(1).map_err(db("read a deleted entry"))?;
                 match counters.iter_mut().find(|(s, _)| *s == service_id) {
                     Some((_, n)) => *n += 1,
                     None => counters.push((service_id, 1)),
@@ -302,6 +295,11 @@ impl Writer {
                 last_ts = Some(last_ts.map_or(ts, |t: i64| t.max(ts)));
             }
             drop(rows);
+            if deleted > 0 {
+                // Rows deleted inside a live block just fail the candidate
+                // fetch; blocks whose rows are all gone go.
+                index::delete_dead_blocks(&tx)?;
+            }
             let mut count = tx
                 .prepare_cached(
                     "UPDATE services SET count = count - ?2, error_count = error_count - ?3 \

@@ -1,5 +1,5 @@
 //! The store contract against SQLite, plus what only a file-backed store has:
-//! reopening, several handles on one file, and the FTS5 query surface.
+//! reopening, several handles on one file, and the full-text query surface.
 
 use faultline_model::{Level, LogFilter, NewEntry, StoredEntry, TokenKind};
 use faultline_store::{LogQuery, Paging, Store};

@@ -63,7 +63,9 @@
 //! * Table `text_blocks(first_row INTEGER PRIMARY KEY, last_row, bloom
 //!   BLOB, postings BLOB)`. Blooms are small (≈3–4 bytes per row); keep them
 //!   all in memory (loaded at startup, appended on finish) or read them
-//!   piecewise with incremental blob I/O.
+//!   piecewise. (The SQLite adapter as built cuts both blobs into rows that
+//!   fit one page, because piecewise reads of a large blob walk its
+//!   overflow-page chain; see `faultline-store-sqlite`'s `index.rs`.)
 //! * Writer: in the same transaction that inserts rows, `add` each row to
 //!   the open [`BlockBuilder`]; when [`BlockBuilder::len`] reaches
 //!   [`BLOCK_ROWS`], `finish` and insert the blobs in that transaction.
@@ -208,6 +210,13 @@ impl BlockBuilder {
             postings.push(u64::from(key(h)) << 32 | u64::from(off));
         });
         Ok(())
+    }
+
+    /// Frees the sort buffer kept between blocks and the spare capacity of
+    /// the open block (for idle periods; the next `finish` reallocates).
+    pub fn release_memory(&mut self) {
+        self.scratch = Vec::new();
+        self.postings.shrink_to_fit();
     }
 
     /// Candidate rows of the open block for [`query_hashes`] output (same
