@@ -406,7 +406,7 @@ pub(crate) fn candidates(
             };
             acc = Some(match acc {
                 None => rows,
-                Some(a) => intersect(&a, &rows),
+                Some(a) => faultline_textindex::intersect(&a, &rows),
             });
             if acc.as_ref().is_some_and(Vec::is_empty) {
                 break;
@@ -424,24 +424,6 @@ pub(crate) fn candidates(
         ids,
         complete: true,
     })
-}
-
-/// Both ascending.
-fn intersect(a: &[i64], b: &[i64]) -> Vec<i64> {
-    let (mut i, mut j) = (0, 0);
-    let mut out = Vec::with_capacity(a.len().min(b.len()));
-    while i < a.len() && j < b.len() {
-        match a[i].cmp(&b[j]) {
-            std::cmp::Ordering::Less => i += 1,
-            std::cmp::Ordering::Greater => j += 1,
-            std::cmp::Ordering::Equal => {
-                out.push(a[i]);
-                i += 1;
-                j += 1;
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -308,7 +308,8 @@ fn sort_postings(v: &mut Vec<u64>, scratch: &mut Vec<u64>) {
     }
 }
 
-fn intersect(a: &[u32], b: &[u32]) -> Vec<u32> {
+/// The common elements of two ascending slices, ascending.
+pub fn intersect<T: Ord + Copy>(a: &[T], b: &[T]) -> Vec<T> {
     let (mut i, mut j) = (0, 0);
     let mut out = Vec::with_capacity(a.len().min(b.len()));
     while i < a.len() && j < b.len() {
