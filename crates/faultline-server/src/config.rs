@@ -94,7 +94,8 @@ pub struct RawStorage {
     /// `full` (default: a 202 survives power loss) or `normal` (survives a
     /// process crash, not power loss).
     pub synchronous: Option<String>,
-    /// SQLite page cache per connection, KiB (default 8192).
+    /// SQLite page cache per connection, KiB (default 2048: the OS page cache
+    /// serves the rest, and the server stays small when idle).
     pub cache_size_kib: Option<u32>,
 }
 
@@ -240,7 +241,7 @@ impl RawConfig {
                 Duration::from_secs(15),
             )?,
             synchronous_full,
-            cache_size_kib: self.storage.cache_size_kib.unwrap_or(8192),
+            cache_size_kib: self.storage.cache_size_kib.unwrap_or(2048),
             queue_capacity: self.queue.capacity.unwrap_or(25_000).max(1),
             queue_wait: duration("queue.wait", &self.queue.wait, Duration::from_secs(5))?,
             max_commit_entries: self.queue.max_commit_entries.unwrap_or(10_000).max(1),
