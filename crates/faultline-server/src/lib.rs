@@ -125,11 +125,13 @@ pub async fn run(
 
     let (bus, consumer) = InProcessBus::new(config.queue_capacity, config.queue_wait);
     let hub = live::Hub::new(config.live_buffer);
+    let commits = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let writer = writer::spawn(
         consumer,
         store.clone(),
         hub.clone(),
         config.max_commit_entries,
+        commits.clone(),
     );
     let (stop_tx, stop_rx) = watch::channel(false);
     let auth = Arc::new(auth::Authenticator::new(store.clone()));
@@ -137,6 +139,7 @@ pub async fn run(
         config.clone(),
         store.clone(),
         auth.clone(),
+        commits,
         stop_rx.clone(),
     ));
     let grace = config.shutdown_grace;

@@ -6,6 +6,7 @@ use crate::config::Config;
 use faultline_model::{Level, now_micros};
 use faultline_store::Store;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -29,12 +30,17 @@ pub fn sweep(store: &dyn Store, config: &Config, now: i64) -> faultline_store::R
     Ok(total)
 }
 
+/// `commits` is the writer's count of committed groups: when it has not
+/// moved for a whole tick, caches are given back (once per idle period).
 pub async fn run(
     config: Config,
     store: Arc<dyn Store>,
     auth: Arc<Authenticator>,
+    commits: Arc<AtomicU64>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut last_commits = u64::MAX;
+    let mut released = false;
     let mut sweep_tick = tokio::time::interval(config.sweep_interval);
     let mut touch_tick = tokio::time::interval(Duration::from_secs(2));
     let config = Arc::new(config);
@@ -44,9 +50,17 @@ pub async fn run(
             _ = touch_tick.tick() => {
                 let uses = auth.take_uses();
                 let store = store.clone();
+                let now_commits = commits.load(Ordering::Relaxed);
+                let idle = now_commits == last_commits;
+                let release = idle && !released;
+                released = idle;
+                last_commits = now_commits;
                 let result = tokio::task::spawn_blocking(move || {
                     if !uses.is_empty() {
                         store.touch_tokens(&uses)?;
+                    }
+                    if release {
+                        store.release_memory()?;
                     }
                     store.size_bytes()
                 }).await;

@@ -11,13 +11,16 @@ use faultline_bus::InProcessConsumer;
 use faultline_model::{NewEntry, StoredEntry};
 use faultline_store::Store;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+/// `commits` counts committed groups, so upkeep can tell when ingest is idle.
 pub fn spawn(
     mut consumer: InProcessConsumer,
     store: Arc<dyn Store>,
     hub: Arc<Hub>,
     max_commit_entries: usize,
+    commits: Arc<AtomicU64>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name("faultline-writer".into())
@@ -33,6 +36,7 @@ pub fn spawn(
                     .record(started.elapsed().as_secs_f64());
                 match result {
                     Ok(ids) => {
+                        commits.fetch_add(1, Ordering::Relaxed);
                         let n = ids.len();
                         let live = hub.has_subscribers();
                         let mut committed = Vec::with_capacity(if live { n } else { 0 });

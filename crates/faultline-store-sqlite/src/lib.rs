@@ -230,6 +230,10 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 impl Store for SqliteStore {
+    fn release_memory(&self) -> Result<()> {
+        SqliteStore::release_memory(self)
+    }
+
     fn ensure_project(&self, name: &str) -> Result<Project> {
         if let Some(p) = self.readers.get()?.find_project(name)? {
             return Ok(p);

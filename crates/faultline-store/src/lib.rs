@@ -109,4 +109,10 @@ pub trait Store: Send + Sync {
     fn delete_expired(&self, level: Level, before: i64, max_rows: usize) -> Result<usize>;
     /// Bytes used on disk.
     fn size_bytes(&self) -> Result<u64>;
+
+    /// Gives caches back to the allocator; called when the server has been
+    /// idle for a while. The default does nothing.
+    fn release_memory(&self) -> Result<()> {
+        Ok(())
+    }
 }
