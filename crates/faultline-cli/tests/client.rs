@@ -6,7 +6,7 @@ mod common;
 use common::{BIN, Server};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
@@ -29,56 +29,16 @@ fn command(base: &str, args: &[&str]) -> Command {
     cmd
 }
 
-/// Runs a command to completion with `stdin` (or no stdin), killing it after
-/// [`CLI_TIMEOUT`].
-fn run(mut cmd: Command, stdin: Option<Vec<u8>>) -> Output {
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn faultline");
-    let writer = stdin.map(|data| {
-        let mut pipe = child.stdin.take().expect("piped stdin");
-        // Dropping the pipe at the end closes the client's stdin.
-        std::thread::spawn(move || {
-            let _ = pipe.write_all(&data);
-        })
-    });
-    let mut out = child.stdout.take().expect("piped stdout");
-    let mut err = child.stderr.take().expect("piped stderr");
-    let t_out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err.read_to_end(&mut v);
-        v
-    });
-    let deadline = Instant::now() + CLI_TIMEOUT;
-    let status = loop {
-        if let Ok(Some(s)) = child.try_wait() {
-            break s;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("faultline {cmd:?} did not finish within {CLI_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    if let Some(w) = writer {
-        let _ = w.join();
-    }
-    Output {
-        status,
-        stdout: t_out.join().expect("stdout reader"),
-        stderr: t_err.join().expect("stderr reader"),
-    }
+/// Runs a command to completion with `stdin` (or no stdin); a client still
+/// running after [`CLI_TIMEOUT`] fails the test.
+fn run(cmd: Command, stdin: Option<Vec<u8>>) -> Output {
+    let shown = format!("{cmd:?}");
+    let (out, timed_out) = common::run_with_stdin(cmd, stdin, CLI_TIMEOUT);
+    assert!(
+        !timed_out,
+        "faultline {shown} did not finish within {CLI_TIMEOUT:?}"
+    );
+    out
 }
 
 /// Runs the client on the blocking pool (the test runtime stays free).

@@ -126,6 +126,16 @@ struct Tracked {
     scanned: Option<(u64, Option<u64>)>,
 }
 
+/// Identity and handle of a file about to be followed.
+struct Opening {
+    id: FileId,
+    devino: DevIno,
+    birth: Option<u64>,
+    path: Arc<Path>,
+    file: File,
+    head: Head,
+}
+
 impl Tracked {
     /// Whether the rescan showed the file unchanged since its last check.
     fn unchanged_by_scan(&self, scanned: Option<(u64, Option<u64>)>) -> bool {
@@ -762,30 +772,20 @@ impl Tailer {
                 } else {
                     OpenReason::Returned
                 };
-                self.track(Tracked {
-                    id,
-                    devino: st.devino,
-                    birth: st.birth.or(c.entry.birth),
-                    path: path.into(),
-                    file,
-                    head,
-                    splitter: LineSplitter::new(c.emitted, self.cfg.max_line_bytes),
-                    agg: self.rules.as_ref().map(|_| Aggregator::new()),
-                    acked: c.entry.offset,
-                    emitted: c.emitted,
-                    away: None,
-                    last_growth: now,
-                    at_eof: false,
-                    more: true,
-                    verified: None,
-                    scanned: None,
-                });
-                self.sink.emit(TailEvent::Opened {
-                    id,
-                    path: path.to_path_buf(),
-                    offset: c.emitted,
+                self.start_tracking(
+                    Opening {
+                        id,
+                        devino: st.devino,
+                        birth: st.birth.or(c.entry.birth),
+                        path: path.into(),
+                        file,
+                        head,
+                    },
+                    (c.entry.offset, c.emitted),
+                    None,
+                    now,
                     reason,
-                });
+                );
                 return;
             }
             // Same inode, other content: rewritten or the inode was reused
@@ -831,18 +831,46 @@ impl Tailer {
         };
         let id = id.unwrap_or_else(FileId::fresh);
         self.identity_unsaved = true;
+        self.start_tracking(
+            Opening {
+                id,
+                devino: st.devino,
+                birth: st.birth,
+                path: path.into(),
+                file,
+                head,
+            },
+            (offset, offset),
+            None,
+            now,
+            reason,
+        );
+        true
+    }
+
+    /// Starts following a file: reading continues at `emitted`, a restart
+    /// would resume at `acked` (`(acked, emitted)`).
+    fn start_tracking(
+        &mut self,
+        o: Opening,
+        (acked, emitted): (u64, u64),
+        away: Option<Away>,
+        now: Instant,
+        reason: OpenReason,
+    ) {
+        let (id, path) = (o.id, o.path.to_path_buf());
         self.track(Tracked {
-            id,
-            devino: st.devino,
-            birth: st.birth,
-            path: path.into(),
-            file,
-            head,
-            splitter: LineSplitter::new(offset, self.cfg.max_line_bytes),
+            id: o.id,
+            devino: o.devino,
+            birth: o.birth,
+            path: o.path,
+            file: o.file,
+            head: o.head,
+            splitter: LineSplitter::new(emitted, self.cfg.max_line_bytes),
             agg: self.rules.as_ref().map(|_| Aggregator::new()),
-            acked: offset,
-            emitted: offset,
-            away: None,
+            acked,
+            emitted,
+            away,
             last_growth: now,
             at_eof: false,
             more: true,
@@ -851,11 +879,10 @@ impl Tailer {
         });
         self.sink.emit(TailEvent::Opened {
             id,
-            path: path.to_path_buf(),
-            offset,
+            path,
+            offset: emitted,
             reason,
         });
-        true
     }
 
     fn track(&mut self, t: Tracked) {
@@ -936,33 +963,23 @@ impl Tailer {
             };
             let c = self.closed.remove(&id).expect("present");
             let offset = c.entry.offset;
-            self.track(Tracked {
-                id,
-                devino,
-                birth: st.birth.or(c.entry.birth),
-                path: path.as_path().into(),
-                file,
-                head,
-                splitter: LineSplitter::new(offset, self.cfg.max_line_bytes),
-                agg: self.rules.as_ref().map(|_| Aggregator::new()),
-                acked: offset,
-                emitted: offset,
-                away: Some(Away {
+            self.start_tracking(
+                Opening {
+                    id,
+                    devino,
+                    birth: st.birth.or(c.entry.birth),
+                    path: path.as_path().into(),
+                    file,
+                    head,
+                },
+                (offset, offset),
+                Some(Away {
                     since: now,
                     deleted: false,
                 }),
-                last_growth: now,
-                at_eof: false,
-                more: true,
-                verified: None,
-                scanned: None,
-            });
-            self.sink.emit(TailEvent::Opened {
-                id,
-                path,
-                offset,
-                reason: OpenReason::Recovered,
-            });
+                now,
+                OpenReason::Recovered,
+            );
         }
     }
 

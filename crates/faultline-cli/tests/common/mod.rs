@@ -566,13 +566,34 @@ pub fn run_cli(args: &[&str], data_dir: Option<&Path>) -> Output {
 pub fn run_bounded(mut cmd: Command, timeout: Duration) -> Output {
     cmd.env_remove("FAULTLINE_CONFIG")
         .env_remove("FAULTLINE_LISTEN")
-        .env_remove("FAULTLINE_DATA_DIR")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .env_remove("FAULTLINE_DATA_DIR");
+    run_with_stdin(cmd, None, timeout).0
+}
+
+/// Runs a command with `stdin` piped in (or none) and output collected;
+/// kills it after `timeout`. Returns the output and whether it timed out.
+pub fn run_with_stdin(
+    mut cmd: Command,
+    stdin: Option<Vec<u8>>,
+    timeout: Duration,
+) -> (Output, bool) {
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn faultline");
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
+    let writer = stdin.map(|data| {
+        let mut pipe = child.stdin.take().expect("piped stdin");
+        // Dropping the pipe at the end closes the child's stdin.
+        std::thread::spawn(move || {
+            let _ = std::io::Write::write_all(&mut pipe, &data);
+        })
+    });
+    let mut out = child.stdout.take().expect("piped stdout");
+    let mut err = child.stderr.take().expect("piped stderr");
     let t_out = std::thread::spawn(move || {
         let mut v = Vec::new();
         let _ = out.read_to_end(&mut v);
@@ -584,21 +605,27 @@ pub fn run_bounded(mut cmd: Command, timeout: Duration) -> Output {
         v
     });
     let deadline = Instant::now() + timeout;
+    let mut timed_out = false;
     let status = loop {
         if let Ok(Some(s)) = child.try_wait() {
             break s;
         }
         if Instant::now() >= deadline {
+            timed_out = true;
             let _ = child.kill();
             break child.wait().expect("wait");
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    Output {
-        status,
-        stdout: t_out.join().unwrap(),
-        stderr: t_err.join().unwrap(),
+    if let Some(w) = writer {
+        let _ = w.join();
     }
+    let output = Output {
+        status,
+        stdout: t_out.join().expect("stdout reader"),
+        stderr: t_err.join().expect("stderr reader"),
+    };
+    (output, timed_out)
 }
 
 /// Polls `f` every `every` until it returns true or `timeout` passes.
