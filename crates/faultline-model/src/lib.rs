@@ -12,6 +12,7 @@
 mod duration;
 mod entry;
 mod filter;
+mod issue;
 mod level;
 mod tenancy;
 mod time_fmt;
@@ -19,6 +20,10 @@ mod time_fmt;
 pub use duration::{parse_duration, parse_time_bound};
 pub use entry::{AttrValue, Attributes, NewEntry, StoredEntry};
 pub use filter::LogFilter;
+pub use issue::{
+    AttachmentRef, EventContext, EventDetails, EventFrame, IgnoreUntil, Issue, IssueState,
+    IssueStatus, NewEvent, StatusChange, StoredEvent, Transition,
+};
 pub use level::{Level, ParseLevelError};
 pub use tenancy::{Project, Service, ServiceSummary, TokenInfo, TokenKind};
 pub use time_fmt::{format_rfc3339_micros, now_micros, parse_rfc3339_micros};

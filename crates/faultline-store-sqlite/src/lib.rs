@@ -122,13 +122,18 @@
 //! for 10 M rows).
 
 mod index;
+mod issues;
 mod read;
 mod schema;
 mod text;
 mod write;
 
+use faultline_model::{Issue, StatusChange, StoredEntry, StoredEvent};
 use faultline_model::{Level, NewEntry, Project, Service, ServiceSummary, TokenInfo, TokenKind};
-use faultline_store::{LogPage, LogQuery, Result, Store, StoreError};
+use faultline_store::{
+    Bucket, EventBatch, EventOutcome, IssuePage, IssueQuery, IssueStore, LogPage, LogQuery, Result,
+    StatusUpdate, Store, StoreError,
+};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -307,6 +312,19 @@ impl Store for SqliteStore {
         self.writer().delete_expired(level, before, max_rows)
     }
 
+    fn entries_after(
+        &self,
+        after: i64,
+        min_level: Level,
+        limit: usize,
+    ) -> Result<Vec<StoredEntry>> {
+        self.readers.entries_after(after, min_level, limit)
+    }
+
+    fn last_entry_id(&self) -> Result<i64> {
+        self.readers.get()?.last_entry_id()
+    }
+
     fn size_bytes(&self) -> Result<u64> {
         let pages = self.readers.get()?.page_bytes()?;
         let mut wal = self.path.clone().into_os_string();
@@ -317,6 +335,79 @@ impl Store for SqliteStore {
             Err(e) => return Err(StoreError::backend("read the size of the WAL file", e)),
         };
         Ok(pages + wal)
+    }
+}
+
+impl IssueStore for SqliteStore {
+    fn record_events(&self, batch: &EventBatch) -> Result<Vec<EventOutcome>> {
+        issues::record_events(self.writer().conn(), batch)
+    }
+
+    fn issues_processed_through(&self) -> Result<i64> {
+        issues::processed_through(&*self.readers.get()?)
+    }
+
+    fn grouper_states(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        issues::grouper_states(&*self.readers.get()?)
+    }
+
+    fn list_issues(&self, query: &IssueQuery) -> Result<IssuePage> {
+        issues::list_issues(&*self.readers.get()?, query)
+    }
+
+    fn get_issue(&self, id: i64, now: i64) -> Result<Option<Issue>> {
+        issues::get_issue(&*self.readers.get()?, id, now)
+    }
+
+    fn issue_events(&self, id: i64, before: Option<i64>, limit: usize) -> Result<Vec<StoredEvent>> {
+        issues::events(&*self.readers.get()?, id, before, limit)
+    }
+
+    fn first_event(&self, id: i64) -> Result<Option<StoredEvent>> {
+        issues::first_event(&*self.readers.get()?, id)
+    }
+
+    fn issue_histogram(&self, id: i64, bucket: Bucket, since: i64) -> Result<Vec<(i64, u64)>> {
+        issues::histogram(&*self.readers.get()?, id, bucket, since)
+    }
+
+    fn set_issue_status(&self, id: i64, update: &StatusUpdate) -> Result<Issue> {
+        issues::set_status(self.writer().conn(), id, update)?;
+        self.get_issue(id, update.at)?.ok_or(StoreError::NotFound {
+            what: "issue",
+            name: id.to_string(),
+        })
+    }
+
+    fn issue_history(&self, id: i64) -> Result<Vec<StatusChange>> {
+        issues::history(&*self.readers.get()?, id)
+    }
+
+    fn merge_issues(&self, into: i64, from: i64, actor: &str, at: i64) -> Result<Issue> {
+        issues::merge(self.writer().conn(), into, from, actor, at)?;
+        self.get_issue(into, at)?.ok_or(StoreError::NotFound {
+            what: "issue",
+            name: into.to_string(),
+        })
+    }
+
+    fn delete_issue(&self, id: i64) -> Result<()> {
+        issues::delete(self.writer().conn(), id)
+    }
+
+    fn delete_expired_events(&self, before: i64, max_rows: usize) -> Result<usize> {
+        if max_rows == 0 {
+            return Ok(0);
+        }
+        issues::delete_expired_events(self.writer().conn(), before, max_rows)
+    }
+
+    fn fingerprint_rules(&self, project: &str) -> Result<Option<String>> {
+        issues::rules(&*self.readers.get()?, project)
+    }
+
+    fn set_fingerprint_rules(&self, project: &str, rules_json: &str) -> Result<()> {
+        issues::set_rules(self.writer().conn(), project, rules_json)
     }
 }
 

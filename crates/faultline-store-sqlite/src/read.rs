@@ -10,7 +10,7 @@ use faultline_model::{
 use faultline_store::{Cursor, LogPage, LogQuery, Paging, Result, StoreError};
 use faultline_textindex::query_hashes;
 use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use std::collections::HashMap;
 use std::ops::Deref;
 use std::path::PathBuf;
@@ -262,6 +262,23 @@ impl Pool {
             entries,
             next_cursor,
         })
+    }
+
+    /// Entries after `after` of at least `min_level`, by id, with names.
+    pub(crate) fn entries_after(
+        &self,
+        after: i64,
+        min_level: Level,
+        limit: usize,
+    ) -> Result<Vec<StoredEntry>> {
+        let reader = self.get()?;
+        let raw = reader.entries_after(after, min_level, limit)?;
+        raw.into_iter()
+            .map(|r| {
+                let (project, service) = self.names(&reader, r.service_id)?;
+                r.into_entry(project, service)
+            })
+            .collect()
     }
 
     /// The project and service names of a service id, cached.
@@ -550,6 +567,32 @@ impl Reader<'_> {
                     .collect()
             })
             .map_err(db("query logs"))
+    }
+
+    /// Entries after `after` of at least `min_level`, by id.
+    fn entries_after(&self, after: i64, min_level: Level, limit: usize) -> Result<Vec<RawEntry>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM logs WHERE id > ?1 AND level >= ?2 ORDER BY id LIMIT ?3"
+        ))
+        .and_then(|mut s| {
+            s.query_map(
+                params![after, i64::from(min_level.code()), limit],
+                RawEntry::from_row,
+            )?
+            .collect()
+        })
+        .map_err(db("read entries after an id"))
+    }
+
+    /// The highest id ever given.
+    pub(crate) fn last_entry_id(&self) -> Result<i64> {
+        self.prepare_cached(
+            "SELECT max((SELECT value FROM meta WHERE key = 'last_log_id'), \
+             coalesce((SELECT max(id) FROM logs), 0))",
+        )
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .map_err(db("read the last log id"))
     }
 
     /// The highest id, about the number of entries (cheap: the end of the

@@ -116,6 +116,110 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         bytes  BLOB NOT NULL
     ) STRICT;
     "#,
+    // 3: issues and events (see issues.rs).
+    r#"
+    -- AUTOINCREMENT: an issue or event id, once given, is never reused
+    -- (links and cursors stay unambiguous after deletions).
+    CREATE TABLE issues (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        project_id      INTEGER NOT NULL REFERENCES projects (id),
+        service_id      INTEGER NOT NULL REFERENCES services (id),
+        fingerprint     TEXT    NOT NULL,
+        title           TEXT    NOT NULL,
+        culprit         TEXT,
+        exception_type  TEXT,
+        level           INTEGER NOT NULL,
+        status          TEXT    NOT NULL DEFAULT 'unresolved',
+        ignore_count    INTEGER,
+        ignore_until    INTEGER,
+        regressed       INTEGER NOT NULL DEFAULT 0,
+        first_seen      INTEGER NOT NULL,
+        last_seen       INTEGER NOT NULL,
+        count           INTEGER NOT NULL,
+        hosts           INTEGER NOT NULL DEFAULT 0,
+        users           INTEGER NOT NULL DEFAULT 0
+    ) STRICT;
+    CREATE INDEX issues_project_last_seen ON issues (project_id, last_seen);
+
+    -- Every fingerprint that leads to an issue: its own, and those merged
+    -- into it. One row per (project, fingerprint): one issue each.
+    CREATE TABLE issue_fingerprints (
+        project_id   INTEGER NOT NULL,
+        fingerprint  TEXT    NOT NULL,
+        issue_id     INTEGER NOT NULL,
+        PRIMARY KEY (project_id, fingerprint)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX issue_fingerprints_issue ON issue_fingerprints (issue_id);
+
+    CREATE TABLE issue_events (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        issue_id     INTEGER NOT NULL,
+        service_id   INTEGER NOT NULL,
+        level        INTEGER NOT NULL,
+        ts           INTEGER NOT NULL,
+        received_at  INTEGER NOT NULL,
+        log_id       INTEGER,
+        title        TEXT    NOT NULL,
+        message      TEXT    NOT NULL,
+        host         TEXT,
+        user         TEXT,
+        tags         TEXT,
+        attributes   TEXT,
+        details      TEXT,
+        count        INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX issue_events_issue ON issue_events (issue_id, id);
+    CREATE INDEX issue_events_ts ON issue_events (ts);
+
+    CREATE TABLE event_keys (
+        project_id  INTEGER NOT NULL,
+        key         TEXT    NOT NULL,
+        event_id    INTEGER NOT NULL,
+        issue_id    INTEGER NOT NULL,
+        PRIMARY KEY (project_id, key)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX event_keys_event ON event_keys (event_id);
+    CREATE INDEX event_keys_issue ON event_keys (issue_id);
+
+    CREATE TABLE issue_hosts (
+        issue_id  INTEGER NOT NULL,
+        value     TEXT    NOT NULL,
+        PRIMARY KEY (issue_id, value)
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE issue_users (
+        issue_id  INTEGER NOT NULL,
+        value     TEXT    NOT NULL,
+        PRIMARY KEY (issue_id, value)
+    ) STRICT, WITHOUT ROWID;
+    -- Events per hour (hour = start of the hour, microseconds).
+    CREATE TABLE issue_counts (
+        issue_id  INTEGER NOT NULL,
+        hour      INTEGER NOT NULL,
+        count     INTEGER NOT NULL,
+        PRIMARY KEY (issue_id, hour)
+    ) STRICT, WITHOUT ROWID;
+
+    CREATE TABLE issue_history (
+        id           INTEGER PRIMARY KEY,
+        issue_id     INTEGER NOT NULL,
+        at           INTEGER NOT NULL,
+        actor        TEXT    NOT NULL,
+        action       TEXT    NOT NULL,
+        from_status  TEXT    NOT NULL,
+        to_status    TEXT    NOT NULL,
+        detail       TEXT
+    ) STRICT;
+    CREATE INDEX issue_history_issue ON issue_history (issue_id, id);
+
+    CREATE TABLE grouper_states (
+        project_id  INTEGER PRIMARY KEY,
+        state       BLOB    NOT NULL
+    ) STRICT;
+    CREATE TABLE fingerprint_rules (
+        project_id  INTEGER PRIMARY KEY,
+        rules       TEXT    NOT NULL
+    ) STRICT;
+    "#,
 ];
 
 /// The version whose migration creates `text_blocks`, which then needs the

@@ -91,6 +91,11 @@ impl Writer {
             .map_err(db("release writer memory"))
     }
 
+    /// The write connection, for writes kept in other modules (issues).
+    pub(crate) fn conn(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
     fn begin(&mut self, what: &'static str) -> Result<Transaction<'_>> {
         self.conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -471,7 +476,7 @@ pub(crate) fn service_ids(
     .map_err(db("look up a service"))
 }
 
-fn ensure_project_in(conn: &Connection, name: &str, now: i64) -> Result<Project> {
+pub(crate) fn ensure_project_in(conn: &Connection, name: &str, now: i64) -> Result<Project> {
     check_name("project", name)?;
     conn.prepare_cached(
         "INSERT INTO projects (name, created_at) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
@@ -491,7 +496,12 @@ fn ensure_project_in(conn: &Connection, name: &str, now: i64) -> Result<Project>
         .map_err(db("read a project"))
 }
 
-fn ensure_service_in(conn: &Connection, project: &str, name: &str, now: i64) -> Result<Service> {
+pub(crate) fn ensure_service_in(
+    conn: &Connection,
+    project: &str,
+    name: &str,
+    now: i64,
+) -> Result<Service> {
     check_name("service", name)?;
     let p = ensure_project_in(conn, project, now)?;
     conn.prepare_cached(

@@ -110,8 +110,13 @@ pub const CHECKS: &[(&str, Check)] = &[
 ///
 /// When any check fails, naming every failed check.
 pub fn run_all(make: &dyn Fn() -> Box<dyn Store>) {
+    run_checks("store", CHECKS, make);
+}
+
+/// Runs `checks`, each on a fresh store, and panics listing every failure.
+pub(crate) fn run_checks(what: &str, checks: &[(&str, Check)], make: &dyn Fn() -> Box<dyn Store>) {
     let mut failures = Vec::new();
-    for &(name, check) in CHECKS {
+    for &(name, check) in checks {
         let store = make();
         if let Err(panic) = catch_unwind(AssertUnwindSafe(|| check(&*store))) {
             let message = panic
@@ -124,9 +129,9 @@ pub fn run_all(make: &dyn Fn() -> Box<dyn Store>) {
     }
     if !failures.is_empty() {
         panic!(
-            "{} of {} store contract checks failed:\n{}",
+            "{} of {} {what} contract checks failed:\n{}",
             failures.len(),
-            CHECKS.len(),
+            checks.len(),
             failures.join("\n")
         );
     }

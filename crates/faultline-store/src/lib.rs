@@ -13,11 +13,18 @@
 //! Architecture invariant: this crate contains no SQL; only adapters do.
 
 pub mod contract;
+pub mod contract_issues;
+mod issues;
 mod query;
 
+pub use issues::{
+    Bucket, EventBatch, EventOutcome, IssuePage, IssueQuery, IssueSort, IssueStore, StatusUpdate,
+};
 pub use query::{Cursor, LogPage, LogQuery, Paging};
 
-use faultline_model::{Level, NewEntry, Project, Service, ServiceSummary, TokenInfo, TokenKind};
+use faultline_model::{
+    Level, NewEntry, Project, Service, ServiceSummary, StoredEntry, TokenInfo, TokenKind,
+};
 
 /// Errors at the storage boundary.
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +74,7 @@ pub struct TokenRecord {
 /// - `q` means what [`faultline_model::LogFilter::matches`] says: the store
 ///   and the live tail agree on every filter.
 /// - Names are exact and case-sensitive.
-pub trait Store: Send + Sync {
+pub trait Store: IssueStore + Send + Sync {
     /// Creates the project if it does not exist; returns it either way.
     fn ensure_project(&self, name: &str) -> Result<Project>;
     fn list_projects(&self) -> Result<Vec<Project>>;
@@ -104,6 +111,12 @@ pub trait Store: Send + Sync {
     /// Entries matching the query, newest first. `Invalid` for a limit of 0
     /// or page 0.
     fn query_logs(&self, query: &LogQuery) -> Result<LogPage>;
+    /// Entries with an id above `after` and a level of at least `min_level`,
+    /// by id, at most `limit` (the issue processor's catch-up).
+    fn entries_after(&self, after: i64, min_level: Level, limit: usize)
+    -> Result<Vec<StoredEntry>>;
+    /// The highest entry id ever given (0 for none).
+    fn last_entry_id(&self) -> Result<i64>;
     /// Deletes up to `max_rows` entries of exactly `level` with a timestamp
     /// before `before`; returns how many were deleted.
     fn delete_expired(&self, level: Level, before: i64, max_rows: usize) -> Result<usize>;
