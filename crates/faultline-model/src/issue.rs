@@ -90,9 +90,7 @@ impl IssueState {
                 Some(Transition::Regressed)
             }
             IssueStatus::Ignored => {
-                let Some(mut ignore) = self.ignore else {
-                    return None;
-                };
+                let mut ignore = self.ignore?;
                 let time_up = ignore.until.is_some_and(|u| at >= u);
                 let count_up = match ignore.count {
                     Some(n) => {

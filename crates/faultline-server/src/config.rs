@@ -55,6 +55,19 @@ pub struct RawConfig {
     /// Ingest queue settings.
     #[serde(default)]
     pub queue: RawQueue,
+    /// Issue settings.
+    #[serde(default)]
+    pub issues: RawIssues,
+}
+
+/// Issue settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIssues {
+    /// Entries at or above this level become events of issues (default error).
+    pub level: Option<String>,
+    /// How long events are kept (default 90d); issues and their counts stay.
+    pub event_retention: Option<String>,
 }
 
 /// Retention per level, as durations such as `7d` or `12h`.
@@ -130,6 +143,9 @@ pub struct Config {
     pub queue_capacity: usize,
     pub queue_wait: Duration,
     pub max_commit_entries: usize,
+    /// Entries at or above this level become issue events.
+    pub issue_level: Level,
+    pub event_retention: Duration,
 }
 
 impl Config {
@@ -245,6 +261,18 @@ impl RawConfig {
             queue_capacity: self.queue.capacity.unwrap_or(25_000).max(1),
             queue_wait: duration("queue.wait", &self.queue.wait, Duration::from_secs(5))?,
             max_commit_entries: self.queue.max_commit_entries.unwrap_or(10_000).max(1),
+            issue_level: match self.issues.level.as_deref() {
+                None => Level::Error,
+                Some(l) => l.parse().map_err(|e| ConfigError::Invalid {
+                    field: "issues.level",
+                    reason: format!("{e}"),
+                })?,
+            },
+            event_retention: duration(
+                "issues.event_retention",
+                &self.issues.event_retention,
+                d(90),
+            )?,
         })
     }
 }

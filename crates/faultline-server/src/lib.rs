@@ -21,6 +21,7 @@
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod issues;
 pub mod live;
 pub mod metrics;
 pub mod retention;
@@ -126,10 +127,12 @@ pub async fn run(
     let (bus, consumer) = InProcessBus::new(config.queue_capacity, config.queue_wait);
     let hub = live::Hub::new(config.live_buffer);
     let commits = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (issue_feed, issue_processor) = issues::spawn(store.clone(), config.issue_level);
     let writer = writer::spawn(
         consumer,
         store.clone(),
         hub.clone(),
+        issue_feed.clone(),
         config.max_commit_entries,
         commits.clone(),
     );
@@ -150,6 +153,7 @@ pub async fn run(
         bus: Arc::new(bus.clone()),
         hub,
         auth,
+        issues: issue_feed.clone(),
         prometheus,
         shutdown: stop_rx.clone(),
     });
@@ -177,9 +181,15 @@ pub async fn run(
     // is refused (never acknowledged).
     bus.close();
     let _ = background.await;
-    tokio::task::spawn_blocking(move || writer.join())
-        .await
-        .ok();
+    tokio::task::spawn_blocking(move || {
+        let _ = writer.join();
+        // Everything committed is in the store: the processor records the
+        // rest, saves its state and stops.
+        issue_feed.stop();
+        let _ = issue_processor.join();
+    })
+    .await
+    .ok();
     tracing::info!("stopped");
     result
 }

@@ -13,7 +13,8 @@ use tokio::sync::watch;
 /// Rows deleted per transaction, so the writer is never held up for long.
 const CHUNK: usize = 5_000;
 
-/// Deletes expired entries of every level; returns how many.
+/// Deletes expired entries of every level and expired issue events;
+/// returns how many.
 pub fn sweep(store: &dyn Store, config: &Config, now: i64) -> faultline_store::Result<u64> {
     let mut total = 0u64;
     for level in Level::ALL {
@@ -25,6 +26,15 @@ pub fn sweep(store: &dyn Store, config: &Config, now: i64) -> faultline_store::R
             if n < CHUNK {
                 break;
             }
+        }
+    }
+    let keep = i64::try_from(config.event_retention.as_micros()).unwrap_or(i64::MAX);
+    let before = now.saturating_sub(keep);
+    loop {
+        let n = store.delete_expired_events(before, CHUNK)?;
+        total += n as u64;
+        if n < CHUNK {
+            break;
         }
     }
     Ok(total)

@@ -1,5 +1,6 @@
 use crate::auth::Authenticator;
 use crate::config::Config;
+use crate::issues::IssueFeed;
 use crate::live::Hub;
 use faultline_bus::Bus;
 use faultline_store::Store;
@@ -15,6 +16,8 @@ pub struct AppState {
     pub bus: Arc<dyn Bus>,
     pub hub: Arc<Hub>,
     pub auth: Arc<Authenticator>,
+    /// The issue processor (rules changes).
+    pub issues: IssueFeed,
     pub prometheus: PrometheusHandle,
     /// Turns true when the server shuts down (ends live streams).
     pub shutdown: watch::Receiver<bool>,

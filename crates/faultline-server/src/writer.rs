@@ -1,11 +1,13 @@
 //! The store writer: one thread that drains the in-process bus, commits
 //! whatever is queued in one transaction (group commit), acknowledges each
-//! batch, and hands the committed entries to the live hub.
+//! batch, and hands the committed entries to the live hub and those at or
+//! above the issue level to the issue processor.
 //!
 //! Invariant: a batch is acknowledged `Ok` only after the transaction that
 //! holds it has committed; on failure every batch of the group gets the error
 //! and nothing of it is visible.
 
+use crate::issues::{Committed, IssueFeed};
 use crate::live::Hub;
 use faultline_bus::InProcessConsumer;
 use faultline_model::{NewEntry, StoredEntry};
@@ -19,6 +21,7 @@ pub fn spawn(
     mut consumer: InProcessConsumer,
     store: Arc<dyn Store>,
     hub: Arc<Hub>,
+    issues: IssueFeed,
     max_commit_entries: usize,
     commits: Arc<AtomicU64>,
 ) -> std::thread::JoinHandle<()> {
@@ -38,15 +41,26 @@ pub fn spawn(
                     Ok(ids) => {
                         commits.fetch_add(1, Ordering::Relaxed);
                         let n = ids.len();
+                        let through = ids.iter().copied().max().unwrap_or(0);
                         let live = hub.has_subscribers();
+                        let min_level = issues.min_level();
                         let mut committed = Vec::with_capacity(if live { n } else { 0 });
+                        let mut errors = Vec::new();
                         let mut ids = ids.into_iter();
                         for mut d in group.drain(..) {
                             let entries = std::mem::take(&mut d.entries);
                             d.ack(Ok(()));
-                            if live {
-                                for (entry, id) in entries.into_iter().zip(ids.by_ref()) {
-                                    committed.push(Arc::new(StoredEntry { id, entry }));
+                            for (entry, id) in entries.into_iter().zip(ids.by_ref()) {
+                                let is_event = entry.level >= min_level;
+                                if !live && !is_event {
+                                    continue;
+                                }
+                                let e = Arc::new(StoredEntry { id, entry });
+                                if is_event {
+                                    errors.push(e.clone());
+                                }
+                                if live {
+                                    committed.push(e);
                                 }
                             }
                         }
@@ -54,6 +68,10 @@ pub fn spawn(
                         if live {
                             hub.publish(&committed);
                         }
+                        issues.committed(Committed {
+                            entries: errors,
+                            through,
+                        });
                     }
                     Err(e) => {
                         tracing::error!(error = %e, batches = group.len(), "commit failed; batches rejected");

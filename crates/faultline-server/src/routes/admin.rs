@@ -31,7 +31,7 @@ fn check_name(what: &str, name: &str) -> Result<(), ApiError> {
 /// Admin request bodies are small.
 const MAX_ADMIN_BODY: usize = 64 * 1024;
 
-async fn parse_json<T: serde::de::DeserializeOwned>(
+pub(crate) async fn parse_json<T: serde::de::DeserializeOwned>(
     state: &State,
     headers: &HeaderMap,
     body: Body,

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod body;
 pub mod ingest;
+pub mod issues;
 pub mod json;
 pub mod live;
 pub mod ops;
@@ -35,6 +36,20 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(admin::list_tokens).post(admin::create_token),
         )
         .route("/api/v1/tokens/{id}", delete(admin::revoke_token))
+        .route("/api/v1/issues", get(issues::list))
+        .route(
+            "/api/v1/issues/{id}",
+            get(issues::detail)
+                .patch(issues::update)
+                .delete(issues::remove),
+        )
+        .route("/api/v1/issues/{id}/events", get(issues::events))
+        .route("/api/v1/issues/{id}/history", get(issues::history))
+        .route("/api/v1/issues/{id}/merge", post(issues::merge))
+        .route(
+            "/api/v1/projects/{project}/fingerprint-rules",
+            get(issues::get_rules).put(issues::put_rules),
+        )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

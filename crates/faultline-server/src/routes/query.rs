@@ -87,6 +87,18 @@ pub fn parse_filter(
     Ok((f, extra))
 }
 
+/// A `limit` parameter: `default` when absent, else 1..=`max`.
+pub fn parse_limit(v: Option<String>, default: usize, max: usize) -> Result<usize, ApiError> {
+    match v {
+        None => Ok(default),
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| ApiError::bad("invalid parameter", format!("limit must be 1-{max}"))),
+    }
+}
+
 pub async fn get_logs(
     state: State,
     headers: HeaderMap,
@@ -94,16 +106,7 @@ pub async fn get_logs(
 ) -> Result<Json<Value>, ApiError> {
     let principal = state.auth.authenticate(&headers).await?;
     let (filter, extra) = parse_filter(params, &principal, true)?;
-    let limit = match extra.limit {
-        None => DEFAULT_LIMIT,
-        Some(l) => l
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| {
-                ApiError::bad("invalid parameter", format!("limit must be 1-{MAX_LIMIT}"))
-            })?,
-    };
+    let limit = parse_limit(extra.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     let paging = match (extra.cursor, extra.page) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad(

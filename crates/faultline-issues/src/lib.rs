@@ -1,0 +1,451 @@
+//! # faultline-issues
+//!
+//! Turns stored log entries into issue events: the server's issue
+//! processor, without its I/O. One [`Processor`] holds a
+//! [`faultline_grouping::Grouper`] and the fingerprint rules per project;
+//! [`Processor::process`] takes committed entries (in id order) and returns
+//! the [`EventBatch`] to record in one transaction: the events of the
+//! entries at or above the configured level, the template merges the
+//! groupers learned, the grouper states to persist (when due) and the
+//! watermark.
+//!
+//! ```
+//! use faultline_issues::{Processor, ProcessorConfig};
+//! use faultline_model::{Level, NewEntry, StoredEntry};
+//!
+//! let mut p = Processor::new(ProcessorConfig::default());
+//! let entry = |id, message: &str| StoredEntry {
+//!     id,
+//!     entry: NewEntry {
+//!         project: "studio".into(),
+//!         service: "render".into(),
+//!         level: Level::Error,
+//!         message: message.into(),
+//!         tags: vec![],
+//!         timestamp: 1,
+//!         received_at: 1,
+//!         host: None,
+//!         attributes: Default::default(),
+//!         trace_id: None,
+//!         span_id: None,
+//!     },
+//! };
+//! let batch = p.process(&[entry(1, "job 4411 failed on node 7"), entry(2, "job 4412 failed on node 9")], 0);
+//! assert_eq!(batch.events.len(), 2);
+//! assert_eq!(batch.events[0].fingerprint, batch.events[1].fingerprint);
+//! assert_eq!(batch.processed_through, Some(2));
+//! ```
+//!
+//! Architecture invariant: pure. The caller loads the persisted states
+//! ([`Processor::restore`]) and rules ([`Processor::set_rules`]), feeds
+//! entries in id order, and records the batches.
+
+use faultline_grouping::{
+    EventInput, FingerprintRules, Grouper, GrouperConfig, GrouperState, RawFingerprintRules,
+    RuleError,
+};
+use faultline_model::{AttrValue, EventDetails, EventFrame, Level, NewEvent, StoredEntry};
+use faultline_store::EventBatch;
+use std::collections::HashMap;
+
+/// Attribute names that carry a logger name.
+pub const LOGGER_KEYS: &[&str] = &["logger", "logger.name", "log.logger", "name"];
+/// Attribute names that carry the affected user.
+pub const USER_KEYS: &[&str] = &[
+    "user",
+    "user_login",
+    "user.id",
+    "user.name",
+    "username",
+    "enduser.id",
+];
+/// Attribute names that carry an exception type reported separately.
+pub const EXCEPTION_TYPE_KEYS: &[&str] = &["exception.type", "exception_type", "error.type"];
+/// Attribute names that carry a stack trace reported separately.
+pub const STACK_KEYS: &[&str] = &["exception.stacktrace", "stacktrace", "stack", "error.stack"];
+
+/// Settings of the processor.
+#[derive(Debug, Clone)]
+pub struct ProcessorConfig {
+    /// Entries at or above this level become events.
+    pub min_level: Level,
+    /// Persist a grouper's state after this many new events since its last
+    /// save (and always on [`Processor::take_states`] with `all`).
+    pub save_every_events: u64,
+}
+
+impl Default for ProcessorConfig {
+    fn default() -> Self {
+        ProcessorConfig {
+            min_level: Level::Error,
+            save_every_events: 1000,
+        }
+    }
+}
+
+/// Why persisted data could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessorError {
+    #[error("the saved grouping state of project {project} is unreadable: {reason}")]
+    State { project: String, reason: String },
+    #[error("invalid fingerprint rules: {0}")]
+    Rules(String),
+}
+
+struct ProjectGrouping {
+    grouper: Grouper,
+    rules: FingerprintRules,
+    /// Events since the state was last handed out for saving.
+    unsaved: u64,
+}
+
+impl ProjectGrouping {
+    fn new() -> ProjectGrouping {
+        ProjectGrouping {
+            grouper: Grouper::new(GrouperConfig::default()),
+            rules: FingerprintRules::default(),
+            unsaved: 0,
+        }
+    }
+}
+
+/// The issue processor's in-memory part.
+pub struct Processor {
+    config: ProcessorConfig,
+    projects: HashMap<String, ProjectGrouping>,
+}
+
+/// Parses and validates fingerprint rules written as JSON.
+pub fn parse_rules(json: &str) -> Result<FingerprintRules, ProcessorError> {
+    let raw: RawFingerprintRules =
+        serde_json::from_str(json).map_err(|e| ProcessorError::Rules(e.to_string()))?;
+    FingerprintRules::new(&raw).map_err(|e: RuleError| ProcessorError::Rules(e.to_string()))
+}
+
+fn attr<'a>(entry: &'a StoredEntry, keys: &[&str]) -> Option<&'a str> {
+    keys.iter()
+        .find_map(|k| match entry.entry.attributes.get(*k) {
+            Some(AttrValue::Str(s)) if !s.is_empty() => Some(s.as_str()),
+            _ => None,
+        })
+}
+
+impl Processor {
+    pub fn new(config: ProcessorConfig) -> Processor {
+        Processor {
+            config,
+            projects: HashMap::new(),
+        }
+    }
+
+    pub fn config(&self) -> &ProcessorConfig {
+        &self.config
+    }
+
+    /// Restores a project's grouper from its persisted state.
+    pub fn restore(&mut self, project: &str, state: &[u8]) -> Result<(), ProcessorError> {
+        let err = |reason: String| ProcessorError::State {
+            project: project.to_owned(),
+            reason,
+        };
+        let state: GrouperState = serde_json::from_slice(state).map_err(|e| err(e.to_string()))?;
+        let grouper = Grouper::import_state(GrouperConfig::default(), &state)
+            .map_err(|e| err(e.to_string()))?;
+        self.project(project).grouper = grouper;
+        Ok(())
+    }
+
+    /// Sets a project's fingerprint rules (empty rules: the default grouping).
+    pub fn set_rules(&mut self, project: &str, rules: FingerprintRules) {
+        self.project(project).rules = rules;
+    }
+
+    fn project(&mut self, name: &str) -> &mut ProjectGrouping {
+        if !self.projects.contains_key(name) {
+            self.projects
+                .insert(name.to_owned(), ProjectGrouping::new());
+        }
+        self.projects
+            .get_mut(name)
+            .expect("inserted just above when missing")
+    }
+
+    /// The event of one entry, or None when it is below the level.
+    pub fn event_for(&mut self, entry: &StoredEntry) -> Option<NewEvent> {
+        let e = &entry.entry;
+        if e.level < self.config.min_level {
+            return None;
+        }
+        let attributes: Vec<(&str, &str)> = e
+            .attributes
+            .iter()
+            .filter_map(|(k, v)| match v {
+                AttrValue::Str(s) => Some((k.as_str(), s.as_str())),
+                _ => None,
+            })
+            .collect();
+        let logger = attr(entry, LOGGER_KEYS);
+        let input = EventInput {
+            message: &e.message,
+            level: Some(e.level.as_str()),
+            service: Some(&e.service),
+            logger,
+            exception: attr(entry, EXCEPTION_TYPE_KEYS),
+            stack: attr(entry, STACK_KEYS),
+            attributes: &attributes,
+        };
+        let project = self.project(&e.project);
+        let fp = project
+            .grouper
+            .fingerprint_with_rules(&input, &project.rules);
+        project.unsaved += 1;
+        let frames = fp
+            .stack
+            .as_ref()
+            .map(|st| {
+                st.frames()
+                    .map(|f| EventFrame {
+                        module: f.module.clone(),
+                        function: f.function.clone(),
+                        file: f.file.clone(),
+                        line: f.line,
+                        in_app: f.in_app,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(NewEvent {
+            project: e.project.clone(),
+            service: e.service.clone(),
+            fingerprint: fp.id.to_string(),
+            title: fp.title,
+            culprit: fp
+                .culprit
+                .or_else(|| logger.map(str::to_owned))
+                .or_else(|| Some(e.service.clone())),
+            level: e.level,
+            timestamp: e.timestamp,
+            received_at: e.received_at,
+            log_id: Some(entry.id),
+            message: e.message.clone(),
+            host: e.host.clone(),
+            user: attr(entry, USER_KEYS).map(str::to_owned),
+            tags: e.tags.clone(),
+            attributes: e.attributes.clone(),
+            details: EventDetails {
+                exception_type: fp.exception_type,
+                frames,
+                count: 1,
+                ..Default::default()
+            },
+            key: None,
+        })
+    }
+
+    /// Template merges learned since the last call, as (project, from
+    /// fingerprint, into fingerprint).
+    pub fn take_merges(&mut self) -> Vec<(String, String, String)> {
+        let mut out = Vec::new();
+        for (name, p) in &mut self.projects {
+            for m in p.grouper.take_merges() {
+                out.push((name.clone(), m.from.to_string(), m.into.to_string()));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Serialized grouper states to persist: those with at least
+    /// `save_every_events` new events, or every changed one with `all`.
+    pub fn take_states(&mut self, all: bool) -> Vec<(String, Vec<u8>)> {
+        let threshold = if all {
+            1
+        } else {
+            self.config.save_every_events
+        };
+        let mut out = Vec::new();
+        for (name, p) in &mut self.projects {
+            if p.unsaved >= threshold.max(1) {
+                p.unsaved = 0;
+                let state = serde_json::to_vec(&p.grouper.export_state())
+                    .expect("a grouper state always serializes");
+                out.push((name.clone(), state));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Processes committed entries (ids ascending) that follow
+    /// `processed_through`; returns what to record.
+    /// Entries at or below `processed_through` are skipped (already done).
+    pub fn process<'a>(
+        &mut self,
+        entries: impl IntoIterator<Item = &'a StoredEntry>,
+        processed_through: i64,
+    ) -> EventBatch {
+        let mut events = Vec::new();
+        let mut through = processed_through;
+        for e in entries {
+            if e.id <= processed_through {
+                continue;
+            }
+            through = through.max(e.id);
+            if let Some(ev) = self.event_for(e) {
+                events.push(ev);
+            }
+        }
+        EventBatch {
+            events,
+            merges: self.take_merges(),
+            grouper_states: self.take_states(false),
+            processed_through: Some(through),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faultline_model::NewEntry;
+
+    fn entry(id: i64, level: Level, message: &str) -> StoredEntry {
+        StoredEntry {
+            id,
+            entry: NewEntry {
+                project: "p".into(),
+                service: "api".into(),
+                level,
+                message: message.into(),
+                tags: Vec::new(),
+                timestamp: 1_000 + id,
+                received_at: 2_000 + id,
+                host: Some("h1".into()),
+                attributes: Default::default(),
+                trace_id: None,
+                span_id: None,
+            },
+        }
+    }
+
+    #[test]
+    fn only_entries_at_or_above_the_level_become_events() {
+        let mut p = Processor::new(ProcessorConfig::default());
+        let batch = p.process(
+            &[
+                entry(1, Level::Info, "user 1 logged in"),
+                entry(2, Level::Error, "db timeout after 30 s"),
+                entry(3, Level::Critical, "disk /dev/sda1 full"),
+                entry(4, Level::Warn, "slow request"),
+            ],
+            0,
+        );
+        let ids: Vec<Option<i64>> = batch.events.iter().map(|e| e.log_id).collect();
+        assert_eq!(ids, [Some(2), Some(3)]);
+        assert_eq!(batch.processed_through, Some(4));
+        let again = p.process(
+            &[entry(3, Level::Error, "x"), entry(5, Level::Error, "y")],
+            4,
+        );
+        assert_eq!(
+            again.events.len(),
+            1,
+            "ids at or below the watermark are done"
+        );
+        assert_eq!(again.processed_through, Some(5));
+        assert_eq!(batch.events[0].culprit.as_deref(), Some("api"));
+        assert_eq!(batch.events[0].host.as_deref(), Some("h1"));
+    }
+
+    #[test]
+    fn stack_traces_group_by_type_and_frames_not_values() {
+        let mut p = Processor::new(ProcessorConfig::default());
+        let trace = |v: &str| {
+            format!(
+                "Traceback (most recent call last):\n  File \"/srv/app/jobs.py\", line 3, in run\n    x()\nKeyError: '{v}'"
+            )
+        };
+        let a = p
+            .event_for(&entry(1, Level::Error, &trace("sh010")))
+            .unwrap();
+        let b = p
+            .event_for(&entry(2, Level::Error, &trace("sh020")))
+            .unwrap();
+        assert_eq!(a.fingerprint, b.fingerprint);
+        assert_eq!(a.details.exception_type.as_deref(), Some("KeyError"));
+        assert_eq!(a.details.frames.len(), 1);
+        assert!(a.details.frames[0].in_app);
+        let other = p
+            .event_for(&entry(
+                3,
+                Level::Error,
+                "connection refused by 10.0.0.1:5432",
+            ))
+            .unwrap();
+        assert_ne!(other.fingerprint, a.fingerprint);
+    }
+
+    #[test]
+    fn rules_and_attributes_shape_events() {
+        let mut p = Processor::new(ProcessorConfig::default());
+        p.set_rules(
+            "p",
+            parse_rules(
+                r#"{"rules":[{"message":"*timeout*","fingerprint":["{{ attributes.tenant }}","timeout"]}]}"#,
+            )
+            .unwrap(),
+        );
+        let mut a = entry(1, Level::Error, "db timeout");
+        a.entry
+            .attributes
+            .insert("tenant".into(), AttrValue::Str("acme".into()));
+        a.entry
+            .attributes
+            .insert("user_login".into(), AttrValue::Str("alice".into()));
+        let mut b = a.clone();
+        b.entry
+            .attributes
+            .insert("tenant".into(), AttrValue::Str("globex".into()));
+        let ea = p.event_for(&a).unwrap();
+        let eb = p.event_for(&b).unwrap();
+        assert_ne!(ea.fingerprint, eb.fingerprint, "grouped by tenant");
+        assert_eq!(ea.user.as_deref(), Some("alice"));
+        assert!(parse_rules("{\"rules\":[{\"bogus\":1}]}").is_err());
+    }
+
+    #[test]
+    fn states_restore_to_the_same_ids() {
+        let mut p = Processor::new(ProcessorConfig {
+            save_every_events: 2,
+            ..Default::default()
+        });
+        let mut fps = Vec::new();
+        for (i, u) in ["alice", "bob", "carol", "dave", "erin"].iter().enumerate() {
+            let e = entry(
+                i as i64,
+                Level::Error,
+                &format!("user {u} failed to log in"),
+            );
+            fps.push(p.event_for(&e).unwrap().fingerprint);
+        }
+        let merges = p.take_merges();
+        let states = p.take_states(false);
+        assert_eq!(states.len(), 1);
+        assert!(p.take_states(false).is_empty(), "nothing new to save");
+        let mut q = Processor::new(ProcessorConfig::default());
+        q.restore("p", &states[0].1).unwrap();
+        let again = q
+            .event_for(&entry(9, Level::Error, "user zoe failed to log in"))
+            .unwrap();
+        let latest = p
+            .event_for(&entry(9, Level::Error, "user zoe failed to log in"))
+            .unwrap();
+        assert_eq!(again.fingerprint, latest.fingerprint);
+        // Early users were separate groups until the family generalised;
+        // the merges say where they went.
+        for (_, from, into) in &merges {
+            assert!(fps.contains(from) || fps.contains(into));
+        }
+        assert!(q.restore("p", b"not json").is_err());
+    }
+}

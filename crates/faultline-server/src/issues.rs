@@ -1,0 +1,393 @@
+//! The issue processor thread: turns committed entries at or above the
+//! issue level into events of issues.
+//!
+//! The writer sends it, after each commit, the committed entries at or above
+//! the level and the highest id of the commit ([`Committed`]). The
+//! processor groups them ([`faultline_issues::Processor`]) and records the
+//! events, template merges, grouper states and its watermark (every log id
+//! up to it is done) in one transaction. On start, and whenever the writer
+//! could not hand a commit over (the channel was full), it catches up from
+//! the store from its watermark; entries at or below the watermark are
+//! skipped, so nothing is recorded twice and nothing is missed, even after
+//! a crash.
+
+use faultline_issues::{Processor, ProcessorConfig, parse_rules};
+use faultline_model::{Level, StoredEntry};
+use faultline_store::{EventBatch, EventOutcome, Store};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::time::{Duration, Instant};
+
+/// Commits the channel holds before the writer falls back to telling the
+/// processor to catch up from the store.
+const CHANNEL_COMMITS: usize = 1024;
+/// Entries read per catch-up query.
+const CATCH_UP_BATCH: usize = 2_000;
+/// How often a watermark-only change (commits without events) is saved.
+const WATERMARK_EVERY: Duration = Duration::from_secs(2);
+/// How often grouper states with unsaved learning are saved.
+const STATES_EVERY: Duration = Duration::from_secs(30);
+
+/// One commit, as the processor needs it.
+pub struct Committed {
+    /// The committed entries at or above the issue level.
+    pub entries: Vec<Arc<StoredEntry>>,
+    /// The highest id of the commit.
+    pub through: i64,
+}
+
+enum Msg {
+    Committed(Committed),
+    /// A project's fingerprint rules changed.
+    Rules(String),
+    /// The writer has stopped: catch up, save, stop.
+    Stop,
+}
+
+/// The writer's (and the API's) side of the processor.
+#[derive(Clone)]
+pub struct IssueFeed {
+    tx: SyncSender<Msg>,
+    lagging: Arc<AtomicBool>,
+    min_level: Level,
+}
+
+impl IssueFeed {
+    /// The level at which entries become events.
+    pub fn min_level(&self) -> Level {
+        self.min_level
+    }
+
+    /// Hands a commit over without ever blocking the writer; when the
+    /// channel is full the processor is told to catch up from the store.
+    pub fn committed(&self, c: Committed) {
+        match self.tx.try_send(Msg::Committed(c)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                self.lagging.store(true, Ordering::Release);
+                // Wake it with an empty message if there is room by then.
+                metrics::counter!("faultline_issue_feed_overflows_total").increment(1);
+            }
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+
+    /// Stops the processor once it has recorded everything committed (call
+    /// after the writer stopped).
+    pub fn stop(&self) {
+        let _ = self.tx.send(Msg::Stop);
+    }
+
+    /// Tells the processor to reload a project's fingerprint rules.
+    pub fn rules_changed(&self, project: &str) {
+        let _ = self.tx.send(Msg::Rules(project.to_owned()));
+    }
+}
+
+/// Starts the processor. It stops on [`IssueFeed::stop`] (or when every
+/// feed is dropped), after recording what it has and saving the grouper
+/// states.
+pub fn spawn(store: Arc<dyn Store>, min_level: Level) -> (IssueFeed, std::thread::JoinHandle<()>) {
+    let (tx, rx) = sync_channel(CHANNEL_COMMITS);
+    let lagging = Arc::new(AtomicBool::new(false));
+    let feed = IssueFeed {
+        tx,
+        lagging: lagging.clone(),
+        min_level,
+    };
+    let handle = std::thread::Builder::new()
+        .name("faultline-issues".into())
+        .spawn(move || {
+            let mut worker = Worker::new(store, min_level, lagging);
+            if let Err(e) = worker.run(rx) {
+                tracing::error!(error = %e, "the issue processor stopped; restart the server to resume it (nothing is lost: it catches up from the store)");
+            }
+        })
+        .expect("the OS can start the issue processor thread");
+    (feed, handle)
+}
+
+struct Worker {
+    store: Arc<dyn Store>,
+    processor: Processor,
+    lagging: Arc<AtomicBool>,
+    /// Every log id up to this one is processed and recorded.
+    through: i64,
+    /// `through` as last saved.
+    saved_through: i64,
+    last_watermark_save: Instant,
+    last_states_save: Instant,
+    /// Projects whose rules were loaded.
+    rules_loaded: HashSet<String>,
+}
+
+impl Worker {
+    fn new(store: Arc<dyn Store>, min_level: Level, lagging: Arc<AtomicBool>) -> Worker {
+        Worker {
+            store,
+            processor: Processor::new(ProcessorConfig {
+                min_level,
+                ..Default::default()
+            }),
+            lagging,
+            through: 0,
+            saved_through: 0,
+            last_watermark_save: Instant::now(),
+            last_states_save: Instant::now(),
+            rules_loaded: HashSet::new(),
+        }
+    }
+
+    fn run(&mut self, rx: Receiver<Msg>) -> faultline_store::Result<()> {
+        for (project, state) in self.store.grouper_states()? {
+            if let Err(e) = self.processor.restore(&project, &state) {
+                tracing::warn!(error = %e, "starting that project's grouping afresh");
+            }
+        }
+        self.through = self.store.issues_processed_through()?;
+        self.saved_through = self.through;
+        self.catch_up()?;
+        loop {
+            match rx.recv_timeout(WATERMARK_EVERY) {
+                Ok(Msg::Committed(c)) => {
+                    if self.lagging.swap(false, Ordering::AcqRel) {
+                        self.catch_up()?;
+                    }
+                    self.load_rules(c.entries.iter().map(|e| e.entry.project.as_str()))?;
+                    let mut batch = self
+                        .processor
+                        .process(c.entries.iter().map(|e| e.as_ref()), self.through);
+                    let through = batch.processed_through.unwrap_or(0).max(c.through);
+                    batch.processed_through = Some(through);
+                    self.record(batch, through)?;
+                }
+                Ok(Msg::Rules(project)) => {
+                    self.rules_loaded.remove(&project);
+                }
+                Ok(Msg::Stop) => break,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if self.lagging.swap(false, Ordering::AcqRel) {
+                        self.catch_up()?;
+                    }
+                    self.save_if_due(false)?;
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        // The writer stopped: whatever it committed is in the store.
+        self.catch_up()?;
+        self.save_if_due(true)?;
+        tracing::info!(through = self.through, "issue processor stopped");
+        Ok(())
+    }
+
+    /// Loads the rules of projects not seen yet.
+    fn load_rules<'a>(
+        &mut self,
+        projects: impl Iterator<Item = &'a str>,
+    ) -> faultline_store::Result<()> {
+        for p in projects {
+            if self.rules_loaded.contains(p) {
+                continue;
+            }
+            let rules = match self.store.fingerprint_rules(p)? {
+                Some(json) => match parse_rules(&json) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::warn!(project = p, error = %e, "ignoring stored fingerprint rules");
+                        Default::default()
+                    }
+                },
+                None => Default::default(),
+            };
+            self.processor.set_rules(p, rules);
+            self.rules_loaded.insert(p.to_owned());
+        }
+        Ok(())
+    }
+
+    /// Processes everything in the store after the watermark.
+    fn catch_up(&mut self) -> faultline_store::Result<()> {
+        let min_level = self.processor.config().min_level;
+        let started = self.through;
+        loop {
+            let last = self.store.last_entry_id()?;
+            if last <= self.through {
+                break;
+            }
+            let entries = self
+                .store
+                .entries_after(self.through, min_level, CATCH_UP_BATCH)?;
+            self.load_rules(entries.iter().map(|e| e.entry.project.as_str()))?;
+            // A short page means everything up to `last` was read.
+            let through = if entries.len() < CATCH_UP_BATCH {
+                last
+            } else {
+                entries.last().map_or(last, |e| e.id)
+            };
+            let mut batch = self.processor.process(entries.iter(), self.through);
+            batch.processed_through = Some(through);
+            self.record(batch, through)?;
+        }
+        if self.through > started {
+            tracing::info!(
+                from = started,
+                through = self.through,
+                "issue processor caught up"
+            );
+        }
+        Ok(())
+    }
+
+    fn record(&mut self, batch: EventBatch, through: i64) -> faultline_store::Result<()> {
+        let nothing_new =
+            batch.events.is_empty() && batch.merges.is_empty() && batch.grouper_states.is_empty();
+        if nothing_new {
+            self.through = through;
+            return self.save_if_due(false);
+        }
+        let outcomes = self.store.record_events(&batch)?;
+        self.through = through;
+        self.saved_through = through;
+        self.last_watermark_save = Instant::now();
+        if !batch.grouper_states.is_empty() {
+            self.last_states_save = Instant::now();
+        }
+        count(&outcomes);
+        Ok(())
+    }
+
+    /// Saves the watermark (and grouper states) when due, or with `all`.
+    fn save_if_due(&mut self, all: bool) -> faultline_store::Result<()> {
+        let states_due = all || self.last_states_save.elapsed() >= STATES_EVERY;
+        let grouper_states = if states_due {
+            self.last_states_save = Instant::now();
+            self.processor.take_states(true)
+        } else {
+            Vec::new()
+        };
+        let watermark_due = self.through > self.saved_through
+            && (all || self.last_watermark_save.elapsed() >= WATERMARK_EVERY);
+        if grouper_states.is_empty() && !watermark_due {
+            return Ok(());
+        }
+        self.store.record_events(&EventBatch {
+            grouper_states,
+            processed_through: Some(self.through),
+            ..Default::default()
+        })?;
+        self.saved_through = self.through;
+        self.last_watermark_save = Instant::now();
+        Ok(())
+    }
+}
+
+fn count(outcomes: &[EventOutcome]) {
+    let recorded = outcomes.iter().filter(|o| !o.duplicate).count();
+    metrics::counter!("faultline_events_recorded_total").increment(recorded as u64);
+    let created = outcomes.iter().filter(|o| o.new_issue).count();
+    metrics::counter!("faultline_issues_created_total").increment(created as u64);
+    let regressed = outcomes.iter().filter(|o| o.regressed).count();
+    metrics::counter!("faultline_issue_regressions_total").increment(regressed as u64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faultline_model::NewEntry;
+    use faultline_store_sqlite::{SqliteOptions, SqliteStore};
+
+    fn entry(level: Level, message: &str) -> NewEntry {
+        NewEntry {
+            project: "p".into(),
+            service: "api".into(),
+            level,
+            message: message.into(),
+            tags: Vec::new(),
+            timestamp: 1_700_000_000_000_000,
+            received_at: 1_700_000_000_000_000,
+            host: None,
+            attributes: Default::default(),
+            trace_id: None,
+            span_id: None,
+        }
+    }
+
+    fn total(store: &dyn Store) -> u64 {
+        store
+            .list_issues(&faultline_store::IssueQuery {
+                project: Some("p".into()),
+                limit: 100,
+                page: 1,
+                ..Default::default()
+            })
+            .unwrap()
+            .issues
+            .iter()
+            .map(|i| i.count)
+            .sum()
+    }
+
+    /// Entries committed while no processor ran (a crash before it
+    /// recorded them) are found from the watermark at the next start; a
+    /// feed that overflowed makes it catch up too; nothing is doubled.
+    #[test]
+    fn catches_up_from_the_store_and_never_doubles() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("db"), SqliteOptions::default()).unwrap());
+        let batch: Vec<NewEntry> = (0..(CATCH_UP_BATCH as u32 + 7))
+            .map(|i| {
+                entry(
+                    if i % 3 == 0 {
+                        Level::Info
+                    } else {
+                        Level::Error
+                    },
+                    &format!("job {i} failed"),
+                )
+            })
+            .collect();
+        let errors = batch.iter().filter(|e| e.level >= Level::Error).count() as u64;
+        let ids = store.append(&[&batch]).unwrap();
+
+        let (feed, handle) = spawn(store.clone(), Level::Error);
+        // The same commit also arrives through the feed: skipped.
+        let committed: Vec<Arc<StoredEntry>> = batch
+            .iter()
+            .zip(&ids)
+            .filter(|(e, _)| e.level >= Level::Error)
+            .map(|(e, id)| {
+                Arc::new(StoredEntry {
+                    id: *id,
+                    entry: e.clone(),
+                })
+            })
+            .collect();
+        feed.committed(Committed {
+            entries: committed,
+            through: *ids.last().unwrap(),
+        });
+        // A commit the feed lost (as when the channel is full).
+        let lost = store
+            .append(&[&[entry(Level::Error, "job x failed")]])
+            .unwrap();
+        feed.lagging.store(true, Ordering::Release);
+        feed.stop();
+        handle.join().unwrap();
+        assert_eq!(total(store.as_ref()), errors + 1);
+        assert_eq!(store.issues_processed_through().unwrap(), lost[0]);
+
+        // A second start has nothing to do.
+        let (feed, handle) = spawn(store.clone(), Level::Error);
+        feed.stop();
+        handle.join().unwrap();
+        assert_eq!(total(store.as_ref()), errors + 1);
+        assert!(
+            !store.grouper_states().unwrap().is_empty(),
+            "states saved on stop"
+        );
+    }
+}
