@@ -172,10 +172,44 @@ impl Processor {
 
     /// The event of one entry, or None when it is below the level.
     pub fn event_for(&mut self, entry: &StoredEntry) -> Option<NewEvent> {
-        let e = &entry.entry;
-        if e.level < self.config.min_level {
+        if entry.entry.level < self.config.min_level {
             return None;
         }
+        Some(self.build(entry))
+    }
+
+    /// The event of an incident an agent reported (whatever its level): the
+    /// entry carries what a log entry would; `title` (the agent's
+    /// signature) replaces the engine's title when given; `details` adds
+    /// context, environment, attachments and the count; `key` makes
+    /// recording it idempotent. The fingerprint is the server's own.
+    pub fn incident_event(
+        &mut self,
+        entry: &StoredEntry,
+        title: Option<String>,
+        user: Option<String>,
+        details: EventDetails,
+        key: String,
+    ) -> NewEvent {
+        let mut ev = self.build(entry);
+        ev.log_id = None;
+        if let Some(t) = title.filter(|t| !t.trim().is_empty()) {
+            ev.title = t;
+        }
+        if user.is_some() {
+            ev.user = user;
+        }
+        ev.details = EventDetails {
+            exception_type: ev.details.exception_type.take(),
+            frames: std::mem::take(&mut ev.details.frames),
+            ..details
+        };
+        ev.key = Some(key);
+        ev
+    }
+
+    fn build(&mut self, entry: &StoredEntry) -> NewEvent {
+        let e = &entry.entry;
         let attributes: Vec<(&str, &str)> = e
             .attributes
             .iter()
@@ -214,7 +248,7 @@ impl Processor {
                     .collect()
             })
             .unwrap_or_default();
-        Some(NewEvent {
+        NewEvent {
             project: e.project.clone(),
             service: e.service.clone(),
             fingerprint: fp.id.to_string(),
@@ -239,7 +273,7 @@ impl Processor {
                 ..Default::default()
             },
             key: None,
-        })
+        }
     }
 
     /// Template merges learned since the last call, as (project, from
@@ -411,6 +445,42 @@ mod tests {
         assert_ne!(ea.fingerprint, eb.fingerprint, "grouped by tenant");
         assert_eq!(ea.user.as_deref(), Some("alice"));
         assert!(parse_rules("{\"rules\":[{\"bogus\":1}]}").is_err());
+    }
+
+    #[test]
+    fn incidents_keep_the_agents_title_and_details() {
+        let mut p = Processor::new(ProcessorConfig::default());
+        let mut e = entry(0, Level::Warn, "ValueError: bad frame range 1001-900");
+        e.entry
+            .attributes
+            .insert("logger".into(), AttrValue::Str("sgtk.core".into()));
+        let details = EventDetails {
+            count: 3,
+            environment: [("os".to_string(), "Linux".to_string())].into(),
+            ..Default::default()
+        };
+        let ev = p.incident_event(
+            &e,
+            Some("alice - ValueError".into()),
+            Some("alice".into()),
+            details,
+            "f1:100".into(),
+        );
+        assert_eq!(ev.title, "alice - ValueError");
+        assert_eq!(ev.user.as_deref(), Some("alice"));
+        assert_eq!(ev.details.count, 3);
+        assert_eq!(ev.details.environment["os"], "Linux");
+        assert_eq!(ev.details.exception_type.as_deref(), Some("ValueError"));
+        assert_eq!(ev.culprit.as_deref(), Some("sgtk.core"));
+        assert_eq!(ev.key.as_deref(), Some("f1:100"));
+        assert_eq!(ev.log_id, None);
+        // The same error as a log entry lands in the same issue.
+        let as_log = p.build(&entry(
+            5,
+            Level::Error,
+            "ValueError: bad frame range 1001-900",
+        ));
+        assert_eq!(as_log.fingerprint, ev.fingerprint);
     }
 
     #[test]

@@ -68,6 +68,10 @@ pub struct RawIssues {
     pub level: Option<String>,
     /// How long events are kept (default 90d); issues and their counts stay.
     pub event_retention: Option<String>,
+    /// Largest incident request body, after decompression (default 32 MiB).
+    pub max_incident_bytes: Option<usize>,
+    /// Largest attachment, uncompressed (default 16 MiB).
+    pub max_attachment_bytes: Option<usize>,
 }
 
 /// Retention per level, as durations such as `7d` or `12h`.
@@ -146,6 +150,8 @@ pub struct Config {
     /// Entries at or above this level become issue events.
     pub issue_level: Level,
     pub event_retention: Duration,
+    pub max_incident_bytes: usize,
+    pub max_attachment_bytes: usize,
 }
 
 impl Config {
@@ -273,6 +279,8 @@ impl RawConfig {
                 &self.issues.event_retention,
                 d(90),
             )?,
+            max_incident_bytes: self.issues.max_incident_bytes.unwrap_or(32 << 20).max(1024),
+            max_attachment_bytes: self.issues.max_attachment_bytes.unwrap_or(16 << 20).max(1),
         })
     }
 }

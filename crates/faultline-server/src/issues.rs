@@ -12,7 +12,7 @@
 //! a crash.
 
 use faultline_issues::{Processor, ProcessorConfig, parse_rules};
-use faultline_model::{Level, StoredEntry};
+use faultline_model::{EventDetails, Level, StoredEntry};
 use faultline_store::{EventBatch, EventOutcome, Store};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -38,8 +38,22 @@ pub struct Committed {
     pub through: i64,
 }
 
+/// An incident an agent reported, to record as an event.
+pub struct Incident {
+    /// What a log entry would carry (its id is ignored).
+    pub entry: StoredEntry,
+    pub title: Option<String>,
+    pub user: Option<String>,
+    pub details: EventDetails,
+    /// The idempotency key.
+    pub key: String,
+}
+
+type Reply = tokio::sync::oneshot::Sender<faultline_store::Result<EventOutcome>>;
+
 enum Msg {
     Committed(Committed),
+    Incident(Box<Incident>, Reply),
     /// A project's fingerprint rules changed.
     Rules(String),
     /// The writer has stopped: catch up, save, stop.
@@ -72,6 +86,25 @@ impl IssueFeed {
             }
             Err(TrySendError::Disconnected(_)) => {}
         }
+    }
+
+    /// Records an incident as an event of its issue (the processor owns the
+    /// groupers, so the fingerprint is the server's). Resolves once it is
+    /// committed; replaying the same key gives the first recording.
+    pub async fn incident(&self, incident: Incident) -> faultline_store::Result<EventOutcome> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let tx = self.tx.clone();
+        let sent = tokio::task::spawn_blocking(move || {
+            tx.send(Msg::Incident(Box::new(incident), reply)).is_ok()
+        })
+        .await
+        .unwrap_or(false);
+        let stopped =
+            || faultline_store::StoreError::Invalid("the issue processor is not running".into());
+        if !sent {
+            return Err(stopped());
+        }
+        answer.await.map_err(|_| stopped())?
     }
 
     /// Stops the processor once it has recorded everything committed (call
@@ -163,6 +196,16 @@ impl Worker {
                     batch.processed_through = Some(through);
                     self.record(batch, through)?;
                 }
+                Ok(Msg::Incident(incident, reply)) => {
+                    let result = self.record_incident(*incident);
+                    let failed = result.as_ref().err().map(|e| e.to_string());
+                    let _ = reply.send(result);
+                    if let Some(e) = failed {
+                        // The caller gets the error (and the agent retries);
+                        // the processor goes on.
+                        tracing::warn!(error = %e, "recording an incident failed");
+                    }
+                }
                 Ok(Msg::Rules(project)) => {
                     self.rules_loaded.remove(&project);
                 }
@@ -206,6 +249,24 @@ impl Worker {
             self.rules_loaded.insert(p.to_owned());
         }
         Ok(())
+    }
+
+    fn record_incident(&mut self, i: Incident) -> faultline_store::Result<EventOutcome> {
+        self.load_rules(std::iter::once(i.entry.entry.project.as_str()))?;
+        let event = self
+            .processor
+            .incident_event(&i.entry, i.title, i.user, i.details, i.key);
+        let batch = EventBatch {
+            events: vec![event],
+            merges: self.processor.take_merges(),
+            grouper_states: self.processor.take_states(false),
+            processed_through: None,
+        };
+        let outcomes = self.store.record_events(&batch)?;
+        count(&outcomes);
+        outcomes.into_iter().next().ok_or_else(|| {
+            faultline_store::StoreError::Invalid("no outcome for the incident".into())
+        })
     }
 
     /// Processes everything in the store after the watermark.

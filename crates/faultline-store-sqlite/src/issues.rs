@@ -19,8 +19,8 @@ use faultline_model::{
     StoredEvent, Transition,
 };
 use faultline_store::{
-    Bucket, EventBatch, EventOutcome, IssuePage, IssueQuery, IssueSort, Result, StatusUpdate,
-    StoreError,
+    Attachment, Bucket, EventBatch, EventOutcome, IssuePage, IssueQuery, IssueSort, Result,
+    StatusUpdate, StoreError,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params, params_from_iter};
@@ -386,6 +386,13 @@ fn record_one(tx: &Transaction<'_>, e: &NewEvent) -> Result<EventOutcome> {
         .and_then(|mut s| s.execute(params![project, key, event_id, issue]))
         .map_err(db("store an event key"))?;
     }
+    for a in &e.details.attachments {
+        tx.prepare_cached(
+            "INSERT INTO event_attachments (event_id, sha256) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+        )
+        .and_then(|mut s| s.execute(params![event_id, a.sha256]))
+        .map_err(db("link an attachment"))?;
+    }
     if let Some(host) = e.host.as_deref().filter(|h| !h.is_empty()) {
         add_distinct(tx, "hosts", "hosts", issue, host)?;
     }
@@ -615,6 +622,8 @@ pub(crate) fn delete(conn: &mut Connection, id: i64) -> Result<()> {
         return Err(not_found(id));
     }
     for sql in [
+        "DELETE FROM event_attachments WHERE event_id IN \
+         (SELECT id FROM issue_events WHERE issue_id = ?1)",
         "DELETE FROM issue_events WHERE issue_id = ?1",
         "DELETE FROM issue_fingerprints WHERE issue_id = ?1",
         "DELETE FROM event_keys WHERE issue_id = ?1",
@@ -646,6 +655,12 @@ pub(crate) fn delete_expired_events(
     )
     .and_then(|mut s| s.execute(params![before, limit]))
     .map_err(db("delete old event keys"))?;
+    tx.prepare_cached(
+        "DELETE FROM event_attachments WHERE event_id IN \
+         (SELECT id FROM issue_events WHERE ts < ?1 ORDER BY ts LIMIT ?2)",
+    )
+    .and_then(|mut s| s.execute(params![before, limit]))
+    .map_err(db("unlink old attachments"))?;
     let n = tx
         .prepare_cached(
             "DELETE FROM issue_events WHERE id IN \
@@ -653,8 +668,53 @@ pub(crate) fn delete_expired_events(
         )
         .and_then(|mut s| s.execute(params![before, limit]))
         .map_err(db("delete old events"))?;
+    delete_unused_attachments(&tx)?;
     tx.commit().map_err(db("commit deleting old events"))?;
     Ok(n)
+}
+
+fn delete_unused_attachments(tx: &Connection) -> Result<()> {
+    tx.prepare_cached(
+        "DELETE FROM attachments WHERE NOT EXISTS \
+         (SELECT 1 FROM event_attachments AS l WHERE l.sha256 = attachments.sha256)",
+    )
+    .and_then(|mut s| s.execute([]))
+    .map_err(db("delete unused attachments"))?;
+    Ok(())
+}
+
+pub(crate) fn put_attachment(conn: &mut Connection, a: &Attachment) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO attachments (sha256, content_type, size, gzip, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (sha256) DO NOTHING",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            a.sha256,
+            a.content_type,
+            i64::try_from(a.size).unwrap_or(i64::MAX),
+            a.gzip,
+            faultline_model::now_micros(),
+        ])
+    })
+    .map_err(db("store an attachment"))?;
+    Ok(())
+}
+
+pub(crate) fn get_attachment(conn: &Connection, sha256: &str) -> Result<Option<Attachment>> {
+    conn.prepare_cached("SELECT content_type, size, gzip FROM attachments WHERE sha256 = ?1")
+        .and_then(|mut s| {
+            s.query_row([sha256], |r| {
+                Ok(Attachment {
+                    sha256: sha256.to_owned(),
+                    content_type: r.get(0)?,
+                    size: u64_of(r.get(1)?),
+                    gzip: r.get(2)?,
+                })
+            })
+            .optional()
+        })
+        .map_err(db("read an attachment"))
 }
 
 pub(crate) fn set_rules(conn: &mut Connection, project: &str, rules: &str) -> Result<()> {

@@ -131,8 +131,8 @@ mod write;
 use faultline_model::{Issue, StatusChange, StoredEntry, StoredEvent};
 use faultline_model::{Level, NewEntry, Project, Service, ServiceSummary, TokenInfo, TokenKind};
 use faultline_store::{
-    Bucket, EventBatch, EventOutcome, IssuePage, IssueQuery, IssueStore, LogPage, LogQuery, Result,
-    StatusUpdate, Store, StoreError,
+    Attachment, Bucket, EventBatch, EventOutcome, IssuePage, IssueQuery, IssueStore, LogPage,
+    LogQuery, Result, StatusUpdate, Store, StoreError,
 };
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -400,6 +400,14 @@ impl IssueStore for SqliteStore {
             return Ok(0);
         }
         issues::delete_expired_events(self.writer().conn(), before, max_rows)
+    }
+
+    fn put_attachment(&self, attachment: &Attachment) -> Result<()> {
+        issues::put_attachment(self.writer().conn(), attachment)
+    }
+
+    fn get_attachment(&self, sha256: &str) -> Result<Option<Attachment>> {
+        issues::get_attachment(&*self.readers.get()?, sha256)
     }
 
     fn fingerprint_rules(&self, project: &str) -> Result<Option<String>> {

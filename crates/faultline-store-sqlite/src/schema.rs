@@ -219,6 +219,23 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         project_id  INTEGER PRIMARY KEY,
         rules       TEXT    NOT NULL
     ) STRICT;
+
+    -- Attachments, content-addressed (SHA-256 of the original bytes),
+    -- stored gzip-compressed; `event_attachments` says which events use
+    -- them, so unused ones can go.
+    CREATE TABLE attachments (
+        sha256        TEXT    PRIMARY KEY,
+        content_type  TEXT    NOT NULL,
+        size          INTEGER NOT NULL,
+        gzip          BLOB    NOT NULL,
+        created_at    INTEGER NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE event_attachments (
+        event_id  INTEGER NOT NULL,
+        sha256    TEXT    NOT NULL,
+        PRIMARY KEY (event_id, sha256)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX event_attachments_sha ON event_attachments (sha256);
     "#,
 ];
 

@@ -2,10 +2,10 @@
 //! like [`crate::contract`]: `contract_issues::run_all(&make_store)`.
 
 use crate::contract::{Check, run_checks};
-use crate::{Bucket, EventBatch, IssueQuery, IssueSort, StatusUpdate, Store};
+use crate::{Attachment, Bucket, EventBatch, IssueQuery, IssueSort, StatusUpdate, Store};
 use faultline_model::{
-    AttrValue, Attributes, EventDetails, EventFrame, IgnoreUntil, IssueStatus, Level, NewEntry,
-    NewEvent,
+    AttachmentRef, AttrValue, Attributes, EventDetails, EventFrame, IgnoreUntil, IssueStatus,
+    Level, NewEntry, NewEvent,
 };
 
 /// Every check, by name.
@@ -38,6 +38,10 @@ pub const CHECKS: &[(&str, Check)] = &[
     ),
     ("entries_after_for_catch_up", entries_after_for_catch_up),
     ("unknown_issue_is_not_found", unknown_issue_is_not_found),
+    (
+        "attachments_are_content_addressed_and_collected",
+        attachments_are_content_addressed_and_collected,
+    ),
 ];
 
 /// Runs every check on a fresh store from `make`.
@@ -638,4 +642,41 @@ fn unknown_issue_is_not_found(store: &dyn Store) {
         store.delete_issue(999),
         Err(crate::StoreError::NotFound { .. })
     ));
+}
+
+fn attachments_are_content_addressed_and_collected(store: &dyn Store) {
+    let a = Attachment {
+        sha256: "aa".repeat(32),
+        content_type: "text/plain".into(),
+        size: 11,
+        gzip: vec![0x1f, 0x8b, 1, 2, 3],
+    };
+    let b = Attachment {
+        sha256: "bb".repeat(32),
+        gzip: vec![0x1f, 0x8b, 9],
+        ..a.clone()
+    };
+    store.put_attachment(&a).unwrap();
+    store.put_attachment(&a).unwrap();
+    store.put_attachment(&b).unwrap();
+    assert_eq!(store.get_attachment(&a.sha256).unwrap(), Some(a.clone()));
+    assert_eq!(store.get_attachment(&"cc".repeat(32)).unwrap(), None);
+    let with = |ts: i64, att: &Attachment| {
+        let mut e = event("p", "aa", ts);
+        e.details.attachments = vec![AttachmentRef {
+            name: "tk-maya.log".into(),
+            content_type: att.content_type.clone(),
+            size: att.size,
+            sha256: att.sha256.clone(),
+        }];
+        e
+    };
+    record(store, vec![with(T0, &a), with(T0 + 10 * HOUR, &b)]);
+    let id = store.list_issues(&query("p")).unwrap().issues[0].id;
+    let evs = store.issue_events(id, None, 10).unwrap();
+    assert_eq!(evs[1].details.attachments[0].sha256, a.sha256);
+    // The event using `a` expires: `a` goes, `b` stays.
+    assert_eq!(store.delete_expired_events(T0 + HOUR, 100).unwrap(), 1);
+    assert_eq!(store.get_attachment(&a.sha256).unwrap(), None);
+    assert_eq!(store.get_attachment(&b.sha256).unwrap(), Some(b));
 }

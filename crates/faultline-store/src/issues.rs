@@ -96,6 +96,18 @@ pub struct StatusUpdate {
     pub at: i64,
 }
 
+/// An attachment's content, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    /// SHA-256 of the original (uncompressed) bytes, lowercase hex.
+    pub sha256: String,
+    pub content_type: String,
+    /// Size of the original bytes.
+    pub size: u64,
+    /// The content, gzip-compressed.
+    pub gzip: Vec<u8>,
+}
+
 /// Time buckets for a histogram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bucket {
@@ -144,8 +156,16 @@ pub trait IssueStore: Send + Sync {
     /// Deletes an issue and its events; a later event of its fingerprint
     /// opens a new issue.
     fn delete_issue(&self, id: i64) -> Result<()>;
-    /// Deletes events with a timestamp before `before` (at most `max_rows`).
+    /// Deletes events with a timestamp before `before` (at most `max_rows`),
+    /// and the attachments no remaining event refers to.
     fn delete_expired_events(&self, before: i64, max_rows: usize) -> Result<usize>;
+
+    /// Stores an attachment's gzip-compressed bytes under the SHA-256 (hex)
+    /// of its original content; storing the same content again does
+    /// nothing. Store attachments before the events that refer to them.
+    fn put_attachment(&self, attachment: &Attachment) -> Result<()>;
+    /// An attachment by the SHA-256 of its content.
+    fn get_attachment(&self, sha256: &str) -> Result<Option<Attachment>>;
 
     /// A project's fingerprint rules (JSON as the user wrote it), if any.
     fn fingerprint_rules(&self, project: &str) -> Result<Option<String>>;

@@ -18,7 +18,8 @@ mod issues;
 mod query;
 
 pub use issues::{
-    Bucket, EventBatch, EventOutcome, IssuePage, IssueQuery, IssueSort, IssueStore, StatusUpdate,
+    Attachment, Bucket, EventBatch, EventOutcome, IssuePage, IssueQuery, IssueSort, IssueStore,
+    StatusUpdate,
 };
 pub use query::{Cursor, LogPage, LogQuery, Paging};
 

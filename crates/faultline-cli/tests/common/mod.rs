@@ -537,7 +537,7 @@ impl Drop for Server {
     }
 }
 
-async fn into_resp(r: reqwest::Response) -> Resp {
+pub async fn into_resp(r: reqwest::Response) -> Resp {
     let status = r.status().as_u16();
     let headers = r.headers().clone();
     let text = r.text().await.unwrap_or_default();

@@ -116,6 +116,15 @@ async fn visible_issue(state: &State, principal: &Principal, id: i64) -> Result<
     }
 }
 
+/// [`visible_issue`] of an id as given in a path.
+pub async fn visible_issue_of(
+    state: &State,
+    principal: &Principal,
+    id: &str,
+) -> Result<Issue, ApiError> {
+    visible_issue(state, principal, parse_id(id)?).await
+}
+
 pub async fn list(
     state: State,
     headers: HeaderMap,

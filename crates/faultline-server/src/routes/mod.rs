@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod body;
+pub mod incidents;
 pub mod ingest;
 pub mod issues;
 pub mod json;
@@ -44,6 +45,11 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .delete(issues::remove),
         )
         .route("/api/v1/issues/{id}/events", get(issues::events))
+        .route(
+            "/api/v1/issues/{id}/events/{event}/attachments/{sha256}",
+            get(incidents::download),
+        )
+        .route("/api/v1/incidents", post(incidents::post_incident))
         .route("/api/v1/issues/{id}/history", get(issues::history))
         .route("/api/v1/issues/{id}/merge", post(issues::merge))
         .route(
