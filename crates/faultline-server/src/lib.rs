@@ -23,6 +23,7 @@ pub mod config;
 pub mod error;
 pub mod issues;
 pub mod live;
+mod memory;
 pub mod metrics;
 pub mod retention;
 pub mod routes;
@@ -136,13 +137,14 @@ pub async fn run(
         config.max_commit_entries,
         commits.clone(),
     );
+    let store_calls = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (stop_tx, stop_rx) = watch::channel(false);
     let auth = Arc::new(auth::Authenticator::new(store.clone()));
     let background = tokio::spawn(retention::run(
         config.clone(),
         store.clone(),
         auth.clone(),
-        commits,
+        [commits, store_calls.clone()],
         stop_rx.clone(),
     ));
     let grace = config.shutdown_grace;
@@ -156,6 +158,7 @@ pub async fn run(
         issues: issue_feed.clone(),
         prometheus,
         shutdown: stop_rx.clone(),
+        store_calls,
     });
     let app = routes::router(state);
     on_ready(addr, first_admin);

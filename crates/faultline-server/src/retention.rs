@@ -40,16 +40,17 @@ pub fn sweep(store: &dyn Store, config: &Config, now: i64) -> faultline_store::R
     Ok(total)
 }
 
-/// `commits` is the writer's count of committed groups: when it has not
-/// moved for a whole tick, caches are given back (once per idle period).
+/// `activity` are the writer's count of committed groups and the handlers'
+/// count of store calls: when neither moved for a whole tick, caches and
+/// free heap pages are given back (once per idle period).
 pub async fn run(
     config: Config,
     store: Arc<dyn Store>,
     auth: Arc<Authenticator>,
-    commits: Arc<AtomicU64>,
+    activity: [Arc<AtomicU64>; 2],
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut last_commits = u64::MAX;
+    let mut last_activity = u64::MAX;
     let mut released = false;
     let mut sweep_tick = tokio::time::interval(config.sweep_interval);
     let mut touch_tick = tokio::time::interval(Duration::from_secs(2));
@@ -60,17 +61,21 @@ pub async fn run(
             _ = touch_tick.tick() => {
                 let uses = auth.take_uses();
                 let store = store.clone();
-                let now_commits = commits.load(Ordering::Relaxed);
-                let idle = now_commits == last_commits;
+                let now_activity = activity
+                    .iter()
+                    .map(|a| a.load(Ordering::Relaxed))
+                    .fold(0u64, u64::wrapping_add);
+                let idle = now_activity == last_activity;
                 let release = idle && !released;
                 released = idle;
-                last_commits = now_commits;
+                last_activity = now_activity;
                 let result = tokio::task::spawn_blocking(move || {
                     if !uses.is_empty() {
                         store.touch_tokens(&uses)?;
                     }
                     if release {
                         store.release_memory()?;
+                        crate::memory::trim();
                     }
                     store.size_bytes()
                 }).await;

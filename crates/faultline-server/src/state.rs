@@ -21,6 +21,9 @@ pub struct AppState {
     pub prometheus: PrometheusHandle,
     /// Turns true when the server shuts down (ends live streams).
     pub shutdown: watch::Receiver<bool>,
+    /// Store calls made by handlers, so upkeep can tell when the server is
+    /// idle (see retention.rs).
+    pub store_calls: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl AppState {
@@ -29,6 +32,8 @@ impl AppState {
         &self,
         f: impl FnOnce(&dyn Store) -> faultline_store::Result<T> + Send + 'static,
     ) -> Result<T, crate::error::ApiError> {
+        self.store_calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || f(store.as_ref()))
             .await
