@@ -58,6 +58,29 @@ pub struct RawConfig {
     /// Issue settings.
     #[serde(default)]
     pub issues: RawIssues,
+    /// The server's address as users reach it, for links in notifications
+    /// (default `http://<listen>`).
+    pub public_url: Option<String>,
+    /// Alerting: delivery settings, and channels and rules to create or
+    /// update at start.
+    #[serde(default)]
+    pub alerts: RawAlerts,
+}
+
+/// Alerting settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlerts {
+    /// Wait before the second delivery attempt; doubles each time (default 5s).
+    pub retry_base: Option<String>,
+    /// Delivery attempts before the dead-letter queue (default 10).
+    pub max_attempts: Option<u32>,
+    /// `[[alerts.channels]]`: `project`, `name`, `type` and the type's fields.
+    #[serde(default)]
+    pub channels: Vec<toml::Table>,
+    /// `[[alerts.rules]]`: `project` and the rule's fields.
+    #[serde(default)]
+    pub rules: Vec<toml::Table>,
 }
 
 /// Issue settings.
@@ -152,6 +175,33 @@ pub struct Config {
     pub event_retention: Duration,
     pub max_incident_bytes: usize,
     pub max_attachment_bytes: usize,
+    pub public_url: String,
+    pub retry_base: Duration,
+    pub max_attempts: u32,
+    /// Channels and rules of the config file: (project, spec as JSON).
+    pub alert_channels: Vec<(String, serde_json::Value)>,
+    pub alert_rules: Vec<(String, serde_json::Value)>,
+}
+
+/// Splits `project` off a config table; the rest as JSON.
+fn project_entry(
+    field: &'static str,
+    mut t: toml::Table,
+) -> Result<(String, serde_json::Value), ConfigError> {
+    let project = match t.remove("project") {
+        Some(toml::Value::String(p)) if !p.is_empty() => p,
+        _ => {
+            return Err(ConfigError::Invalid {
+                field,
+                reason: "every entry needs a project = \"...\"".into(),
+            });
+        }
+    };
+    let json = serde_json::to_value(&t).map_err(|e| ConfigError::Invalid {
+        field,
+        reason: e.to_string(),
+    })?;
+    Ok((project, json))
 }
 
 impl Config {
@@ -279,6 +329,28 @@ impl RawConfig {
                 &self.issues.event_retention,
                 d(90),
             )?,
+            public_url: self
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{listen}")),
+            retry_base: duration(
+                "alerts.retry_base",
+                &self.alerts.retry_base,
+                Duration::from_secs(5),
+            )?,
+            max_attempts: self.alerts.max_attempts.unwrap_or(10).max(1),
+            alert_channels: self
+                .alerts
+                .channels
+                .into_iter()
+                .map(|t| project_entry("alerts.channels", t))
+                .collect::<Result<_, _>>()?,
+            alert_rules: self
+                .alerts
+                .rules
+                .into_iter()
+                .map(|t| project_entry("alerts.rules", t))
+                .collect::<Result<_, _>>()?,
             max_incident_bytes: self.issues.max_incident_bytes.unwrap_or(32 << 20).max(1024),
             max_attachment_bytes: self.issues.max_attachment_bytes.unwrap_or(16 << 20).max(1),
         })

@@ -11,9 +11,10 @@
 //! skipped, so nothing is recorded twice and nothing is missed, even after
 //! a crash.
 
+use faultline_alerts::{Evaluation, Evaluator, EventFacts, KeyState, RuleSpec, TriggerKind};
 use faultline_issues::{Processor, ProcessorConfig, parse_rules};
 use faultline_model::{EventDetails, Level, StoredEntry};
-use faultline_store::{EventBatch, EventOutcome, Store};
+use faultline_store::{AlertWrites, EventBatch, EventOutcome, NewNotification, Store};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,6 +28,8 @@ const CHANNEL_COMMITS: usize = 1024;
 const CATCH_UP_BATCH: usize = 2_000;
 /// How often a watermark-only change (commits without events) is saved.
 const WATERMARK_EVERY: Duration = Duration::from_secs(2);
+/// How often fired alerts are checked for a quiet cooldown.
+const ALERT_TICK: Duration = Duration::from_secs(1);
 /// How often grouper states with unsaved learning are saved.
 const STATES_EVERY: Duration = Duration::from_secs(30);
 
@@ -56,6 +59,8 @@ enum Msg {
     Incident(Box<Incident>, Reply),
     /// A project's fingerprint rules changed.
     Rules(String),
+    /// Alert rules changed: reload them.
+    AlertRules,
     /// The writer has stopped: catch up, save, stop.
     Stop,
 }
@@ -113,6 +118,11 @@ impl IssueFeed {
         let _ = self.tx.send(Msg::Stop);
     }
 
+    /// Tells the processor to reload the alert rules.
+    pub fn alert_rules_changed(&self) {
+        let _ = self.tx.send(Msg::AlertRules);
+    }
+
     /// Tells the processor to reload a project's fingerprint rules.
     pub fn rules_changed(&self, project: &str) {
         let _ = self.tx.send(Msg::Rules(project.to_owned()));
@@ -122,7 +132,11 @@ impl IssueFeed {
 /// Starts the processor. It stops on [`IssueFeed::stop`] (or when every
 /// feed is dropped), after recording what it has and saving the grouper
 /// states.
-pub fn spawn(store: Arc<dyn Store>, min_level: Level) -> (IssueFeed, std::thread::JoinHandle<()>) {
+pub fn spawn(
+    store: Arc<dyn Store>,
+    min_level: Level,
+    deliveries: Arc<tokio::sync::Notify>,
+) -> (IssueFeed, std::thread::JoinHandle<()>) {
     let (tx, rx) = sync_channel(CHANNEL_COMMITS);
     let lagging = Arc::new(AtomicBool::new(false));
     let feed = IssueFeed {
@@ -133,7 +147,7 @@ pub fn spawn(store: Arc<dyn Store>, min_level: Level) -> (IssueFeed, std::thread
     let handle = std::thread::Builder::new()
         .name("faultline-issues".into())
         .spawn(move || {
-            let mut worker = Worker::new(store, min_level, lagging);
+            let mut worker = Worker::new(store, min_level, lagging, deliveries);
             if let Err(e) = worker.run(rx) {
                 tracing::error!(error = %e, "the issue processor stopped; restart the server to resume it (nothing is lost: it catches up from the store)");
             }
@@ -154,10 +168,20 @@ struct Worker {
     last_states_save: Instant,
     /// Projects whose rules were loaded.
     rules_loaded: HashSet<String>,
+    /// Alert rules and their burst state.
+    alerts: Evaluator,
+    last_alert_tick: Instant,
+    /// Wakes the delivery task when notifications were queued.
+    deliveries: Arc<tokio::sync::Notify>,
 }
 
 impl Worker {
-    fn new(store: Arc<dyn Store>, min_level: Level, lagging: Arc<AtomicBool>) -> Worker {
+    fn new(
+        store: Arc<dyn Store>,
+        min_level: Level,
+        lagging: Arc<AtomicBool>,
+        deliveries: Arc<tokio::sync::Notify>,
+    ) -> Worker {
         Worker {
             store,
             processor: Processor::new(ProcessorConfig {
@@ -170,6 +194,9 @@ impl Worker {
             last_watermark_save: Instant::now(),
             last_states_save: Instant::now(),
             rules_loaded: HashSet::new(),
+            alerts: Evaluator::new(),
+            last_alert_tick: Instant::now(),
+            deliveries,
         }
     }
 
@@ -179,11 +206,23 @@ impl Worker {
                 tracing::warn!(error = %e, "starting that project's grouping afresh");
             }
         }
+        self.load_alert_rules()?;
+        for (rule, key, json) in self.store.alert_states()? {
+            match serde_json::from_str::<KeyState>(&json) {
+                Ok(state) => self.alerts.restore(rule, key, state),
+                Err(e) => {
+                    tracing::warn!(rule, key, error = %e, "dropping an unreadable alert state")
+                }
+            }
+        }
         self.through = self.store.issues_processed_through()?;
         self.saved_through = self.through;
         self.catch_up()?;
         loop {
-            match rx.recv_timeout(WATERMARK_EVERY) {
+            if self.last_alert_tick.elapsed() >= ALERT_TICK {
+                self.alert_tick()?;
+            }
+            match rx.recv_timeout(ALERT_TICK) {
                 Ok(Msg::Committed(c)) => {
                     if self.lagging.swap(false, Ordering::AcqRel) {
                         self.catch_up()?;
@@ -209,6 +248,7 @@ impl Worker {
                 Ok(Msg::Rules(project)) => {
                     self.rules_loaded.remove(&project);
                 }
+                Ok(Msg::AlertRules) => self.load_alert_rules()?,
                 Ok(Msg::Stop) => break,
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                     if self.lagging.swap(false, Ordering::AcqRel) {
@@ -262,11 +302,93 @@ impl Worker {
             grouper_states: self.processor.take_states(false),
             processed_through: None,
         };
-        let outcomes = self.store.record_events(&batch)?;
+        let outcomes = self.record_with_alerts(&batch)?;
         count(&outcomes);
         outcomes.into_iter().next().ok_or_else(|| {
             faultline_store::StoreError::Invalid("no outcome for the incident".into())
         })
+    }
+
+    /// Loads (and validates) every project's alert rules.
+    fn load_alert_rules(&mut self) -> faultline_store::Result<()> {
+        let mut rules = Vec::new();
+        for r in self.store.list_rules(None)? {
+            match serde_json::from_str::<RuleSpec>(&r.spec)
+                .map_err(|e| e.to_string())
+                .and_then(|spec| spec.validate(r.id, &r.project).map_err(|e| e.to_string()))
+            {
+                Ok(rule) => rules.push(rule),
+                Err(e) => tracing::warn!(rule = r.id, error = %e, "ignoring an invalid alert rule"),
+            }
+        }
+        self.alerts.set_rules(rules);
+        Ok(())
+    }
+
+    /// Records a batch and, in the same transaction, the alerts its events
+    /// cause; the evaluator's memory changes only once that committed.
+    fn record_with_alerts(
+        &mut self,
+        batch: &EventBatch,
+    ) -> faultline_store::Result<Vec<EventOutcome>> {
+        let mut evaluation = None;
+        let alerts = &self.alerts;
+        let outcomes = self.store.record_events_and(batch, &mut |outcomes| {
+            let facts: Vec<EventFacts> = batch
+                .events
+                .iter()
+                .zip(outcomes)
+                .filter(|(_, o)| !o.duplicate)
+                .map(|(e, o)| EventFacts {
+                    event_id: o.event_id,
+                    issue_id: o.issue_id,
+                    project: e.project.clone(),
+                    service: e.service.clone(),
+                    level: e.level,
+                    tags: e.tags.clone(),
+                    at: e.received_at,
+                    count: e.details.count.max(1),
+                    new_issue: o.new_issue,
+                    regressed: o.regressed,
+                    title: e.title.clone(),
+                    fingerprint: e.fingerprint.clone(),
+                })
+                .collect();
+            let eval = alerts.evaluate(&facts);
+            let writes = alert_writes(alerts, &eval);
+            evaluation = Some(eval);
+            writes
+        })?;
+        if let Some(eval) = evaluation {
+            self.alerts_committed(&eval);
+        }
+        Ok(outcomes)
+    }
+
+    /// Re-arms fired keys that went quiet (their resolutions go out).
+    fn alert_tick(&mut self) -> faultline_store::Result<()> {
+        self.last_alert_tick = Instant::now();
+        let eval = self.alerts.tick(faultline_model::now_micros());
+        if eval.is_empty() {
+            return Ok(());
+        }
+        self.store
+            .record_alerts(&alert_writes(&self.alerts, &eval))?;
+        self.alerts_committed(&eval);
+        Ok(())
+    }
+
+    fn alerts_committed(&mut self, eval: &Evaluation) {
+        self.alerts.apply(eval);
+        for t in &eval.triggers {
+            if t.kind == TriggerKind::Firing {
+                metrics::counter!("faultline_alerts_fired_total", "rule" => t.rule_name.clone())
+                    .increment(1);
+            }
+        }
+        if !eval.triggers.is_empty() {
+            self.deliveries.notify_one();
+        }
     }
 
     /// Processes everything in the store after the watermark.
@@ -309,7 +431,7 @@ impl Worker {
             self.through = through;
             return self.save_if_due(false);
         }
-        let outcomes = self.store.record_events(&batch)?;
+        let outcomes = self.record_with_alerts(&batch)?;
         self.through = through;
         self.saved_through = through;
         self.last_watermark_save = Instant::now();
@@ -343,6 +465,37 @@ impl Worker {
         self.last_watermark_save = Instant::now();
         Ok(())
     }
+}
+
+/// The outbox rows (one per trigger and channel of its rule) and states of
+/// an evaluation.
+fn alert_writes(alerts: &Evaluator, eval: &Evaluation) -> AlertWrites {
+    let mut writes = AlertWrites::default();
+    for t in &eval.triggers {
+        let Some(rule) = alerts.rules().iter().find(|r| r.id == t.rule_id) else {
+            continue;
+        };
+        let trigger = serde_json::to_string(t).expect("triggers serialize");
+        for channel in &rule.spec.channels {
+            writes.notifications.push(NewNotification {
+                project: t.project.clone(),
+                rule_id: t.rule_id,
+                channel: channel.clone(),
+                dedupe: t.dedupe.clone(),
+                trigger: trigger.clone(),
+            });
+        }
+    }
+    for ((rule, key), state) in &eval.states {
+        writes.states.push((
+            *rule,
+            key.clone(),
+            state
+                .as_ref()
+                .map(|s| serde_json::to_string(s).expect("states serialize")),
+        ));
+    }
+    writes
 }
 
 fn count(outcomes: &[EventOutcome]) {
@@ -414,7 +567,7 @@ mod tests {
         let errors = batch.iter().filter(|e| e.level >= Level::Error).count() as u64;
         let ids = store.append(&[&batch]).unwrap();
 
-        let (feed, handle) = spawn(store.clone(), Level::Error);
+        let (feed, handle) = spawn(store.clone(), Level::Error, Default::default());
         // The same commit also arrives through the feed: skipped.
         let committed: Vec<Arc<StoredEntry>> = batch
             .iter()
@@ -442,7 +595,7 @@ mod tests {
         assert_eq!(store.issues_processed_through().unwrap(), lost[0]);
 
         // A second start has nothing to do.
-        let (feed, handle) = spawn(store.clone(), Level::Error);
+        let (feed, handle) = spawn(store.clone(), Level::Error, Default::default());
         feed.stop();
         handle.join().unwrap();
         assert_eq!(total(store.as_ref()), errors + 1);

@@ -20,6 +20,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod delivery;
 pub mod error;
 pub mod issues;
 pub mod live;
@@ -63,6 +64,8 @@ pub enum ServerError {
     },
     #[error("server failed: {0}")]
     Serve(std::io::Error),
+    #[error("invalid alerting configuration: {0}")]
+    Alerts(String),
 }
 
 /// Opens (creating if needed) the embedded store of a data directory.
@@ -128,7 +131,10 @@ pub async fn run(
     let (bus, consumer) = InProcessBus::new(config.queue_capacity, config.queue_wait);
     let hub = live::Hub::new(config.live_buffer);
     let commits = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let (issue_feed, issue_processor) = issues::spawn(store.clone(), config.issue_level);
+    routes::alerts::apply_config(store.as_ref(), &config).map_err(ServerError::Alerts)?;
+    let deliveries = Arc::new(tokio::sync::Notify::new());
+    let (issue_feed, issue_processor) =
+        issues::spawn(store.clone(), config.issue_level, deliveries.clone());
     let writer = writer::spawn(
         consumer,
         store.clone(),
@@ -147,6 +153,16 @@ pub async fn run(
         [commits, store_calls.clone()],
         stop_rx.clone(),
     ));
+    let delivery = tokio::spawn(delivery::run(
+        store.clone(),
+        delivery::Settings {
+            public_url: config.public_url.clone(),
+            retry_base: config.retry_base,
+            max_attempts: config.max_attempts,
+        },
+        deliveries.clone(),
+        stop_rx.clone(),
+    ));
     let grace = config.shutdown_grace;
 
     let state = Arc::new(AppState {
@@ -156,6 +172,7 @@ pub async fn run(
         hub,
         auth,
         issues: issue_feed.clone(),
+        deliveries,
         prometheus,
         shutdown: stop_rx.clone(),
         store_calls,
@@ -184,6 +201,7 @@ pub async fn run(
     // is refused (never acknowledged).
     bus.close();
     let _ = background.await;
+    let _ = delivery.await;
     tokio::task::spawn_blocking(move || {
         let _ = writer.join();
         // Everything committed is in the store: the processor records the

@@ -18,6 +18,8 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     /// The issue processor (rules changes).
     pub issues: IssueFeed,
+    /// Wakes the notification delivery task.
+    pub deliveries: Arc<tokio::sync::Notify>,
     pub prometheus: PrometheusHandle,
     /// Turns true when the server shuts down (ends live streams).
     pub shutdown: watch::Receiver<bool>,

@@ -19,8 +19,8 @@ use faultline_model::{
     StoredEvent, Transition,
 };
 use faultline_store::{
-    Attachment, Bucket, EventBatch, EventOutcome, IssuePage, IssueQuery, IssueSort, Result,
-    StatusUpdate, StoreError,
+    AlertWrites, Attachment, Bucket, EventBatch, EventOutcome, IssuePage, IssueQuery, IssueSort,
+    Result, StatusUpdate, StoreError,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params, params_from_iter};
@@ -507,6 +507,7 @@ fn project_of_issue(tx: &Connection, id: i64) -> Result<Option<i64>> {
 pub(crate) fn record_events(
     conn: &mut Connection,
     batch: &EventBatch,
+    then: &mut dyn FnMut(&[EventOutcome]) -> AlertWrites,
 ) -> Result<Vec<EventOutcome>> {
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -553,6 +554,10 @@ pub(crate) fn record_events(
         )
         .and_then(|mut s| s.execute([through]))
         .map_err(db("store the issue watermark"))?;
+    }
+    let alerts = then(&out);
+    if !alerts.is_empty() {
+        crate::alerts::write_alerts(&tx, &alerts)?;
     }
     tx.commit().map_err(db("commit recorded events"))?;
     Ok(out)

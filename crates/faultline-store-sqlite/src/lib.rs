@@ -121,6 +121,7 @@
 //! are read from the file, not cached (≈3–4 bytes per row would be ≈35 MB
 //! for 10 M rows).
 
+mod alerts;
 mod index;
 mod issues;
 mod read;
@@ -131,8 +132,9 @@ mod write;
 use faultline_model::{Issue, StatusChange, StoredEntry, StoredEvent};
 use faultline_model::{Level, NewEntry, Project, Service, ServiceSummary, TokenInfo, TokenKind};
 use faultline_store::{
-    Attachment, Bucket, EventBatch, EventOutcome, IssuePage, IssueQuery, IssueStore, LogPage,
-    LogQuery, Result, StatusUpdate, Store, StoreError,
+    AlertStore, AlertWrites, Attachment, Attempt, Bucket, EventBatch, EventOutcome, IssuePage,
+    IssueQuery, IssueStore, LogPage, LogQuery, Notification, NotificationStatus, Result,
+    StatusUpdate, Store, StoreError, StoredChannel, StoredRule,
 };
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -339,8 +341,12 @@ impl Store for SqliteStore {
 }
 
 impl IssueStore for SqliteStore {
-    fn record_events(&self, batch: &EventBatch) -> Result<Vec<EventOutcome>> {
-        issues::record_events(self.writer().conn(), batch)
+    fn record_events_and(
+        &self,
+        batch: &EventBatch,
+        then: &mut dyn FnMut(&[EventOutcome]) -> AlertWrites,
+    ) -> Result<Vec<EventOutcome>> {
+        issues::record_events(self.writer().conn(), batch, then)
     }
 
     fn issues_processed_through(&self) -> Result<i64> {
@@ -416,6 +422,84 @@ impl IssueStore for SqliteStore {
 
     fn set_fingerprint_rules(&self, project: &str, rules_json: &str) -> Result<()> {
         issues::set_rules(self.writer().conn(), project, rules_json)
+    }
+}
+
+impl AlertStore for SqliteStore {
+    fn put_channel(&self, project: &str, name: &str, spec: &str) -> Result<()> {
+        alerts::put_channel(self.writer().conn(), project, name, spec)
+    }
+
+    fn list_channels(&self, project: Option<&str>) -> Result<Vec<StoredChannel>> {
+        alerts::list_channels(&*self.readers.get()?, project)
+    }
+
+    fn delete_channel(&self, project: &str, name: &str) -> Result<()> {
+        alerts::delete_channel(self.writer().conn(), project, name)
+    }
+
+    fn create_rule(&self, project: &str, name: &str, spec: &str) -> Result<StoredRule> {
+        alerts::create_rule(self.writer().conn(), project, name, spec)
+    }
+
+    fn update_rule(&self, id: i64, name: &str, spec: &str) -> Result<StoredRule> {
+        alerts::update_rule(self.writer().conn(), id, name, spec)
+    }
+
+    fn delete_rule(&self, id: i64) -> Result<()> {
+        alerts::delete_rule(self.writer().conn(), id)
+    }
+
+    fn list_rules(&self, project: Option<&str>) -> Result<Vec<StoredRule>> {
+        alerts::list_rules(&*self.readers.get()?, project)
+    }
+
+    fn find_rule(&self, project: &str, name: &str) -> Result<Option<StoredRule>> {
+        alerts::find_rule(&*self.readers.get()?, project, name)
+    }
+
+    fn alert_states(&self) -> Result<Vec<(i64, String, String)>> {
+        alerts::alert_states(&*self.readers.get()?)
+    }
+
+    fn record_alerts(&self, writes: &AlertWrites) -> Result<()> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        alerts::record_alerts(self.writer().conn(), writes)
+    }
+
+    fn due_notifications(&self, now: i64, limit: usize) -> Result<Vec<Notification>> {
+        alerts::due(&*self.readers.get()?, now, limit)
+    }
+
+    fn next_due(&self) -> Result<Option<i64>> {
+        alerts::next_due(&*self.readers.get()?)
+    }
+
+    fn record_attempt(&self, id: i64, attempt: &Attempt) -> Result<()> {
+        alerts::record_attempt(self.writer().conn(), id, attempt)
+    }
+
+    fn list_notifications(
+        &self,
+        project: Option<&str>,
+        status: Option<NotificationStatus>,
+        limit: usize,
+    ) -> Result<Vec<Notification>> {
+        alerts::list(&*self.readers.get()?, project, status, limit)
+    }
+
+    fn get_notification(&self, id: i64) -> Result<Option<Notification>> {
+        alerts::get(&*self.readers.get()?, id)
+    }
+
+    fn retry_notification(&self, id: i64, now: i64) -> Result<Notification> {
+        alerts::retry(self.writer().conn(), id, now)
+    }
+
+    fn discard_notification(&self, id: i64) -> Result<()> {
+        alerts::discard(self.writer().conn(), id)
     }
 }
 

@@ -236,6 +236,44 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (event_id, sha256)
     ) STRICT, WITHOUT ROWID;
     CREATE INDEX event_attachments_sha ON event_attachments (sha256);
+
+    -- Alerting (see alerts.rs): specs are JSON validated by faultline-alerts.
+    CREATE TABLE alert_channels (
+        project_id  INTEGER NOT NULL,
+        name        TEXT    NOT NULL,
+        spec        TEXT    NOT NULL,
+        PRIMARY KEY (project_id, name)
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE alert_rules (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        project_id  INTEGER NOT NULL,
+        name        TEXT    NOT NULL,
+        spec        TEXT    NOT NULL,
+        UNIQUE (project_id, name)
+    ) STRICT;
+    CREATE TABLE alert_states (
+        rule_id  INTEGER NOT NULL,
+        key      TEXT    NOT NULL,
+        state    TEXT    NOT NULL,
+        PRIMARY KEY (rule_id, key)
+    ) STRICT, WITHOUT ROWID;
+    -- The outbox: one row per (trigger, channel), ever.
+    CREATE TABLE notifications (
+        id               INTEGER PRIMARY KEY AUTOINCREMENT,
+        project_id       INTEGER NOT NULL,
+        rule_id          INTEGER NOT NULL,
+        channel          TEXT    NOT NULL,
+        dedupe           TEXT    NOT NULL,
+        trigger          TEXT    NOT NULL,
+        status           TEXT    NOT NULL,
+        attempts         INTEGER NOT NULL,
+        next_attempt_at  INTEGER NOT NULL,
+        last_error       TEXT,
+        created_at       INTEGER NOT NULL,
+        delivered_at     INTEGER,
+        UNIQUE (dedupe, channel)
+    ) STRICT;
+    CREATE INDEX notifications_due ON notifications (status, next_attempt_at);
     "#,
 ];
 

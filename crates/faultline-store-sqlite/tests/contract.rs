@@ -66,6 +66,16 @@ fn issue_store_contract() {
 }
 
 #[test]
+fn alert_store_contract() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let n = Cell::new(0);
+    faultline_store::contract_alerts::run_all(&|| {
+        n.set(n.get() + 1);
+        Box::new(open(&dir.path().join(format!("alerts-{}.db", n.get()))))
+    });
+}
+
+#[test]
 fn store_contract_with_one_reader_and_normal_sync() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let n = Cell::new(0);

@@ -1,7 +1,7 @@
 //! The issue side of a store: issues, their events, status history, and
 //! the issue processor's durable state.
 
-use crate::Result;
+use crate::{AlertWrites, Result};
 use faultline_model::{
     IgnoreUntil, Issue, IssueStatus, Level, NewEvent, StatusChange, StoredEvent,
 };
@@ -132,7 +132,19 @@ impl Bucket {
 ///   merged-away fingerprint keeps pointing at the issue it was merged into.
 /// - Counts are exact: an issue's count is the sum of its events' counts.
 pub trait IssueStore: Send + Sync {
-    fn record_events(&self, batch: &EventBatch) -> Result<Vec<EventOutcome>>;
+    /// Records a batch (see the trait docs).
+    fn record_events(&self, batch: &EventBatch) -> Result<Vec<EventOutcome>> {
+        self.record_events_and(batch, &mut |_| AlertWrites::default())
+    }
+    /// Records a batch and, in the same transaction, what `then` makes of
+    /// the outcomes (alert notifications and rule states): an event and
+    /// the alert it causes commit together or not at all. `then` may be
+    /// called again if the transaction is retried.
+    fn record_events_and(
+        &self,
+        batch: &EventBatch,
+        then: &mut dyn FnMut(&[EventOutcome]) -> AlertWrites,
+    ) -> Result<Vec<EventOutcome>>;
     /// The processor's watermark: every log id up to it was processed.
     fn issues_processed_through(&self) -> Result<i64>;
     /// Persisted grouper states, by project name.

@@ -12,11 +12,17 @@
 //!
 //! Architecture invariant: this crate contains no SQL; only adapters do.
 
+mod alerts;
 pub mod contract;
+pub mod contract_alerts;
 pub mod contract_issues;
 mod issues;
 mod query;
 
+pub use alerts::{
+    AlertStore, AlertWrites, Attempt, NewNotification, Notification, NotificationStatus,
+    StoredChannel, StoredRule,
+};
 pub use issues::{
     Attachment, Bucket, EventBatch, EventOutcome, IssuePage, IssueQuery, IssueSort, IssueStore,
     StatusUpdate,
@@ -75,7 +81,7 @@ pub struct TokenRecord {
 /// - `q` means what [`faultline_model::LogFilter::matches`] says: the store
 ///   and the live tail agree on every filter.
 /// - Names are exact and case-sensitive.
-pub trait Store: IssueStore + Send + Sync {
+pub trait Store: IssueStore + AlertStore + Send + Sync {
     /// Creates the project if it does not exist; returns it either way.
     fn ensure_project(&self, name: &str) -> Result<Project>;
     fn list_projects(&self) -> Result<Vec<Project>>;

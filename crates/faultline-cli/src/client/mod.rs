@@ -17,6 +17,7 @@
 //! Output discipline: stdout carries only data (entries, JSON); notes,
 //! progress and summaries go to stderr, so every command can be piped.
 
+mod alerts;
 mod http;
 mod logs;
 mod render;
@@ -25,6 +26,7 @@ mod sse;
 mod tail;
 mod timearg;
 
+pub use alerts::AlertsArgs;
 pub use logs::LogsArgs;
 pub use send::SendArgs;
 pub use tail::TailArgs;
@@ -40,6 +42,8 @@ pub enum ClientCommand {
     Logs(LogsArgs),
     /// Follow log entries live as the server stores them (Ctrl-C to stop)
     Tail(TailArgs),
+    /// Alert rules and the notification dead-letter queue
+    Alerts(AlertsArgs),
 }
 
 /// Runs a client subcommand to completion.
@@ -48,6 +52,7 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Send(args) => send::run(args).await,
         ClientCommand::Logs(args) => logs::run(args).await,
         ClientCommand::Tail(args) => tail::run(args).await,
+        ClientCommand::Alerts(args) => alerts::run(args).await,
     }
 }
 

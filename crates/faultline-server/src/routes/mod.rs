@@ -2,6 +2,7 @@
 //! bus or a blocking store call, answer.
 
 pub mod admin;
+pub mod alerts;
 pub mod body;
 pub mod incidents;
 pub mod ingest;
@@ -14,7 +15,7 @@ pub mod query;
 use crate::AppState;
 use crate::error::ApiError;
 use axum::Router;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use std::sync::Arc;
 
 pub type State = axum::extract::State<Arc<AppState>>;
@@ -50,6 +51,31 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(incidents::download),
         )
         .route("/api/v1/incidents", post(incidents::post_incident))
+        .route(
+            "/api/v1/projects/{project}/alert-channels",
+            get(alerts::list_channels),
+        )
+        .route(
+            "/api/v1/projects/{project}/alert-channels/{name}",
+            put(alerts::put_channel).delete(alerts::delete_channel),
+        )
+        .route(
+            "/api/v1/projects/{project}/alert-rules",
+            get(alerts::list_rules).post(alerts::create_rule),
+        )
+        .route(
+            "/api/v1/alert-rules/{id}",
+            put(alerts::update_rule).delete(alerts::delete_rule),
+        )
+        .route("/api/v1/notifications", get(alerts::list_notifications))
+        .route(
+            "/api/v1/notifications/{id}",
+            delete(alerts::discard_notification),
+        )
+        .route(
+            "/api/v1/notifications/{id}/retry",
+            post(alerts::retry_notification),
+        )
         .route("/api/v1/issues/{id}/history", get(issues::history))
         .route("/api/v1/issues/{id}/merge", post(issues::merge))
         .route(
