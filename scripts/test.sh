@@ -4,15 +4,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System packages the tests need. The foundation needs only a C compiler for
-# the bundled SQLite (present on the machine image); later suites add
-# PostgreSQL, Kafka, Chromium, Prometheus and Alertmanager here.
+# System packages the tests need: a C compiler (bundled SQLite, ring),
+# python3 (the agent's rotation test writes with Python's logging), and a
+# real Prometheus and Alertmanager (crates/faultline-cli/tests/prometheus.rs).
 need=()
 command -v cc >/dev/null 2>&1 || need+=(gcc)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && apt-get install -y -qq "${need[@]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}"
   else
     echo "missing packages: ${need[*]} (run as root or install them)" >&2
     exit 1

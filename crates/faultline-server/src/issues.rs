@@ -39,6 +39,8 @@ pub struct Committed {
     pub entries: Vec<Arc<StoredEntry>>,
     /// The highest id of the commit.
     pub through: i64,
+    /// When it was committed (for the processor lag gauge).
+    pub committed_at: Instant,
 }
 
 /// An incident an agent reported, to record as an event.
@@ -224,6 +226,8 @@ impl Worker {
             }
             match rx.recv_timeout(ALERT_TICK) {
                 Ok(Msg::Committed(c)) => {
+                    metrics::gauge!("faultline_issue_processor_lag_seconds")
+                        .set(c.committed_at.elapsed().as_secs_f64());
                     if self.lagging.swap(false, Ordering::AcqRel) {
                         self.catch_up()?;
                     }
@@ -303,7 +307,7 @@ impl Worker {
             processed_through: None,
         };
         let outcomes = self.record_with_alerts(&batch)?;
-        count(&outcomes);
+        count(&batch.events, &outcomes);
         outcomes.into_iter().next().ok_or_else(|| {
             faultline_store::StoreError::Invalid("no outcome for the incident".into())
         })
@@ -438,7 +442,7 @@ impl Worker {
         if !batch.grouper_states.is_empty() {
             self.last_states_save = Instant::now();
         }
-        count(&outcomes);
+        count(&batch.events, &outcomes);
         Ok(())
     }
 
@@ -498,9 +502,18 @@ fn alert_writes(alerts: &Evaluator, eval: &Evaluation) -> AlertWrites {
     writes
 }
 
-fn count(outcomes: &[EventOutcome]) {
-    let recorded = outcomes.iter().filter(|o| !o.duplicate).count();
-    metrics::counter!("faultline_events_recorded_total").increment(recorded as u64);
+fn count(events: &[faultline_model::NewEvent], outcomes: &[EventOutcome]) {
+    for (e, o) in events.iter().zip(outcomes) {
+        if !o.duplicate {
+            metrics::counter!(
+                "faultline_events_recorded_total",
+                "project" => e.project.clone(),
+                "service" => e.service.clone(),
+                "level" => e.level.as_str(),
+            )
+            .increment(1);
+        }
+    }
     let created = outcomes.iter().filter(|o| o.new_issue).count();
     metrics::counter!("faultline_issues_created_total").increment(created as u64);
     let regressed = outcomes.iter().filter(|o| o.regressed).count();
@@ -583,6 +596,7 @@ mod tests {
         feed.committed(Committed {
             entries: committed,
             through: *ids.last().unwrap(),
+            committed_at: Instant::now(),
         });
         // A commit the feed lost (as when the channel is full).
         let lost = store

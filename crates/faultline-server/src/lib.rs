@@ -121,6 +121,7 @@ pub async fn run(
         "faultline_queue_depth",
         "faultline_live_subscribers",
         "faultline_store_size_bytes",
+        "faultline_issue_processor_lag_seconds",
     ] {
         ::metrics::gauge!(gauge).set(0.0);
     }

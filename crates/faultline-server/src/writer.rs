@@ -71,6 +71,7 @@ pub fn spawn(
                         issues.committed(Committed {
                             entries: errors,
                             through,
+                            committed_at: Instant::now(),
                         });
                     }
                     Err(e) => {
