@@ -190,6 +190,8 @@ pub fn request(
                 body: serde_json::to_vec(&body).expect("JSON values serialize"),
             })
         }
+        // Tickets are filed by the server's ticket flow, not by one request.
+        ChannelKind::Shotgrid { .. } => None,
         ChannelKind::Alertmanager { url } => {
             let mut alert = json!({
                 "labels": {

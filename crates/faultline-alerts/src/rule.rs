@@ -168,6 +168,23 @@ pub enum ChannelKind {
     /// A Prometheus Alertmanager (`url` is its base, e.g.
     /// `http://127.0.0.1:9093`).
     Alertmanager { url: String },
+    /// Tickets in ShotGrid (Flow Production Tracking): one per issue,
+    /// found again by its signature; later firings add a note at most
+    /// every `note_interval`. Use it with per-issue rules.
+    Shotgrid {
+        /// The site, e.g. `https://studio.shotgrid.autodesk.com`.
+        site: String,
+        script_name: String,
+        script_key: String,
+        project_id: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signature_field: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        closed_status: Option<String>,
+        /// Least time between two notes on one ticket (default `1h`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note_interval: Option<String>,
+    },
 }
 
 /// A channel as written.
@@ -203,6 +220,23 @@ impl ChannelSpec {
             ChannelKind::Slack { url }
             | ChannelKind::Teams { url }
             | ChannelKind::Alertmanager { url } => url,
+            ChannelKind::Shotgrid {
+                site,
+                script_name,
+                script_key,
+                note_interval,
+                ..
+            } => {
+                if script_name.is_empty() || script_key.is_empty() {
+                    return Err(AlertError::Invalid(
+                        "script_name and script_key are required".into(),
+                    ));
+                }
+                if let Some(n) = note_interval {
+                    micros("note_interval", n)?;
+                }
+                site
+            }
         };
         if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
             return Err(AlertError::Invalid(format!(

@@ -9,9 +9,11 @@
 //! second row with the same trigger id), so retries and restarts never
 //! make a second notification.
 
-use faultline_alerts::{ChannelSpec, Trigger, request};
+use faultline_alerts::{ChannelKind, ChannelSpec, Trigger, TriggerKind, request};
 use faultline_model::now_micros;
+use faultline_store::IssueTicket;
 use faultline_store::{Attempt, Notification, Store};
+use faultline_tickets::{Link, Occurrence, ShotGrid, ShotGridConfig, TicketRef, file_ticket};
 use rand::RngExt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,6 +64,7 @@ pub async fn run(
             return;
         }
     };
+    let mut trackers = Trackers::new();
     loop {
         let s = store.clone();
         let due = tokio::task::spawn_blocking(move || {
@@ -85,7 +88,7 @@ pub async fn run(
             if *stop.borrow() {
                 return;
             }
-            deliver(&store, &client, &settings, n).await;
+            deliver(&store, &client, &mut trackers, &settings, n).await;
         }
         if full {
             continue;
@@ -106,13 +109,18 @@ pub async fn run(
     }
 }
 
+/// ShotGrid clients by channel (their tokens are cached across
+/// deliveries), keyed by project, channel and spec.
+type Trackers = std::collections::HashMap<String, Arc<ShotGrid>>;
+
 async fn deliver(
     store: &Arc<dyn Store>,
     client: &reqwest::Client,
+    trackers: &mut Trackers,
     settings: &Settings,
     n: Notification,
 ) {
-    let outcome = attempt(store, client, settings, &n).await;
+    let outcome = attempt(store, client, trackers, settings, &n).await;
     let at = now_micros();
     let (result, label) = match outcome {
         Ok(()) => (Attempt::Delivered { at }, "sent"),
@@ -157,6 +165,7 @@ async fn deliver(
 async fn attempt(
     store: &Arc<dyn Store>,
     client: &reqwest::Client,
+    trackers: &mut Trackers,
     settings: &Settings,
     n: &Notification,
 ) -> Result<(), String> {
@@ -174,6 +183,39 @@ async fn attempt(
         .ok_or_else(|| format!("channel {:?} does not exist (any more)", n.channel))?;
     let channel: ChannelSpec =
         serde_json::from_str(&spec.spec).map_err(|e| format!("unreadable channel: {e}"))?;
+    if let ChannelKind::Shotgrid {
+        site,
+        script_name,
+        script_key,
+        project_id,
+        signature_field,
+        closed_status,
+        note_interval,
+    } = &channel.kind
+    {
+        let key = format!("{}/{}/{}", n.project, n.channel, spec.spec);
+        let tracker = trackers
+            .entry(key)
+            .or_insert_with(|| {
+                Arc::new(ShotGrid::new(
+                    ShotGridConfig {
+                        site: site.clone(),
+                        script_name: script_name.clone(),
+                        script_key: script_key.clone(),
+                        project_id: *project_id,
+                        signature_field: signature_field.clone(),
+                        closed_status: closed_status.clone(),
+                    },
+                    client.clone(),
+                ))
+            })
+            .clone();
+        let interval = note_interval
+            .as_deref()
+            .and_then(faultline_model::parse_duration)
+            .unwrap_or(Duration::from_secs(3600));
+        return ticket(store, tracker.as_ref(), &trigger, settings, interval).await;
+    }
     let Some(req) = request(
         &channel.kind,
         &trigger,
@@ -206,6 +248,105 @@ async fn attempt(
         let body: String = body.chars().take(200).collect();
         Err(format!("HTTP {status}: {body}"))
     }
+}
+
+/// Files (or notes) the ticket of the trigger's issue.
+async fn ticket(
+    store: &Arc<dyn Store>,
+    tracker: &ShotGrid,
+    trigger: &Trigger,
+    settings: &Settings,
+    note_interval: Duration,
+) -> Result<(), String> {
+    if trigger.kind == TriggerKind::Resolved {
+        return Ok(());
+    }
+    let issue = trigger.issue_id.ok_or(
+        "ticket channels need per-issue rules (frequency per issue, new_issue or regression)",
+    )?;
+    let s = store.clone();
+    let (link, event, blob) = tokio::task::spawn_blocking(move || {
+        let link = s.issue_ticket(issue)?;
+        let event = s.issue_events(issue, None, 1)?.pop();
+        let blob = match event.as_ref().and_then(|e| e.details.attachments.first()) {
+            Some(a) if link.is_none() => s.get_attachment(&a.sha256)?.map(|b| (a.clone(), b)),
+            _ => None,
+        };
+        Ok::<_, faultline_store::StoreError>((link, event, blob))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    let attachment = match blob {
+        Some((r, b)) => {
+            let mut out = Vec::with_capacity(b.size as usize);
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&b.gzip[..]), &mut out)
+                .map_err(|e| format!("a stored attachment does not decompress: {e}"))?;
+            Some((r.name, r.content_type, out))
+        }
+        None => None,
+    };
+    let link_url = format!(
+        "{}/api/v1/issues/{issue}",
+        settings.public_url.trim_end_matches('/')
+    );
+    let (matched, host, user, at) = match &event {
+        Some(e) => (
+            e.message.lines().take(20).collect::<Vec<_>>().join("\n"),
+            e.host.clone().unwrap_or_else(|| "-".into()),
+            e.user.clone().unwrap_or_else(|| "-".into()),
+            faultline_model::format_rfc3339_micros(e.timestamp),
+        ),
+        None => (
+            trigger.title.clone(),
+            "-".into(),
+            "-".into(),
+            faultline_model::format_rfc3339_micros(trigger.fired_at),
+        ),
+    };
+    let occ = Occurrence {
+        signature: trigger.title.clone(),
+        description: format!(
+            "Matched line:\n{matched}\n\nDetected at: {at}\nHost: {host}\nUser: {user}\nProject / service: {}/{}\nfaultline: {link_url}",
+            trigger.project, trigger.service
+        ),
+        attachment,
+        now: now_micros(),
+        note_interval: i64::try_from(note_interval.as_micros()).unwrap_or(i64::MAX),
+        note: format!(
+            "Seen again: {} event(s), last at {} on {host}. {link_url}",
+            trigger.count,
+            faultline_model::format_rfc3339_micros(trigger.last_at)
+        ),
+    };
+    let current = link.map(|l| Link {
+        tracker: l.tracker,
+        ticket: TicketRef {
+            id: l.external_id,
+            url: l.url,
+        },
+        attached: l.attached,
+        last_note_at: l.last_note_at,
+    });
+    let s = store.clone();
+    let mut save = move |l: &Link| {
+        s.set_issue_ticket(
+            issue,
+            &IssueTicket {
+                tracker: l.tracker.clone(),
+                external_id: l.ticket.id.clone(),
+                url: l.ticket.url.clone(),
+                attached: l.attached,
+                last_note_at: l.last_note_at,
+            },
+        )
+        .map_err(|e| e.to_string())
+    };
+    let (filed, link) = file_ticket(tracker, current, &occ, &mut save).await?;
+    tracing::info!(issue, ticket = %link.ticket.id, ?filed, "ticket");
+    metrics::counter!("faultline_tickets_total", "outcome" => format!("{filed:?}").to_lowercase())
+        .increment(1);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use faultline_model::{
 };
 use faultline_store::{
     AlertWrites, Attachment, Bucket, EventBatch, EventOutcome, IssuePage, IssueQuery, IssueSort,
-    Result, StatusUpdate, StoreError,
+    IssueTicket, Result, StatusUpdate, StoreError,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params, params_from_iter};
@@ -627,6 +627,7 @@ pub(crate) fn delete(conn: &mut Connection, id: i64) -> Result<()> {
         return Err(not_found(id));
     }
     for sql in [
+        "DELETE FROM issue_tickets WHERE issue_id = ?1",
         "DELETE FROM event_attachments WHERE event_id IN \
          (SELECT id FROM issue_events WHERE issue_id = ?1)",
         "DELETE FROM issue_events WHERE issue_id = ?1",
@@ -720,6 +721,44 @@ pub(crate) fn get_attachment(conn: &Connection, sha256: &str) -> Result<Option<A
             .optional()
         })
         .map_err(db("read an attachment"))
+}
+
+pub(crate) fn issue_ticket(conn: &Connection, issue: i64) -> Result<Option<IssueTicket>> {
+    conn.prepare_cached(
+        "SELECT tracker, external_id, url, attached, last_note_at FROM issue_tickets WHERE issue_id = ?1",
+    )
+    .and_then(|mut s| {
+        s.query_row([issue], |r| {
+            Ok(IssueTicket {
+                tracker: r.get(0)?,
+                external_id: r.get(1)?,
+                url: r.get(2)?,
+                attached: r.get::<_, i64>(3)? != 0,
+                last_note_at: r.get(4)?,
+            })
+        })
+        .optional()
+    })
+    .map_err(db("read an issue's ticket"))
+}
+
+pub(crate) fn set_issue_ticket(conn: &mut Connection, issue: i64, t: &IssueTicket) -> Result<()> {
+    conn.execute(
+        "INSERT INTO issue_tickets (issue_id, tracker, external_id, url, attached, last_note_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (issue_id) DO UPDATE SET \
+         tracker = excluded.tracker, external_id = excluded.external_id, url = excluded.url, \
+         attached = excluded.attached, last_note_at = excluded.last_note_at",
+        params![
+            issue,
+            t.tracker,
+            t.external_id,
+            t.url,
+            i64::from(t.attached),
+            t.last_note_at
+        ],
+    )
+    .map_err(db("link an issue to its ticket"))?;
+    Ok(())
 }
 
 pub(crate) fn set_rules(conn: &mut Connection, project: &str, rules: &str) -> Result<()> {

@@ -133,8 +133,8 @@ use faultline_model::{Issue, StatusChange, StoredEntry, StoredEvent};
 use faultline_model::{Level, NewEntry, Project, Service, ServiceSummary, TokenInfo, TokenKind};
 use faultline_store::{
     AlertStore, AlertWrites, Attachment, Attempt, Bucket, EventBatch, EventOutcome, IssuePage,
-    IssueQuery, IssueStore, LogPage, LogQuery, Notification, NotificationStatus, Result,
-    StatusUpdate, Store, StoreError, StoredChannel, StoredRule,
+    IssueQuery, IssueStore, IssueTicket, LogPage, LogQuery, Notification, NotificationStatus,
+    Result, StatusUpdate, Store, StoreError, StoredChannel, StoredRule,
 };
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -414,6 +414,14 @@ impl IssueStore for SqliteStore {
 
     fn get_attachment(&self, sha256: &str) -> Result<Option<Attachment>> {
         issues::get_attachment(&*self.readers.get()?, sha256)
+    }
+
+    fn issue_ticket(&self, issue: i64) -> Result<Option<IssueTicket>> {
+        issues::issue_ticket(&*self.readers.get()?, issue)
+    }
+
+    fn set_issue_ticket(&self, issue: i64, ticket: &IssueTicket) -> Result<()> {
+        issues::set_issue_ticket(self.writer().conn(), issue, ticket)
     }
 
     fn fingerprint_rules(&self, project: &str) -> Result<Option<String>> {

@@ -274,6 +274,16 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         UNIQUE (dedupe, channel)
     ) STRICT;
     CREATE INDEX notifications_due ON notifications (status, next_attempt_at);
+
+    -- An issue's ticket in an external tracker (ShotGrid, …).
+    CREATE TABLE issue_tickets (
+        issue_id      INTEGER PRIMARY KEY,
+        tracker       TEXT    NOT NULL,
+        external_id   TEXT    NOT NULL,
+        url           TEXT    NOT NULL,
+        attached      INTEGER NOT NULL,
+        last_note_at  INTEGER
+    ) STRICT;
     "#,
 ];
 

@@ -71,7 +71,10 @@ fn rules_round_trip(store: &dyn Store) {
         (a2.id, a2.name.as_str(), a2.spec.as_str()),
         (a.id, "storm2", "{\"v\":3}")
     );
-    assert_eq!(store.list_rules(Some("p")).unwrap(), std::slice::from_ref(&a2));
+    assert_eq!(
+        store.list_rules(Some("p")).unwrap(),
+        std::slice::from_ref(&a2)
+    );
     assert_eq!(store.list_rules(None).unwrap().len(), 2);
     assert_eq!(store.find_rule("p", "storm2").unwrap(), Some(a2));
     assert_eq!(store.find_rule("p", "storm").unwrap(), None);

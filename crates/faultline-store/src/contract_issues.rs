@@ -42,6 +42,7 @@ pub const CHECKS: &[(&str, Check)] = &[
         "attachments_are_content_addressed_and_collected",
         attachments_are_content_addressed_and_collected,
     ),
+    ("tickets_link_to_issues", tickets_link_to_issues),
 ];
 
 /// Runs every check on a fresh store from `make`.
@@ -679,4 +680,23 @@ fn attachments_are_content_addressed_and_collected(store: &dyn Store) {
     assert_eq!(store.delete_expired_events(T0 + HOUR, 100).unwrap(), 1);
     assert_eq!(store.get_attachment(&a.sha256).unwrap(), None);
     assert_eq!(store.get_attachment(&b.sha256).unwrap(), Some(b));
+}
+
+fn tickets_link_to_issues(store: &dyn Store) {
+    let id = record(store, vec![event("p", "aa", T0)])[0].issue_id;
+    assert_eq!(store.issue_ticket(id).unwrap(), None);
+    let mut t = crate::IssueTicket {
+        tracker: "shotgrid".into(),
+        external_id: "77".into(),
+        url: "https://sg/detail/Ticket/77".into(),
+        attached: false,
+        last_note_at: None,
+    };
+    store.set_issue_ticket(id, &t).unwrap();
+    t.attached = true;
+    t.last_note_at = Some(T0);
+    store.set_issue_ticket(id, &t).unwrap();
+    assert_eq!(store.issue_ticket(id).unwrap(), Some(t));
+    store.delete_issue(id).unwrap();
+    assert_eq!(store.issue_ticket(id).unwrap(), None);
 }

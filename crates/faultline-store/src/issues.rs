@@ -96,6 +96,19 @@ pub struct StatusUpdate {
     pub at: i64,
 }
 
+/// An issue's ticket in an external tracker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IssueTicket {
+    /// `shotgrid`, …
+    pub tracker: String,
+    pub external_id: String,
+    pub url: String,
+    /// The log is attached.
+    pub attached: bool,
+    /// When the last note was added (µs).
+    pub last_note_at: Option<i64>,
+}
+
 /// An attachment's content, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attachment {
@@ -178,6 +191,11 @@ pub trait IssueStore: Send + Sync {
     fn put_attachment(&self, attachment: &Attachment) -> Result<()>;
     /// An attachment by the SHA-256 of its content.
     fn get_attachment(&self, sha256: &str) -> Result<Option<Attachment>>;
+
+    /// The external ticket linked to an issue, if any.
+    fn issue_ticket(&self, issue: i64) -> Result<Option<IssueTicket>>;
+    /// Links (or updates the link of) an issue to its external ticket.
+    fn set_issue_ticket(&self, issue: i64, ticket: &IssueTicket) -> Result<()>;
 
     /// A project's fingerprint rules (JSON as the user wrote it), if any.
     fn fingerprint_rules(&self, project: &str) -> Result<Option<String>>;

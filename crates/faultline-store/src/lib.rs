@@ -25,7 +25,7 @@ pub use alerts::{
 };
 pub use issues::{
     Attachment, Bucket, EventBatch, EventOutcome, IssuePage, IssueQuery, IssueSort, IssueStore,
-    StatusUpdate,
+    IssueTicket, StatusUpdate,
 };
 pub use query::{Cursor, LogPage, LogQuery, Paging};
 

@@ -195,7 +195,7 @@ pub async fn detail(
     let id = parse_id(&id)?;
     let issue = visible_issue(&state, &principal, id).await?;
     let now = now_micros();
-    let (hourly, daily, latest, oldest, history) = state
+    let (hourly, daily, latest, oldest, history, ticket) = state
         .with_store(move |s| {
             Ok((
                 s.issue_histogram(id, Bucket::Hour, now - 24 * Bucket::Hour.micros())?,
@@ -203,6 +203,7 @@ pub async fn detail(
                 s.issue_events(id, None, 1)?.pop(),
                 s.first_event(id)?,
                 s.issue_history(id)?,
+                s.issue_ticket(id)?,
             ))
         })
         .await?;
@@ -214,6 +215,11 @@ pub async fn detail(
         "latest_event": latest.as_ref().map(event_json),
         "oldest_event": oldest.as_ref().map(event_json),
         "history": history.iter().map(change_json).collect::<Vec<_>>(),
+        "ticket": ticket.map(|t| json!({
+            "tracker": t.tracker,
+            "id": t.external_id,
+            "url": t.url,
+        })),
     })))
 }
 
