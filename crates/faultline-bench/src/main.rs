@@ -196,6 +196,8 @@ fn find_binary(given: &Path) -> anyhow::Result<PathBuf> {
 }
 
 fn main() -> ExitCode {
+    // HTTP clients use rustls with the ring provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let args = Args::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -66,6 +66,7 @@ struct ServerArgs {
 }
 
 fn main() -> ExitCode {
+    faultline_server::install_tls_provider();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Server(args) => run_server(args),

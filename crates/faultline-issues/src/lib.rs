@@ -64,6 +64,10 @@ pub const EXCEPTION_TYPE_KEYS: &[&str] = &["exception.type", "exception_type", "
 /// Attribute names that carry a stack trace reported separately.
 pub const STACK_KEYS: &[&str] = &["exception.stacktrace", "stacktrace", "stack", "error.stack"];
 
+/// Attribute of a log entry the agent shipped for an error it also reported
+/// as an incident (value: the incident's idempotency key).
+pub const INCIDENT_ATTRIBUTE: &str = "faultline.incident";
+
 /// Settings of the processor.
 #[derive(Debug, Clone)]
 pub struct ProcessorConfig {
@@ -170,9 +174,13 @@ impl Processor {
             .expect("inserted just above when missing")
     }
 
-    /// The event of one entry, or None when it is below the level.
+    /// The event of one entry, or None when it is below the level or
+    /// when an agent reported the same error as an incident (a shipped line
+    /// carrying [`INCIDENT_ATTRIBUTE`]): one error, one event.
     pub fn event_for(&mut self, entry: &StoredEntry) -> Option<NewEvent> {
-        if entry.entry.level < self.config.min_level {
+        if entry.entry.level < self.config.min_level
+            || entry.entry.attributes.contains_key(INCIDENT_ATTRIBUTE)
+        {
             return None;
         }
         Some(self.build(entry))

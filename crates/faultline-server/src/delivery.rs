@@ -53,6 +53,7 @@ pub async fn run(
     wake: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
 ) {
+    crate::install_tls_provider();
     let client = match reqwest::Client::builder()
         .timeout(TIMEOUT)
         .user_agent(concat!("faultline/", env!("CARGO_PKG_VERSION")))

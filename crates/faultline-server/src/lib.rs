@@ -44,6 +44,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::watch;
 
+/// Makes rustls use the ring crypto provider; call before building HTTP
+/// clients (harmless when done twice).
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// File name of the embedded database inside the data directory.
 pub const DB_FILE: &str = "faultline.db";
 

@@ -129,6 +129,7 @@ impl Resp {
 }
 
 pub fn http_client() -> reqwest::Client {
+    faultline_server::install_tls_provider();
     reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(60))

@@ -1,0 +1,501 @@
+//! `faultline-agent bench`: figures for issue 4 (not timed tests).
+//!
+//! - `bench scan FILE`: catch-up scan of FILE through the real tailer,
+//!   multiline framing, pre-filter, parser and matcher (no delivery), and
+//!   `grep -c ERROR FILE` in the same run; prints both throughputs and the
+//!   ratio.
+//! - `bench generate FILE --mib N`: writes a ShotGrid-format log of N MiB
+//!   with 0.1% ERROR records (with tracebacks).
+//! - `bench idle --files N --secs S`: starts the real agent watching N
+//!   files nobody writes and reports its CPU share and RSS (Linux).
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand};
+use faultline_agent::config::MatcherConfig;
+use faultline_agent::matcher::Matcher;
+use faultline_agent::parse::{Format, parse};
+use faultline_model::Level;
+use faultline_tail::{MultilineConfig, StartAt, Tailer, TailerConfig};
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    cmd: BenchCmd,
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Catch-up scan of a file vs `grep -c ERROR`.
+    Scan {
+        /// The log file.
+        file: PathBuf,
+        /// Also time the tailer alone (framing and multiline, no
+        /// matching), to show where the time goes.
+        #[arg(long)]
+        breakdown: bool,
+    },
+    /// Write a ShotGrid-format test log with 0.1% errors.
+    Generate {
+        /// Output file.
+        file: PathBuf,
+        /// Size in MiB.
+        #[arg(long, default_value_t = 1024)]
+        mib: u64,
+    },
+    /// Detection latency: from the write of an ERROR record to its
+    /// incident arriving at a built-in receiver (the real agent binary).
+    Latency {
+        /// Number of errors.
+        #[arg(long, default_value_t = 1000)]
+        count: usize,
+        /// The agent's `context.after` (lines waited for after an error).
+        #[arg(long)]
+        after: Option<usize>,
+        /// The agent's `context.after_wait`.
+        #[arg(long)]
+        after_wait: Option<String>,
+        /// The agent's `tail.multiline_timeout`.
+        #[arg(long)]
+        multiline_timeout: Option<String>,
+        /// Lines written after each error (the application goes on logging).
+        #[arg(long, default_value_t = 1)]
+        follow: usize,
+    },
+    /// CPU and RSS of the agent watching idle files (Linux).
+    Idle {
+        /// Number of files.
+        #[arg(long, default_value_t = 200)]
+        files: usize,
+        /// Measurement time in seconds.
+        #[arg(long, default_value_t = 30)]
+        secs: u64,
+        /// The agent's `tail.rescan_interval` (default: the agent's default).
+        #[arg(long)]
+        rescan: Option<String>,
+    },
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.cmd {
+        BenchCmd::Scan { file, breakdown } => scan(&file, breakdown),
+        BenchCmd::Generate { file, mib } => generate(&file, mib),
+        BenchCmd::Latency {
+            count,
+            after,
+            after_wait,
+            multiline_timeout,
+            follow,
+        } => latency(count, after, after_wait, multiline_timeout, follow),
+        BenchCmd::Idle {
+            files,
+            secs,
+            rescan,
+        } => idle(files, secs, rescan),
+    }
+}
+
+fn generate(file: &PathBuf, mib: u64) -> anyhow::Result<()> {
+    let f = std::fs::File::create(file).with_context(|| format!("create {}", file.display()))?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+    let target = mib << 20;
+    let mut written = 0u64;
+    let mut i = 0u64;
+    while written < target {
+        let line = if i % 1000 == 999 {
+            format!(
+                "2026-11-22 06:40:{:02},{:03} [4242 ERROR sgtk.core.engine] failed to open shot sh{i:06}\nTraceback (most recent call last):\n  File \"/opt/tk/engine.py\", line 12, in load\n    raise ValueError('bad shot')\nValueError: bad shot sh{i:06}\n",
+                i % 60,
+                i % 1000
+            )
+        } else {
+            format!(
+                "2026-11-22 06:40:{:02},{:03} [4242 DEBUG sgtk.core.log] loaded app tk-multi-loader2 item {i} from /projects/show/seq/sh{:04}/comp\n",
+                i % 60,
+                i % 1000,
+                i % 9999
+            )
+        };
+        w.write_all(line.as_bytes())?;
+        written += line.len() as u64;
+        i += 1;
+    }
+    w.flush()?;
+    println!(
+        "wrote {} ({} MiB, {i} records)",
+        file.display(),
+        written >> 20
+    );
+    Ok(())
+}
+
+/// Reads `file` from the start through a tailer; `f` sees every record.
+/// Returns (records, seconds).
+fn tail_all(
+    file: &Path,
+    size: u64,
+    multiline: bool,
+    mut f: impl FnMut(&str),
+) -> anyhow::Result<(u64, f64)> {
+    let mut cfg = TailerConfig::new([file.to_string_lossy().into_owned()]);
+    cfg.start_at = StartAt::Beginning;
+    cfg.multiline = multiline.then(MultilineConfig::default);
+    cfg.watch = faultline_tail::WatchMode::Poll;
+    cfg.max_read_per_poll = 64 << 20;
+    let t = Instant::now();
+    let mut tailer = Tailer::new(cfg)?;
+    let mut records = Vec::new();
+    let mut n = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(3600);
+    loop {
+        records.clear();
+        tailer.poll(&mut records, Duration::from_millis(600));
+        for r in &records {
+            n += 1;
+            f(&r.text);
+            tailer.ack(r.ack());
+        }
+        let done = tailer.files().iter().all(|f| f.emitted >= size);
+        if (done && records.is_empty()) || Instant::now() > deadline {
+            break;
+        }
+    }
+    Ok((n, t.elapsed().as_secs_f64()))
+}
+
+fn scan(file: &Path, breakdown: bool) -> anyhow::Result<()> {
+    let size = std::fs::metadata(file)
+        .with_context(|| format!("stat {}", file.display()))?
+        .len();
+    let mib = size as f64 / (1u64 << 20) as f64;
+    // Warm the page cache for both, so neither pays the disk.
+    let _ = std::process::Command::new("cat")
+        .arg(file)
+        .stdout(std::process::Stdio::null())
+        .status();
+
+    let t = Instant::now();
+    let out = std::process::Command::new("grep")
+        .args(["-c", "ERROR"])
+        .arg(file)
+        .output()
+        .context("run grep")?;
+    let grep_secs = t.elapsed().as_secs_f64();
+    let grep_count: u64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+
+    let matcher = Matcher::new(MatcherConfig {
+        min_level: Level::Error,
+        include: Vec::new(),
+        exclude: Vec::new(),
+    });
+    let mut matched = 0u64;
+    let (n, agent_secs) = tail_all(file, size, true, |text| {
+        if matcher.may_match(text) && matcher.matches(&parse(Format::Shotgrid, text), text) {
+            matched += 1;
+        }
+    })?;
+    if n == 0 {
+        bail!("no records read");
+    }
+    println!("file: {} ({mib:.0} MiB)", file.display());
+    println!(
+        "grep -c ERROR: {grep_count} lines in {grep_secs:.2} s = {:.0} MiB/s",
+        mib / grep_secs
+    );
+    println!(
+        "agent scan:    {n} records, {matched} incidents in {agent_secs:.2} s = {:.0} MiB/s",
+        mib / agent_secs
+    );
+    println!("ratio agent/grep: {:.3}", grep_secs / agent_secs);
+    let (records, stats, full_secs) = full_pipeline(file, size)?;
+    println!(
+        "full pipeline (context, grouping, throttle, attachment, spool fsync; no network): {records} records, {} incidents spooled, {} folded by the throttle, in {full_secs:.2} s = {:.0} MiB/s, ratio {:.3}",
+        stats.spooled,
+        stats.throttled,
+        mib / full_secs,
+        grep_secs / full_secs
+    );
+    if breakdown {
+        let (_, lines_secs) = tail_all(file, size, false, |_| {})?;
+        let (_, ml_secs) = tail_all(file, size, true, |_| {})?;
+        println!(
+            "breakdown: tailer lines only {:.0} MiB/s, + multiline {:.0} MiB/s, + match/parse {:.0} MiB/s",
+            mib / lines_secs,
+            mib / ml_secs,
+            mib / agent_secs
+        );
+    }
+    Ok(())
+}
+
+fn idle(files: usize, secs: u64, rescan: Option<String>) -> anyhow::Result<()> {
+    if !cfg!(target_os = "linux") {
+        bail!("bench idle reads /proc: Linux only");
+    }
+    let dir = std::env::temp_dir().join(format!("faultline-agent-idle-{}", std::process::id()));
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs)?;
+    for i in 0..files {
+        std::fs::write(
+            logs.join(format!("tk-app{i}.log")),
+            "2026-11-22 06:40:00,000 [1 INFO x] started\n",
+        )?;
+    }
+    let config = dir.join("agent.toml");
+    let mut text = String::new();
+    if let Some(r) = &rescan {
+        text.push_str(&format!("[tail]\nrescan_interval = {r:?}\n"));
+    }
+    std::fs::write(&config, text)?;
+    let exe = std::env::current_exe()?;
+    let mut child = std::process::Command::new(exe)
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .args(["--server", "http://127.0.0.1:9", "--token", "bench"])
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .arg("--watch")
+        .arg(logs.join("tk-*.log"))
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    std::thread::sleep(Duration::from_secs(3));
+    let ticks = |pid: u32| -> anyhow::Result<u64> {
+        let s = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        let after = s.rsplit_once(')').map(|x| x.1).unwrap_or_default();
+        let f: Vec<&str> = after.split_whitespace().collect();
+        Ok(f[11].parse::<u64>()? + f[12].parse::<u64>()?)
+    };
+    let pid = child.id();
+    let t0 = ticks(pid)?;
+    let start = Instant::now();
+    std::thread::sleep(Duration::from_secs(secs));
+    let t1 = ticks(pid)?;
+    let wall = start.elapsed().as_secs_f64();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .unwrap_or("VmRSS: ? kB")
+        .to_owned();
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    // USER_HZ is 100 on every Linux we ship for.
+    let cpu = (t1 - t0) as f64 / 100.0 / wall * 100.0;
+    println!("{files} idle files for {wall:.0} s: CPU {cpu:.3}% of one core, {rss}");
+    Ok(())
+}
+
+/// A minimal HTTP receiver: records when each `latency-probe N` incident
+/// arrived; answers 202.
+fn receiver(
+    arrivals: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<usize, Instant>>>,
+) -> anyhow::Result<std::net::SocketAddr> {
+    use std::io::{BufRead, BufReader, Read};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let now_arrivals = std::sync::Arc::clone(&arrivals);
+            let mut r = BufReader::new(conn.try_clone().expect("clone socket"));
+            let mut len = 0usize;
+            let mut line = String::new();
+            loop {
+                line.clear();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                let l = line.trim_end();
+                if l.is_empty() {
+                    break;
+                }
+                if let Some((n, v)) = l.split_once(':')
+                    && n.eq_ignore_ascii_case("content-length")
+                {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            if r.read_exact(&mut body).is_err() {
+                continue;
+            }
+            let at = Instant::now();
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let text = v["message"].as_str().unwrap_or_default();
+            if let Some(n) = text
+                .split("latency-probe ")
+                .nth(1)
+                .and_then(|t| t.split(|c: char| !c.is_ascii_digit()).next())
+                .and_then(|d| d.parse::<usize>().ok())
+            {
+                now_arrivals.lock().expect("lock").entry(n).or_insert(at);
+            }
+            let _ = conn.write_all(
+                b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+            );
+        }
+    });
+    Ok(addr)
+}
+
+fn latency(
+    count: usize,
+    after: Option<usize>,
+    after_wait: Option<String>,
+    multiline_timeout: Option<String>,
+    follow: usize,
+) -> anyhow::Result<()> {
+    let arrivals = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+    let addr = receiver(std::sync::Arc::clone(&arrivals))?;
+    let dir = std::env::temp_dir().join(format!("faultline-agent-lat-{}", std::process::id()));
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let mut cfg = String::from("[throttle]\nwindow = \"0s\"\n[context]\n");
+    if let Some(a) = after {
+        cfg.push_str(&format!("after = {a}\n"));
+    }
+    if let Some(w) = &after_wait {
+        cfg.push_str(&format!("after_wait = {w:?}\n"));
+    }
+    cfg.push_str("[tail]\n");
+    if let Some(m) = &multiline_timeout {
+        cfg.push_str(&format!("multiline_timeout = {m:?}\n"));
+    }
+    let config = dir.join("agent.toml");
+    std::fs::write(&config, cfg)?;
+    let log = logs.join("tk-maya.log");
+    std::fs::write(&log, "")?;
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .args(["--server", &format!("http://{addr}"), "--token", "bench"])
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .arg("--watch")
+        .arg(logs.join("tk-*.log"))
+        .env("FAULTLINE_LOG", "info,faultline_agent=debug")
+        .stderr(std::fs::File::create(dir.join("agent.stderr"))?)
+        .spawn()?;
+    std::thread::sleep(Duration::from_secs(2));
+    let mut f = std::fs::OpenOptions::new().append(true).open(&log)?;
+    let mut written = Vec::with_capacity(count);
+    for i in 0..count {
+        let mut block = format!(
+            "2026-11-22 06:40:00,000 [4242 ERROR sgtk.core.engine] latency-probe {i}\nTraceback (most recent call last):\n  File \"/opt/tk/engine.py\", line 12, in load\nValueError: probe {i}\n"
+        );
+        for _ in 0..follow {
+            block.push_str("2026-11-22 06:40:00,001 [4242 INFO sgtk.core.engine] carrying on\n");
+        }
+        written.push(Instant::now());
+        f.write_all(block.as_bytes())?;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while arrivals.lock().expect("lock").len() < count && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let got = arrivals.lock().expect("lock").clone();
+    let missing: Vec<usize> = (0..count).filter(|i| !got.contains_key(i)).collect();
+    if missing.is_empty() {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        println!(
+            "missing {missing:?}; agent state and log kept in {}",
+            dir.display()
+        );
+    }
+    let mut lat: Vec<Duration> = got
+        .iter()
+        .filter_map(|(i, at)| written.get(*i).map(|w| at.saturating_duration_since(*w)))
+        .collect();
+    if lat.is_empty() {
+        bail!("no incident arrived");
+    }
+    lat.sort();
+    let pct = |p: f64| lat[((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1];
+    println!(
+        "{} of {count} errors arrived; write → received: p50 {:?}, p99 {:?}, max {:?}",
+        lat.len(),
+        pct(0.50),
+        pct(0.99),
+        lat[lat.len() - 1]
+    );
+    Ok(())
+}
+
+/// The real tail and incident threads of the agent (context ring,
+/// versions, grouping, throttle, attachments, spool with fsync), without
+/// the network. Returns (records, incident counters, seconds).
+fn full_pipeline(
+    file: &Path,
+    size: u64,
+) -> anyhow::Result<(u64, faultline_agent::pipeline::BuilderStats, f64)> {
+    use faultline_agent::config::{AgentConfig, Overrides, RawConfig, RawSource};
+    use faultline_agent::pipeline::{Shared, start_source};
+    use std::sync::Arc;
+    let state = std::env::temp_dir().join(format!("faultline-agent-scan-{}", std::process::id()));
+    let raw = RawConfig {
+        server: Some("http://127.0.0.1:9".into()),
+        token: Some("bench".into()),
+        state_dir: Some(state.clone()),
+        sources: vec![RawSource {
+            name: Some("scan".into()),
+            paths: vec![file.to_string_lossy().into_owned()],
+            format: Some("shotgrid".into()),
+            start_at: Some("beginning".into()),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let cfg = Arc::new(AgentConfig::build(
+        raw,
+        Overrides::default(),
+        &faultline_agent::platform::process_env,
+    )?);
+    std::fs::create_dir_all(&state)?;
+    let spool = faultline_agent::spool::Spool::open(
+        &state.join("spool"),
+        &state.join("dead-letter"),
+        cfg.spool_max_bytes,
+    )?;
+    let shared = Shared::new(spool);
+    let env = Arc::new(faultline_agent::environment::StaticEnv::collect(
+        &cfg.user,
+        &cfg.env_extra,
+    ));
+    let t = Instant::now();
+    let (mut worker, builder) = start_source(
+        cfg.sources[0].clone(),
+        Arc::clone(&cfg),
+        env,
+        Arc::clone(&shared),
+    )?;
+    let b = std::thread::spawn(move || builder.run());
+    let deadline = Instant::now() + Duration::from_secs(3600);
+    loop {
+        worker.step(Duration::from_millis(600));
+        let done = worker.files().iter().all(|f| f.emitted >= size);
+        if (done && !worker.has_pending()) || Instant::now() > deadline {
+            break;
+        }
+    }
+    let records = worker.stats.records;
+    drop(worker);
+    let stats = b
+        .join()
+        .map_err(|_| anyhow::anyhow!("incident thread panicked"))?;
+    let secs = t.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&state);
+    Ok((records, stats, secs))
+}
