@@ -121,10 +121,12 @@
 //! are read from the file, not cached (≈3–4 bytes per row would be ≈35 MB
 //! for 10 M rows).
 
+mod chunk;
 mod index;
 mod read;
 mod schema;
 mod text;
+mod walk;
 mod write;
 
 use faultline_model::{Level, NewEntry, Project, Service, ServiceSummary, TokenInfo, TokenKind};
@@ -190,7 +192,7 @@ impl SqliteStore {
                 .map_err(|e| StoreError::backend("create the data directory", e))?;
         }
         let conn = schema::open_writer(path, &options)?;
-        let writer = write::Writer::new(conn, block_rows)?;
+        let writer = write::Writer::new(conn, block_rows, chunk::compress())?;
         Ok(SqliteStore {
             path: path.to_path_buf(),
             writer: Mutex::new(writer),

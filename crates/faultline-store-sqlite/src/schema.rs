@@ -1,6 +1,8 @@
 //! Opening connections and migrating the schema.
 
-use crate::{SqliteOptions, db, index};
+use crate::chunk::ChunkBuilder;
+use crate::{SqliteOptions, db, index, write};
+use faultline_model::{Attributes, Level, NewEntry};
 use faultline_store::{Result, StoreError};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::path::Path;
@@ -116,11 +118,34 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         bytes  BLOB NOT NULL
     ) STRICT;
     "#,
+    // 3: entries are stored in chunks (see chunk.rs and the crate docs);
+    // `chunks_from_logs` converts the rows of `logs` right after, then
+    // drops it.
+    r#"
+    CREATE TABLE log_chunks (
+        first_id    INTEGER PRIMARY KEY,
+        last_id     INTEGER NOT NULL,
+        service_id  INTEGER NOT NULL,
+        min_ts      INTEGER NOT NULL,
+        max_ts      INTEGER NOT NULL,
+        levels      INTEGER NOT NULL,
+        count       INTEGER NOT NULL,
+        data        BLOB    NOT NULL
+    ) STRICT;
+    -- Newest-first walks read these (covering) indexes only, then each
+    -- chunk's blob by first_id.
+    CREATE INDEX log_chunks_ts ON log_chunks (max_ts, min_ts, service_id, levels);
+    CREATE INDEX log_chunks_service ON log_chunks (service_id, max_ts, min_ts, levels);
+    "#,
 ];
 
 /// The version whose migration creates `text_blocks`, which then needs the
-/// blocks of the rows already stored.
+/// blocks of the entries already stored.
 const TEXT_BLOCKS_VERSION: usize = 2;
+
+/// The version whose migration creates `log_chunks`, which then receives
+/// the rows of `logs`.
+const CHUNKS_VERSION: usize = 3;
 
 /// The schema version this build writes.
 pub(crate) const LATEST: i64 = MIGRATIONS.len() as i64;
@@ -148,7 +173,7 @@ pub(crate) fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connec
     configure(&conn, options)?;
     conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)
         .map_err(db("set journal_size_limit"))?;
-    migrate(&mut conn, path)?;
+    migrate(&mut conn, path, crate::chunk::compress())?;
     Ok(conn)
 }
 
@@ -199,7 +224,7 @@ fn user_version(conn: &Connection) -> Result<i64> {
 /// Applies the missing migrations in one `IMMEDIATE` transaction, so two
 /// processes opening a new file at once cannot both migrate it: the second
 /// waits for the lock, then sees the new version and does nothing.
-fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+fn migrate(conn: &mut Connection, path: &Path, compress: bool) -> Result<()> {
     if user_version(conn)? == LATEST {
         return Ok(());
     }
@@ -215,15 +240,95 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(from as usize) {
         tx.execute_batch(sql).map_err(db("migrate the schema"))?;
-        if i + 1 == TEXT_BLOCKS_VERSION {
-            // Finished blocks for every full block of existing rows; the
-            // rest is the writer's open block, rebuilt on its first append.
-            index::OpenBlock::new(faultline_textindex::BLOCK_ROWS).sync(&tx, 0)?;
+        if i + 1 == CHUNKS_VERSION {
+            chunks_from_logs(&tx, compress)?;
         }
         tracing::info!(path = %path.display(), version = i + 1, "migrated database schema");
+    }
+    if from < TEXT_BLOCKS_VERSION as i64 {
+        // Finished blocks for every full block of existing entries (now in
+        // chunks); the rest is the writer's open block, rebuilt on its
+        // first append.
+        index::OpenBlock::new(faultline_textindex::BLOCK_ROWS).sync(&tx, 0)?;
     }
     tx.pragma_update(None, "user_version", LATEST)
         .map_err(db("write the schema version"))?;
     tx.commit().map_err(db("commit the schema migration"))?;
+    Ok(())
+}
+
+/// Moves the rows of a version 2 `logs` table into chunks (runs of
+/// consecutive ids of one service, cut as the writer cuts them), then drops
+/// it. Ids, and so the full-text index, stay as they were.
+fn chunks_from_logs(conn: &Connection, compress: bool) -> Result<()> {
+    let mut insert = conn
+        .prepare_cached(write::INSERT_CHUNK)
+        .map_err(db("prepare the chunk insert"))?;
+    let mut stmt = conn
+        .prepare(
+            "SELECT id, ts, received_at, service_id, level, message, tags, host, attributes, \
+             trace_id, span_id FROM logs ORDER BY id",
+        )
+        .map_err(db("read the rows to convert"))?;
+    let mut rows = stmt.query([]).map_err(db("read the rows to convert"))?;
+    let mut chunk = ChunkBuilder::new(compress);
+    let mut service = 0i64;
+    let mut converted = 0usize;
+    while let Some(r) = rows.next().map_err(db("read the rows to convert"))? {
+        let id: i64 = r.get(0).map_err(db("read a row to convert"))?;
+        let service_id: i64 = r.get(3).map_err(db("read a row to convert"))?;
+        let level: i64 = r.get(4).map_err(db("read a row to convert"))?;
+        let tags: Option<String> = r.get(6).map_err(db("read a row to convert"))?;
+        let attributes: Option<String> = r.get(8).map_err(db("read a row to convert"))?;
+        let level = u8::try_from(level)
+            .ok()
+            .and_then(Level::from_code)
+            .ok_or_else(|| {
+                StoreError::Invalid(format!("entry {id} has unknown level code {level}"))
+            })?;
+        let e = NewEntry {
+            project: String::new(),
+            service: String::new(),
+            level,
+            message: r.get(5).map_err(db("read a row to convert"))?,
+            tags: match tags {
+                None => Vec::new(),
+                Some(t) => t
+                    .strip_prefix('\x1f')
+                    .and_then(|t| t.strip_suffix('\x1f'))
+                    .unwrap_or(&t)
+                    .split('\x1f')
+                    .map(str::to_owned)
+                    .collect(),
+            },
+            timestamp: r.get(1).map_err(db("read a row to convert"))?,
+            received_at: r.get(2).map_err(db("read a row to convert"))?,
+            host: r.get(7).map_err(db("read a row to convert"))?,
+            attributes: match attributes {
+                None => Attributes::new(),
+                Some(json) => serde_json::from_str(&json)
+                    .map_err(|e| StoreError::backend("decode stored attributes", e))?,
+            },
+            trace_id: r.get(9).map_err(db("read a row to convert"))?,
+            span_id: r.get(10).map_err(db("read a row to convert"))?,
+        };
+        if !chunk.is_empty() && (service_id != service || chunk.full_for(e.timestamp)) {
+            write::store_chunk(&mut insert, &mut chunk, service)?;
+        }
+        service = service_id;
+        chunk.push(id, &e)?;
+        converted += 1;
+    }
+    if !chunk.is_empty() {
+        write::store_chunk(&mut insert, &mut chunk, service)?;
+    }
+    drop(rows);
+    drop(stmt);
+    drop(insert);
+    conn.execute_batch("DROP TABLE logs")
+        .map_err(db("drop the converted rows"))?;
+    if converted > 0 {
+        tracing::info!(entries = converted, "moved log entries into chunks");
+    }
     Ok(())
 }
