@@ -121,6 +121,7 @@
 //! are read from the file, not cached (≈3–4 bytes per row would be ≈35 MB
 //! for 10 M rows).
 
+mod checkpoint;
 mod chunk;
 mod index;
 mod read;
@@ -191,8 +192,9 @@ impl SqliteStore {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::backend("create the data directory", e))?;
         }
-        let conn = schema::open_writer(path, &options)?;
-        let writer = write::Writer::new(conn, block_rows, chunk::compress())?;
+        let mut conn = schema::open_writer(path, &options)?;
+        let checkpointer = checkpoint::Checkpointer::start(&mut conn, path, &options)?;
+        let writer = write::Writer::new(conn, checkpointer, block_rows, chunk::compress())?;
         Ok(SqliteStore {
             path: path.to_path_buf(),
             writer: Mutex::new(writer),

@@ -192,6 +192,25 @@ pub(crate) fn open_reader(path: &Path, options: &SqliteOptions) -> Result<Connec
     Ok(conn)
 }
 
+/// Opens the connection of the checkpoint thread (see checkpoint.rs).
+pub(crate) fn open_checkpointer(path: &Path, options: &SqliteOptions) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(db("open the checkpoint connection"))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(db("set the busy timeout"))?;
+    configure(
+        &conn,
+        &SqliteOptions {
+            cache_size_kib: 64,
+            ..options.clone()
+        },
+    )?;
+    Ok(conn)
+}
+
 /// Settings every connection needs (they are per connection in SQLite).
 fn configure(conn: &Connection, options: &SqliteOptions) -> Result<()> {
     let synchronous = if options.synchronous_full {

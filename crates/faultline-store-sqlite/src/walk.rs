@@ -302,8 +302,8 @@ fn by_chunk(
 
 /// The entries among the candidate `ids` of the full-text index that `f`
 /// keeps and `text` matches, newest first, skipping `skip` and keeping
-/// `want`. Read in two passes: the keys of every match, then the entries
-/// of the page.
+/// `want`. Only the newest `skip + want` matches are kept (a bounded heap),
+/// and only those are built.
 pub(crate) fn fetch_candidates(
     conn: &Connection,
     f: &Filter<'_>,
@@ -314,34 +314,60 @@ pub(crate) fn fetch_candidates(
 ) -> Result<Vec<Found>> {
     ids.sort_unstable_by_key(|&i| Reverse(i));
     ids.dedup();
-    let mut keys: Vec<(i64, i64)> = Vec::new();
+    let keep = skip.saturating_add(want);
+    // The oldest kept match on top, to be pushed out by a newer one.
+    let mut kept: BinaryHeap<Reverse<Keyed>> = BinaryHeap::new();
     by_chunk(conn, f, &ids, |c, recs| {
         for &i in recs {
             let r = &c.recs[i];
-            if f.keeps(r) && f.keeps_body(c, r, Some(&mut *text))? {
-                keys.push((r.ts, r.id));
+            if !f.keeps(r) {
+                continue;
+            }
+            let key = (r.ts, r.id);
+            if kept.len() >= keep && kept.peek().is_some_and(|Reverse(k)| k.key >= key) {
+                continue;
+            }
+            if f.keeps_body(c, r, Some(&mut *text))? {
+                kept.push(Reverse(Keyed {
+                    key,
+                    found: found(c, r)?,
+                }));
+                if kept.len() > keep {
+                    kept.pop();
+                }
             }
         }
         Ok(())
     })?;
-    keys.sort_unstable_by_key(|&k| Reverse(k));
-    let page: Vec<(i64, i64)> = keys.into_iter().skip(skip).take(want).collect();
-    let mut page_ids: Vec<i64> = page.iter().map(|k| k.1).collect();
-    page_ids.sort_unstable_by_key(|&i| Reverse(i));
-    let mut out: Vec<Found> = Vec::with_capacity(page.len());
-    by_chunk(conn, f, &page_ids, |c, recs| {
-        for &i in recs {
-            out.push(found(c, &c.recs[i])?);
-        }
-        Ok(())
-    })?;
-    out.sort_unstable_by_key(|e| Reverse((e.entry.entry.timestamp, e.id())));
-    Ok(out)
+    // Newest first.
+    let mut out: Vec<Keyed> = kept.into_iter().map(|Reverse(k)| k).collect();
+    out.sort_unstable_by_key(|k| Reverse(k.key));
+    Ok(out.into_iter().skip(skip).map(|k| k.found).collect())
 }
 
-impl Found {
-    fn id(&self) -> i64 {
-        self.entry.id
+/// A match ordered by its (ts, id).
+struct Keyed {
+    key: (i64, i64),
+    found: Found,
+}
+
+impl PartialEq for Keyed {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+
+impl Eq for Keyed {}
+
+impl PartialOrd for Keyed {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Keyed {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key.cmp(&other.key)
     }
 }
 

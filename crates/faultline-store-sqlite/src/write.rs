@@ -1,5 +1,6 @@
 //! The write connection: appends, retention, tenancy and token changes.
 
+use crate::checkpoint::Checkpointer;
 use crate::chunk::{self, Chunk, ChunkBuilder};
 use crate::db;
 use crate::index::{self, OpenBlock};
@@ -26,6 +27,8 @@ const COUNT_APPENDED: &str = "UPDATE services SET \
 /// State owned by the single write connection.
 pub(crate) struct Writer {
     conn: Connection,
+    /// Checkpoints the WAL off the commit path; stopped on drop.
+    checkpointer: Checkpointer,
     /// (project, service) → service id. Services are never deleted or
     /// renamed, so an id once seen stays right, even if another process
     /// created the service.
@@ -45,6 +48,12 @@ pub(crate) struct Writer {
     /// changes when another connection commits, which may have appended old
     /// entries we did not see.
     data_version: i64,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.checkpointer.stop(&mut self.conn);
+    }
 }
 
 #[derive(Default)]
@@ -72,10 +81,16 @@ struct Group {
 }
 
 impl Writer {
-    pub(crate) fn new(conn: Connection, block_rows: usize, compress: bool) -> Result<Writer> {
+    pub(crate) fn new(
+        conn: Connection,
+        checkpointer: Checkpointer,
+        block_rows: usize,
+        compress: bool,
+    ) -> Result<Writer> {
         let data_version = data_version(&conn)?;
         Ok(Writer {
             conn,
+            checkpointer,
             services: ServiceIds::default(),
             chunk: ChunkBuilder::new(compress),
             groups: Vec::new(),
