@@ -351,3 +351,151 @@ fn chunks_from_logs(conn: &Connection, compress: bool) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::MIGRATIONS;
+    use crate::{SqliteOptions, SqliteStore};
+    use faultline_model::{AttrValue, Attributes, Level, LogFilter, NewEntry};
+    use faultline_store::{LogQuery, Paging, Store};
+    use rusqlite::{Connection, params};
+
+    const T0: i64 = 1_700_000_000_000_000;
+    const HOUR: i64 = 3_600_000_000;
+
+    fn all(store: &SqliteStore, filter: LogFilter) -> Vec<(i64, NewEntry)> {
+        store
+            .query_logs(&LogQuery {
+                filter,
+                limit: 10_000,
+                paging: Paging::Cursor(None),
+            })
+            .expect("query")
+            .entries
+            .into_iter()
+            .map(|e| (e.id, e.entry))
+            .collect()
+    }
+
+    /// A version 2 database with rows (two services interleaved, every
+    /// field, timestamps hours apart) is converted to chunks: every entry
+    /// keeps its id and fields, search and retention work, ids go on after
+    /// the stored high-water mark.
+    #[test]
+    fn migration_from_rows_keeps_every_entry() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("v2.db");
+        let mut want: Vec<(i64, NewEntry)> = Vec::new();
+        {
+            let conn = Connection::open(&path).expect("raw open");
+            conn.execute_batch(MIGRATIONS[0]).expect("v1 schema");
+            conn.execute_batch(MIGRATIONS[1]).expect("v2 schema");
+            conn.execute_batch(
+                "PRAGMA user_version = 2;
+                 INSERT INTO projects (id, name, created_at) VALUES (1, 'p', 0);
+                 INSERT INTO services (id, project_id, name, created_at) VALUES (1, 1, 'api', 0);
+                 INSERT INTO services (id, project_id, name, created_at) VALUES (2, 1, 'web', 0);",
+            )
+            .expect("v2 tenancy");
+            let mut insert = conn
+                .prepare(
+                    "INSERT INTO logs (id, ts, received_at, service_id, level, message, tags, \
+                     host, attributes, trace_id, span_id) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                )
+                .expect("prepare");
+            for id in 1..=700i64 {
+                // Runs of one service, a gap in the ids, hours between
+                // some entries.
+                let service = if (id / 50) % 2 == 0 { 1 } else { 2 };
+                if id % 97 == 0 {
+                    continue;
+                }
+                let ts = T0 + (id / 100) * 2 * HOUR + id;
+                let level = Level::from_code((id % 6 + 1) as u8).expect("level");
+                let tags: Vec<String> = (0..id % 3).map(|t| format!("tag{t}")).collect();
+                let mut attributes = Attributes::new();
+                if id % 2 == 0 {
+                    attributes.insert("n".into(), AttrValue::Int(id));
+                    attributes.insert("f".into(), AttrValue::Float(id as f64 / 4.0));
+                    attributes.insert("b".into(), AttrValue::Bool(true));
+                    attributes.insert("s".into(), AttrValue::Str(format!("v{id}")));
+                }
+                let e = NewEntry {
+                    project: "p".into(),
+                    service: if service == 1 { "api" } else { "web" }.into(),
+                    level,
+                    message: format!("converted entry {id} word{}", id % 10),
+                    tags,
+                    timestamp: ts,
+                    received_at: ts + 5,
+                    host: (id % 3 == 0).then(|| format!("host{}", id % 4)),
+                    attributes,
+                    trace_id: (id % 5 == 0).then(|| format!("{id:032x}")),
+                    span_id: (id % 7 == 0).then(|| format!("{id:016x}")),
+                };
+                let stored_tags =
+                    (!e.tags.is_empty()).then(|| format!("\u{1f}{}\u{1f}", e.tags.join("\u{1f}")));
+                let attrs = (!e.attributes.is_empty())
+                    .then(|| serde_json::to_string(&e.attributes).expect("json"));
+                insert
+                    .execute(params![
+                        id,
+                        e.timestamp,
+                        e.received_at,
+                        service,
+                        i64::from(level.code()),
+                        e.message,
+                        stored_tags,
+                        e.host,
+                        attrs,
+                        e.trace_id,
+                        e.span_id
+                    ])
+                    .expect("insert");
+                want.push((id, e));
+            }
+            conn.execute("UPDATE meta SET value = 705 WHERE key = 'last_log_id'", [])
+                .expect("meta");
+        }
+        let store = SqliteStore::open(&path, SqliteOptions::default()).expect("migrate");
+        want.sort_by_key(|(id, e)| std::cmp::Reverse((e.timestamp, *id)));
+        assert_eq!(all(&store, LogFilter::default()), want);
+        let conn = Connection::open(&path).expect("raw open");
+        let (logs, chunks): (i64, i64) = conn
+            .query_row(
+                "SELECT (SELECT count(*) FROM sqlite_master WHERE name = 'logs'), \
+                 (SELECT count(*) FROM log_chunks)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("schema");
+        assert_eq!(logs, 0, "logs is dropped");
+        assert!(
+            chunks >= 14,
+            "runs of one service and of one hour: {chunks}"
+        );
+        let q = LogFilter {
+            q: Some("word3".into()),
+            ..LogFilter::default()
+        };
+        let hits: Vec<(i64, NewEntry)> =
+            want.iter().filter(|(_, e)| q.matches(e)).cloned().collect();
+        assert_eq!(all(&store, q), hits);
+        let deleted = store
+            .delete_expired(Level::Info, T0 + 4 * HOUR, 1_000)
+            .expect("retention");
+        let gone = want
+            .iter()
+            .filter(|(_, e)| e.level == Level::Info && e.timestamp < T0 + 4 * HOUR)
+            .count();
+        assert_eq!(deleted, gone);
+        let ids = store
+            .append(&[&[NewEntry {
+                message: "after migration".into(),
+                ..want[0].1.clone()
+            }]])
+            .expect("append");
+        assert_eq!(ids, vec![706]);
+    }
+}
