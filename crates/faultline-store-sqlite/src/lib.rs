@@ -194,7 +194,7 @@ impl SqliteStore {
         }
         let mut conn = schema::open_writer(path, &options)?;
         let checkpointer = checkpoint::Checkpointer::start(&mut conn, path, &options)?;
-        let writer = write::Writer::new(conn, checkpointer, block_rows, chunk::compress())?;
+        let writer = write::Writer::new(conn, checkpointer, block_rows)?;
         Ok(SqliteStore {
             path: path.to_path_buf(),
             writer: Mutex::new(writer),

@@ -173,7 +173,7 @@ pub(crate) fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connec
     configure(&conn, options)?;
     conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)
         .map_err(db("set journal_size_limit"))?;
-    migrate(&mut conn, path, crate::chunk::compress())?;
+    migrate(&mut conn, path)?;
     Ok(conn)
 }
 
@@ -243,7 +243,7 @@ fn user_version(conn: &Connection) -> Result<i64> {
 /// Applies the missing migrations in one `IMMEDIATE` transaction, so two
 /// processes opening a new file at once cannot both migrate it: the second
 /// waits for the lock, then sees the new version and does nothing.
-fn migrate(conn: &mut Connection, path: &Path, compress: bool) -> Result<()> {
+fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
     if user_version(conn)? == LATEST {
         return Ok(());
     }
@@ -260,7 +260,7 @@ fn migrate(conn: &mut Connection, path: &Path, compress: bool) -> Result<()> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(from as usize) {
         tx.execute_batch(sql).map_err(db("migrate the schema"))?;
         if i + 1 == CHUNKS_VERSION {
-            chunks_from_logs(&tx, compress)?;
+            chunks_from_logs(&tx)?;
         }
         tracing::info!(path = %path.display(), version = i + 1, "migrated database schema");
     }
@@ -279,7 +279,7 @@ fn migrate(conn: &mut Connection, path: &Path, compress: bool) -> Result<()> {
 /// Moves the rows of a version 2 `logs` table into chunks (runs of
 /// consecutive ids of one service, cut as the writer cuts them), then drops
 /// it. Ids, and so the full-text index, stay as they were.
-fn chunks_from_logs(conn: &Connection, compress: bool) -> Result<()> {
+fn chunks_from_logs(conn: &Connection) -> Result<()> {
     let mut insert = conn
         .prepare_cached(write::INSERT_CHUNK)
         .map_err(db("prepare the chunk insert"))?;
@@ -290,7 +290,7 @@ fn chunks_from_logs(conn: &Connection, compress: bool) -> Result<()> {
         )
         .map_err(db("read the rows to convert"))?;
     let mut rows = stmt.query([]).map_err(db("read the rows to convert"))?;
-    let mut chunk = ChunkBuilder::new(compress);
+    let mut chunk = ChunkBuilder::new();
     let mut service = 0i64;
     let mut converted = 0usize;
     while let Some(r) = rows.next().map_err(db("read the rows to convert"))? {

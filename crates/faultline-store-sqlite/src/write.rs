@@ -85,14 +85,13 @@ impl Writer {
         conn: Connection,
         checkpointer: Checkpointer,
         block_rows: usize,
-        compress: bool,
     ) -> Result<Writer> {
         let data_version = data_version(&conn)?;
         Ok(Writer {
             conn,
             checkpointer,
             services: ServiceIds::default(),
-            chunk: ChunkBuilder::new(compress),
+            chunk: ChunkBuilder::new(),
             groups: Vec::new(),
             order: Vec::new(),
             index: OpenBlock::new(block_rows),
