@@ -344,29 +344,26 @@ pub(crate) struct Chunk {
     pub(crate) recs: Vec<Rec>,
 }
 
-/// The payload of a chunk's blob.
-fn payload(data: &[u8], into: &mut Vec<u8>) -> Result<()> {
-    into.clear();
+/// Where the payload starts in a chunk's blob.
+fn payload_start(data: &[u8]) -> Result<usize> {
     match data.first() {
-        Some(&CODEC_RAW) => into.extend_from_slice(&data[1..]),
-        Some(&codec) => {
-            return Err(StoreError::Invalid(format!(
-                "a stored log chunk has unknown codec {codec}; upgrade faultline"
-            )));
-        }
-        None => return Err(corrupt()),
+        Some(&CODEC_RAW) => Ok(1),
+        Some(&codec) => Err(StoreError::Invalid(format!(
+            "a stored log chunk has unknown codec {codec}; upgrade faultline"
+        ))),
+        None => Err(corrupt()),
     }
-    Ok(())
 }
 
 impl Chunk {
-    /// Decodes the blob of the chunk whose first id is `first_id`.
-    pub(crate) fn decode(first_id: i64, service_id: i64, data: &[u8]) -> Result<Chunk> {
-        let mut p = Vec::new();
-        payload(data, &mut p)?;
+    /// Decodes the blob of the chunk whose first id is `first_id` (kept as
+    /// it is: records point into it).
+    pub(crate) fn decode(first_id: i64, service_id: i64, data: Vec<u8>) -> Result<Chunk> {
+        let p = data;
+        let start = payload_start(&p)?;
         let mut recs = Vec::new();
         {
-            let mut b = Bytes { b: &p, at: 0 };
+            let mut b = Bytes { b: &p, at: start };
             let count = usize::try_from(b.varint()?).map_err(|_| corrupt())?;
             if count > p.len() {
                 return Err(corrupt());
@@ -546,7 +543,7 @@ mod tests {
             assert_eq!((first, last), (1_000, 1_598));
             let blob = b.finish().to_vec();
             assert_eq!(blob[0], CODEC_RAW);
-            let c = Chunk::decode(first, 9, &blob).expect("decode");
+            let c = Chunk::decode(first, 9, blob.clone()).expect("decode");
             assert_eq!(c.recs.len(), 300);
             for (i, (r, e)) in c.recs.iter().zip(&entries).enumerate() {
                 let got = c.entry(r, "p", "s").expect("entry");
@@ -564,7 +561,7 @@ mod tests {
             }
             let first = w.first_id;
             let blob = w.finish().to_vec();
-            let c2 = Chunk::decode(first, 9, &blob).expect("decode rewrite");
+            let c2 = Chunk::decode(first, 9, blob.clone()).expect("decode rewrite");
             assert_eq!(c2.recs.len(), 150);
             for (r, e) in c2.recs.iter().zip(entries.iter().step_by(2)) {
                 assert_eq!(&c2.entry(r, "p", "s").expect("entry").entry, e);
@@ -578,12 +575,12 @@ mod tests {
         b.push(1, &sample(1)).expect("push");
         let blob = b.finish().to_vec();
         for n in 0..blob.len() {
-            if let Ok(c) = Chunk::decode(1, 1, &blob[..n]) {
+            if let Ok(c) = Chunk::decode(1, 1, blob[..n].to_vec()) {
                 for r in &c.recs {
                     let _ = c.entry(r, "p", "s");
                 }
             }
         }
-        assert!(Chunk::decode(1, 1, &[7, 0]).is_err());
+        assert!(Chunk::decode(1, 1, vec![7, 0]).is_err());
     }
 }

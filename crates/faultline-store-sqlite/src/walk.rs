@@ -230,7 +230,7 @@ pub(crate) fn walk(
         let Some((service_id, data)) = loaded else {
             continue;
         };
-        let c = Chunk::decode(first_id, service_id, &data)?;
+        let c = Chunk::decode(first_id, service_id, data)?;
         let slot = u32::try_from(chunks.len()).unwrap_or(u32::MAX);
         let mut n = 0;
         for (i, r) in c.recs.iter().enumerate() {
@@ -271,20 +271,25 @@ fn by_chunk(
     let mut recs = Vec::new();
     while at < ids.len() {
         let id = ids[at];
-        let row: Option<(i64, i64, i64, Vec<u8>)> = holding
-            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-            .optional()
-            .map_err(db("read a log chunk"))?;
-        let Some((first_id, last_id, service_id, data)) = row else {
+        let mut rows = holding.query([id]).map_err(db("read a log chunk"))?;
+        let Some(row) = rows.next().map_err(db("read a log chunk"))? else {
             break;
         };
+        let (first_id, last_id, service_id): (i64, i64, i64) = (
+            row.get(0).map_err(db("read a log chunk"))?,
+            row.get(1).map_err(db("read a log chunk"))?,
+            row.get(2).map_err(db("read a log chunk"))?,
+        );
         // The ids this chunk could hold.
         let end = ids[at..]
             .iter()
             .position(|&i| i < first_id)
             .map_or(ids.len(), |p| at + p);
-        if last_id >= ids[end - 1] && f.service_allowed(service_id) {
-            let c = Chunk::decode(first_id, service_id, &data)?;
+        // The blob (its overflow pages) is read only for a chunk that
+        // holds some of the ids and is of a service the query wants.
+        if ids[end - 1] <= last_id && f.service_allowed(service_id) {
+            let data: Vec<u8> = row.get(3).map_err(db("read a log chunk"))?;
+            let c = Chunk::decode(first_id, service_id, data)?;
             recs.clear();
             for &id in &ids[at..end] {
                 if let Ok(i) = c.recs.binary_search_by_key(&id, |r| r.id) {
@@ -400,7 +405,7 @@ pub(crate) fn entries_after(
             .get_ref(2)
             .and_then(|v| Ok(v.as_blob()?))
             .map_err(db("scan the newest entries"))?;
-        let c = Chunk::decode(first_id, service_id, data)?;
+        let c = Chunk::decode(first_id, service_id, data.to_vec())?;
         let mut visit = |r: &Rec| -> Result<()> {
             if r.id > after {
                 each(r.id, c.message(r)?)?;

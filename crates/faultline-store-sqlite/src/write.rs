@@ -344,7 +344,7 @@ impl Writer {
                 let (service_id, data): (i64, Vec<u8>) = read
                     .query_row([first_id], |r| Ok((r.get(0)?, r.get(1)?)))
                     .map_err(db("read a log chunk"))?;
-                let c = Chunk::decode(first_id, service_id, &data)?;
+                let c = Chunk::decode(first_id, service_id, data)?;
                 // The expired entries, oldest first, as many as allowed.
                 let mut gone: Vec<(i64, i64)> = c
                     .recs
