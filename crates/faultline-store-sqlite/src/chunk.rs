@@ -53,8 +53,14 @@ pub(crate) const MAX_ENTRIES: usize = 1024;
 /// costs about as much as reading a few dozen rows did.
 pub(crate) const MAX_BYTES: usize = 32 * 1024;
 /// Widest timestamp range of one chunk (µs): a newest-first walk from a
-/// timestamp `t` only needs the chunks with `max_ts <= t + MAX_SPAN`.
-pub(crate) const MAX_SPAN: i64 = 3_600 * 1_000_000;
+/// timestamp `t` only needs the chunks with `max_ts <= t + MAX_SPAN`, and
+/// reads the index entries of all chunks ending in `(t, t + MAX_SPAN]` to
+/// find them: at 100k entries/s in chunks of ~100, a minute is ~60,000
+/// index entries (a few ms), an hour would be 3.6 M. Entries arriving with
+/// timestamps near their receive time (the usual case) make chunks that
+/// span milliseconds; a backfill of old entries is cut into chunks of a
+/// minute of timestamps each.
+pub(crate) const MAX_SPAN: i64 = 60 * 1_000_000;
 
 #[inline]
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {

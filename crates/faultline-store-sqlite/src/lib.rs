@@ -57,7 +57,7 @@
 //! arrival order, so a chunk holds the entries of one service and one
 //! append with consecutive ids `[first_id, last_id]` (ids are still
 //! returned in the caller's entry order). A chunk is cut early when its
-//! timestamps would span more than `chunk::MAX_SPAN` (1 h), or at
+//! timestamps would span more than `chunk::MAX_SPAN` (1 min), or at
 //! 1024 entries or 32 KiB, so that reading one entry (a full-text
 //! candidate) stays cheap. `levels` is a bitmask of the level codes
 //! present (bit `code`). The blob is our own format (`chunk.rs`): per entry

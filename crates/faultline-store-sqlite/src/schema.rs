@@ -473,7 +473,7 @@ mod tests {
         assert_eq!(logs, 0, "logs is dropped");
         assert!(
             chunks >= 14,
-            "runs of one service and of one hour: {chunks}"
+            "runs of one service and of one minute: {chunks}"
         );
         let q = LogFilter {
             q: Some("word3".into()),
