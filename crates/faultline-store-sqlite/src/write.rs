@@ -152,6 +152,7 @@ impl Writer {
     fn append_in_transaction(&mut self, batches: &[&[NewEntry]]) -> Result<Vec<i64>> {
         let Writer {
             conn,
+            checkpointer,
             services,
             index,
             expired,
@@ -267,6 +268,7 @@ impl Writer {
                 .map_err(db("write the last log id"))?;
         }
         tx.commit().map_err(db("commit an append"))?;
+        checkpointer.after_commit(conn);
         if let Some(&last) = ids.iter().max() {
             index.committed(last);
         }
