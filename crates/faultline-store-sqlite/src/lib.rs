@@ -30,9 +30,10 @@
 //!   index (≈1 µs); `examples/append_rate.rs` measures it.
 //! - **Checkpoints off the commit path.** The writer's WAL hook wakes a
 //!   checkpoint thread of the store (its own connection, passive
-//!   checkpoints) instead of checkpointing inside the commit; the writer
-//!   only checkpoints itself when the WAL passes 64 MiB (see
-//!   `checkpoint.rs`).
+//!   checkpoints) instead of checkpointing inside the commit. Past 16 MiB
+//!   of WAL the writer checkpoints right after its commit (cheap, the
+//!   thread copied most pages), which lets the WAL restart even when
+//!   commits come back to back (see `checkpoint.rs`).
 //! - **Several processes may open the file.** The CLI creates tokens while the
 //!   server runs. Migrations run inside `BEGIN IMMEDIATE`, every connection
 //!   waits up to 10 s for a lock, and nothing cached in memory can go stale
