@@ -156,8 +156,8 @@
 //!
 //! Each connection has its own page cache of [`SqliteOptions::cache_size_kib`]
 //! (the writer, and up to [`SqliteOptions::readers`] readers opened on
-//! demand); temporary tables and sorts stay in memory (sorts of a page are
-//! bounded by its `LIMIT`). [`SqliteStore::release_memory`] gives idle
+//! demand; the checkpoint connection keeps 64 KiB); temporary tables and
+//! sorts stay in memory (sorts of a page are bounded by its `LIMIT`). [`SqliteStore::release_memory`] gives idle
 //! connections' caches back. A query holds the chunks it is merging
 //! (32 KiB each, a few at a time unless their time ranges overlap a lot) and
 //! the entries of its page. The full-text index adds the writer's open
