@@ -127,14 +127,13 @@ fn decode_entry(
     errors: &mut Vec<EntryError>,
 ) -> Result<Option<NewEntry>, IngestError> {
     let limits = ctx.limits;
-    let Val::Object(obj) = value else {
+    let Val::Object(mut obj) = value else {
         err(errors, index, "", "entry must be a JSON object");
         return Ok(None);
     };
-    let (mut known, obj) = Known::split(obj);
     let before = errors.len();
 
-    let service = match known.take(&["service", "service_name"]) {
+    let service = match take_alias(&mut obj, &["service", "service_name"]) {
         None => match ctx.service {
             Some(s) => s.to_string(),
             None => {
@@ -169,7 +168,7 @@ fn decode_entry(
         }
     };
 
-    let level = match known.take(&["level", "severity"]) {
+    let level = match take_alias(&mut obj, &["level", "severity"]) {
         None => Level::Info,
         Some((_, Val::String(s))) => {
             s.parse()
@@ -201,7 +200,7 @@ fn decode_entry(
         }
     };
 
-    let message = match known.take(&["message", "msg"]) {
+    let message = match take_alias(&mut obj, &["message", "msg"]) {
         None => {
             err(errors, index, "message", "is required");
             String::new()
@@ -230,13 +229,13 @@ fn decode_entry(
     };
 
     let mut tags = Vec::new();
-    if let Some((field, v)) = known.take(&["tag"]) {
+    if let Some((field, v)) = take_alias(&mut obj, &["tag"]) {
         match v {
             Val::String(s) => tags.push(s.into_owned()),
             _ => err(errors, index, field, "must be a string"),
         }
     }
-    if let Some((field, v)) = known.take(&["tags"]) {
+    if let Some((field, v)) = take_alias(&mut obj, &["tags"]) {
         match v {
             Val::String(s) => tags.push(s.into_owned()),
             Val::Array(items) => {
@@ -274,7 +273,7 @@ fn decode_entry(
 
     let mut attributes = Attributes::new();
     let mut timestamp = ctx.now;
-    match known.take(&["timestamp", "time", "ts"]) {
+    match take_alias(&mut obj, &["timestamp", "time", "ts"]) {
         None => {}
         Some((field, v)) => match parse_timestamp(&v) {
             Some(ts) => {
@@ -298,7 +297,7 @@ fn decode_entry(
         },
     }
 
-    let host = match known.take(&["host", "hostname"]) {
+    let host = match take_alias(&mut obj, &["host", "hostname"]) {
         None => None,
         Some((field, Val::String(s))) => {
             check_name(errors, index, field, &s, limits);
@@ -310,11 +309,11 @@ fn decode_entry(
         }
     };
 
-    let trace_id = take_hex_id(&mut known, "trace_id", 32, index, errors);
-    let span_id = take_hex_id(&mut known, "span_id", 16, index, errors);
+    let trace_id = take_hex_id(&mut obj, "trace_id", 32, index, errors);
+    let span_id = take_hex_id(&mut obj, "span_id", 16, index, errors);
 
     let mut user_attrs = 0usize;
-    if let Some((field, v)) = known.take(&["attributes", "attrs"]) {
+    if let Some((field, v)) = take_alias(&mut obj, &["attributes", "attrs"]) {
         match v {
             Val::Object(map) => {
                 for (k, v) in map {
@@ -382,69 +381,30 @@ fn decode_entry(
     }))
 }
 
-/// The names of the fields an entry may have (with their aliases); every
-/// other top-level field is an attribute.
-const KNOWN: [&str; 17] = [
-    "service",
-    "service_name",
-    "level",
-    "severity",
-    "message",
-    "msg",
-    "tag",
-    "tags",
-    "timestamp",
-    "time",
-    "ts",
-    "host",
-    "hostname",
-    "trace_id",
-    "span_id",
-    "attributes",
-    "attrs",
-];
-
-/// An entry object's known fields, sorted out in one pass over it (a
-/// search of the object per field name cost more than decoding it).
-struct Known<'de> {
-    /// The last value of each name of [`KNOWN`], by position.
-    values: [Option<Val<'de>>; KNOWN.len()],
-}
-
-impl<'de> Known<'de> {
-    /// The known fields, and the other fields in their order.
-    fn split(obj: Obj<'de>) -> (Known<'de>, Obj<'de>) {
-        let mut values: [Option<Val<'de>>; KNOWN.len()] = std::array::from_fn(|_| None);
-        let mut rest = Vec::new();
-        for (k, v) in obj {
-            match KNOWN.iter().position(|n| *n == k) {
-                // A key written twice counts with its last value, as in
-                // other JSON decoders.
-                Some(i) => values[i] = Some(v),
-                None => rest.push((k, v)),
+/// Removes the first present, non-null alias; returns which name it had.
+/// Removes every field named by one of `names` and returns the first name
+/// (in `names` order) with a non-null value; a key written twice counts with
+/// its last value, as in other JSON decoders.
+fn take_alias<'f, 'de>(obj: &mut Obj<'de>, names: &[&'f str]) -> Option<(&'f str, Val<'de>)> {
+    let mut found = None;
+    for name in names {
+        let mut last = None;
+        let mut i = 0;
+        while i < obj.len() {
+            if obj[i].0 == *name {
+                last = Some(obj.remove(i).1);
+            } else {
+                i += 1;
             }
         }
-        (Known { values }, rest)
-    }
-
-    /// Removes every field named by one of `names` (all in [`KNOWN`]) and
-    /// returns the first name (in `names` order) with a non-null value.
-    fn take<'f>(&mut self, names: &[&'f str]) -> Option<(&'f str, Val<'de>)> {
-        let mut found = None;
-        for name in names {
-            let v = KNOWN
-                .iter()
-                .position(|n| n == name)
-                .and_then(|i| self.values[i].take());
-            if let Some(v) = v
-                && !v.is_null()
-                && found.is_none()
-            {
-                found = Some((*name, v));
-            }
+        if let Some(v) = last
+            && !v.is_null()
+            && found.is_none()
+        {
+            found = Some((*name, v));
         }
-        found
     }
+    found
 }
 
 fn check_name(errors: &mut Vec<EntryError>, index: usize, field: &str, s: &str, limits: &Limits) {
@@ -526,13 +486,13 @@ fn add_attribute(
 }
 
 fn take_hex_id(
-    known: &mut Known<'_>,
+    obj: &mut Obj<'_>,
     field: &'static str,
     len: usize,
     index: usize,
     errors: &mut Vec<EntryError>,
 ) -> Option<String> {
-    match known.take(&[field])? {
+    match take_alias(obj, &[field])? {
         (_, Val::String(s)) => {
             if s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit()) {
                 Some(s.to_ascii_lowercase())
@@ -629,24 +589,6 @@ mod tests {
             nd.iter().map(|e| e.message.as_str()).collect::<Vec<_>>(),
             ["a", "b", "c"]
         );
-    }
-
-    #[test]
-    fn duplicate_keys_and_null_aliases() {
-        let e = &decode(
-            r#"{"message":null,"msg":"first","msg":"second","service":"api","service_name":"web",
-                "level":null,"severity":"warn","host":"h1","host":"h2","z":1,"a":null,"b":"x"}"#,
-        )
-        .unwrap()[0];
-        // The last value of a key; the first alias (in order) that is not null.
-        assert_eq!(e.message, "second");
-        assert_eq!(e.service, "api");
-        assert_eq!(e.level, Level::Warn);
-        assert_eq!(e.host.as_deref(), Some("h2"));
-        // Other fields are attributes, nulls dropped.
-        assert_eq!(e.attributes.len(), 2);
-        assert_eq!(e.attributes["z"], AttrValue::Int(1));
-        assert_eq!(e.attributes["b"], AttrValue::Str("x".into()));
     }
 
     #[test]
