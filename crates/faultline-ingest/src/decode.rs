@@ -592,6 +592,24 @@ mod tests {
     }
 
     #[test]
+    fn duplicate_keys_and_null_aliases() {
+        let e = &decode(
+            r#"{"message":null,"msg":"first","msg":"second","service":"api","service_name":"web",
+                "level":null,"severity":"warn","host":"h1","host":"h2","z":1,"a":null,"b":"x"}"#,
+        )
+        .unwrap()[0];
+        // The last value of a key; the first alias (in order) that is not null.
+        assert_eq!(e.message, "second");
+        assert_eq!(e.service, "api");
+        assert_eq!(e.level, Level::Warn);
+        assert_eq!(e.host.as_deref(), Some("h2"));
+        // Other fields are attributes, nulls dropped.
+        assert_eq!(e.attributes.len(), 2);
+        assert_eq!(e.attributes["z"], AttrValue::Int(1));
+        assert_eq!(e.attributes["b"], AttrValue::Str("x".into()));
+    }
+
+    #[test]
     fn all_fields_and_aliases() {
         let e = &decode(
             r#"{"service_name":"api","level":3,"message":"boom","tag":"db","tags":["x","db"],
