@@ -95,7 +95,7 @@ pub async fn closed_loop(
             while Instant::now() < deadline {
                 let service = k % SERVICES;
                 k += 1;
-                let body = generator.batch_json(service, batch, None);
+                let body = generator.batch_json_pooled(service, batch);
                 let t0 = Instant::now();
                 let outcome = target.post(service, body).await;
                 tally.record(&outcome, t0.elapsed());

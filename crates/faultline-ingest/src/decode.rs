@@ -317,11 +317,10 @@ fn decode_entry(
         match v {
             Val::Object(map) => {
                 for (k, v) in map {
-                    let path = format!("{field}.{k}");
                     add_attribute(
                         errors,
                         index,
-                        &path,
+                        Some(field),
                         k.into_owned(),
                         v,
                         &mut attributes,
@@ -341,11 +340,10 @@ fn decode_entry(
     // Remaining top-level fields are kept as attributes, as log shippers
     // send arbitrary JSON fields.
     for (k, v) in obj {
-        let path = k.clone();
         add_attribute(
             errors,
             index,
-            &path,
+            None,
             k.into_owned(),
             v,
             &mut attributes,
@@ -410,34 +408,48 @@ fn take_alias<'f, 'de>(obj: &mut Obj<'de>, names: &[&'f str]) -> Option<(&'f str
 }
 
 fn check_name(errors: &mut Vec<EntryError>, index: usize, field: &str, s: &str, limits: &Limits) {
-    if s.len() > limits.max_name_bytes {
-        err(
-            errors,
-            index,
-            field,
-            format!(
-                "{} bytes is longer than the limit of {}",
-                s.len(),
-                limits.max_name_bytes
-            ),
-        );
-    } else if s.is_empty() {
-        err(errors, index, field, "must not be empty");
-    } else if s.chars().any(char::is_control) {
-        err(errors, index, field, "must not contain control characters");
+    if let Some(reason) = name_problem(s, limits) {
+        err(errors, index, field, reason);
     }
 }
 
+/// What is wrong with a name (service, tag, host, attribute key), if
+/// anything.
+fn name_problem(s: &str, limits: &Limits) -> Option<String> {
+    if s.len() > limits.max_name_bytes {
+        Some(format!(
+            "{} bytes is longer than the limit of {}",
+            s.len(),
+            limits.max_name_bytes
+        ))
+    } else if s.is_empty() {
+        Some("must not be empty".into())
+    } else if s.chars().any(char::is_control) {
+        Some("must not contain control characters".into())
+    } else {
+        None
+    }
+}
+
+/// Adds one attribute; `object` is the field holding it (`attributes`…),
+/// None for a top-level field. Its path in error messages is built only
+/// when there is an error.
 fn add_attribute(
     errors: &mut Vec<EntryError>,
     index: usize,
-    path: &str,
+    object: Option<&str>,
     key: String,
     v: Val<'_>,
     attributes: &mut Attributes,
     limits: &Limits,
 ) {
-    check_name(errors, index, path, &key, limits);
+    let path = |key: &str| match object {
+        Some(o) => format!("{o}.{key}"),
+        None => key.to_owned(),
+    };
+    if let Some(reason) = name_problem(&key, limits) {
+        err(errors, index, &path(&key), reason);
+    }
     let value = match v {
         Val::Null => return,
         Val::Bool(b) => AttrValue::Bool(b),
@@ -450,7 +462,7 @@ fn add_attribute(
                 err(
                     errors,
                     index,
-                    path,
+                    &path(&key),
                     format!(
                         "value is {} bytes, the limit is {}",
                         s.len(),
@@ -464,7 +476,7 @@ fn add_attribute(
             err(
                 errors,
                 index,
-                path,
+                &path(&key),
                 "attributes must be strings, numbers or bools (nested values are not supported)",
             );
             return;
@@ -577,6 +589,24 @@ mod tests {
             nd.iter().map(|e| e.message.as_str()).collect::<Vec<_>>(),
             ["a", "b", "c"]
         );
+    }
+
+    #[test]
+    fn duplicate_keys_and_null_aliases() {
+        let e = &decode(
+            r#"{"message":null,"msg":"first","msg":"second","service":"api","service_name":"web",
+                "level":null,"severity":"warn","host":"h1","host":"h2","z":1,"a":null,"b":"x"}"#,
+        )
+        .unwrap()[0];
+        // The last value of a key; the first alias (in order) that is not null.
+        assert_eq!(e.message, "second");
+        assert_eq!(e.service, "api");
+        assert_eq!(e.level, Level::Warn);
+        assert_eq!(e.host.as_deref(), Some("h2"));
+        // Other fields are attributes, nulls dropped.
+        assert_eq!(e.attributes.len(), 2);
+        assert_eq!(e.attributes["z"], AttrValue::Int(1));
+        assert_eq!(e.attributes["b"], AttrValue::Str("x".into()));
     }
 
     #[test]

@@ -342,6 +342,7 @@ impl Processor {
             merges: self.take_merges(),
             grouper_states: self.take_states(false),
             processed_through: Some(through),
+            durable: false,
         }
     }
 }

@@ -28,6 +28,8 @@ const CHANNEL_COMMITS: usize = 1024;
 const CATCH_UP_BATCH: usize = 2_000;
 /// How often a watermark-only change (commits without events) is saved.
 const WATERMARK_EVERY: Duration = Duration::from_secs(2);
+/// Most queued commits processed in one transaction.
+const MAX_GROUP: usize = 256;
 /// How often fired alerts are checked for a quiet cooldown.
 const ALERT_TICK: Duration = Duration::from_secs(1);
 /// How often grouper states with unsaved learning are saved.
@@ -220,22 +222,46 @@ impl Worker {
         self.through = self.store.issues_processed_through()?;
         self.saved_through = self.through;
         self.catch_up()?;
+        let mut next: Option<Msg> = None;
         loop {
             if self.last_alert_tick.elapsed() >= ALERT_TICK {
                 self.alert_tick()?;
             }
-            match rx.recv_timeout(ALERT_TICK) {
-                Ok(Msg::Committed(c)) => {
-                    metrics::gauge!("faultline_issue_processor_lag_seconds")
-                        .set(c.committed_at.elapsed().as_secs_f64());
+            let msg = match next.take() {
+                Some(m) => Ok(m),
+                None => rx.recv_timeout(ALERT_TICK),
+            };
+            match msg {
+                Ok(Msg::Committed(first)) => {
+                    // Everything already queued goes into one transaction:
+                    // under load the processor commits once per many log
+                    // commits.
+                    let mut group = vec![first];
+                    while group.len() < MAX_GROUP {
+                        match rx.try_recv() {
+                            Ok(Msg::Committed(c)) => group.push(c),
+                            Ok(other) => {
+                                next = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    let oldest = group.iter().map(|c| c.committed_at).min();
+                    if let Some(t) = oldest {
+                        metrics::gauge!("faultline_issue_processor_lag_seconds")
+                            .set(t.elapsed().as_secs_f64());
+                    }
                     if self.lagging.swap(false, Ordering::AcqRel) {
                         self.catch_up()?;
                     }
-                    self.load_rules(c.entries.iter().map(|e| e.entry.project.as_str()))?;
+                    let entries = group.iter().flat_map(|c| c.entries.iter());
+                    self.load_rules(entries.clone().map(|e| e.entry.project.as_str()))?;
                     let mut batch = self
                         .processor
-                        .process(c.entries.iter().map(|e| e.as_ref()), self.through);
-                    let through = batch.processed_through.unwrap_or(0).max(c.through);
+                        .process(entries.map(|e| e.as_ref()), self.through);
+                    let last = group.iter().map(|c| c.through).max().unwrap_or(0);
+                    let through = batch.processed_through.unwrap_or(0).max(last);
                     batch.processed_through = Some(through);
                     self.record(batch, through)?;
                 }
@@ -305,6 +331,8 @@ impl Worker {
             merges: self.processor.take_merges(),
             grouper_states: self.processor.take_states(false),
             processed_through: None,
+            // The agent is told 202 once this returns.
+            durable: true,
         };
         let outcomes = self.record_with_alerts(&batch)?;
         count(&batch.events, &outcomes);

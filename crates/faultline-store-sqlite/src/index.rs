@@ -10,11 +10,10 @@
 //! [`POSTINGS_CHUNK`]-byte pieces, both keyed by `first_row * 65536 +
 //! chunk`. A bloom probe then reads one row, and a postings lookup (header,
 //! a binary search of the directory, one key section, one list) a few. The
-//! open
-//! block (rows after the last
-//! finished block's `last_row`) is never stored: the writer keeps it in
-//! memory and rebuilds it from `logs` whenever it cannot vouch for it;
-//! readers scan those rows (at most one block's worth) instead.
+//! open block (entries after the last finished block's `last_row`) is never
+//! stored: the writer keeps it in memory and rebuilds it from `log_chunks`
+//! whenever it cannot vouch for it; readers scan those entries (at most one
+//! block's worth, in the newest chunks) instead.
 
 use crate::db;
 use crate::text::TextMatcher;
@@ -93,20 +92,11 @@ impl OpenBlock {
         self.builder = BlockBuilder::new();
         self.finished = finished;
         self.synced = None;
-        let mut stmt = conn
-            .prepare("SELECT id, message FROM logs WHERE id > ?1 ORDER BY id")
-            .map_err(db("prepare the text index rebuild"))?;
-        let mut rows = stmt.query([finished]).map_err(db("read rows to index"))?;
         let mut n = 0usize;
-        while let Some(row) = rows.next().map_err(db("read rows to index"))? {
-            let id: i64 = row.get(0).map_err(db("read a row to index"))?;
-            let message = row
-                .get_ref(1)
-                .and_then(|v| Ok(v.as_str()?))
-                .map_err(db("read a row to index"))?;
-            self.add(conn, id, message)?;
+        crate::walk::entries_after(conn, finished, false, |id, message| {
             n += 1;
-        }
+            self.add(conn, id, message)
+        })?;
         if n > self.block_rows {
             tracing::info!(rows = n, "built the full-text index");
         }
@@ -207,7 +197,7 @@ pub(crate) fn delete_dead_blocks(conn: &Connection) -> Result<usize> {
         )
         .and_then(|mut s| {
             let oldest: i64 = conn.query_row(
-                "SELECT coalesce((SELECT min(id) FROM logs), \
+                "SELECT coalesce((SELECT min(first_id) FROM log_chunks), \
                  (SELECT value FROM meta WHERE key = 'last_log_id') + 1)",
                 [],
                 |r| r.get(0),
@@ -320,13 +310,9 @@ pub(crate) fn candidates(
     matcher: &mut TextMatcher,
     cap: usize,
 ) -> Result<Candidates> {
-    // One snapshot for the block list and the reads of their chunks, so
-    // that retention deleting a block meanwhile cannot make it look torn.
-    // Read only: dropping it rolls back.
-    let tx = conn
-        .unchecked_transaction()
-        .map_err(db("begin reading the full-text index"))?;
-    let conn: &Connection = &tx;
+    // The caller reads in one transaction (one snapshot for the block
+    // list and the reads of their chunks, so that retention deleting a
+    // block meanwhile cannot make it look torn).
     let blocks: Vec<(i64, i64, Vec<u8>)> = conn
         .prepare_cached(
             "SELECT first_row, last_row, bloom_header FROM text_blocks ORDER BY first_row DESC",
@@ -338,21 +324,12 @@ pub(crate) fn candidates(
         .map_err(db("list full-text index blocks"))?;
     let finished = blocks.first().map_or(0, |b| b.1);
     let mut ids = Vec::new();
-    {
-        let mut stmt = conn
-            .prepare_cached("SELECT id, message FROM logs WHERE id > ?1 ORDER BY id DESC")
-            .map_err(db("prepare the open block scan"))?;
-        let mut rows = stmt.query([finished]).map_err(db("scan the open block"))?;
-        while let Some(row) = rows.next().map_err(db("scan the open block"))? {
-            let message = row
-                .get_ref(1)
-                .and_then(|v| Ok(v.as_str()?))
-                .map_err(db("scan the open block"))?;
-            if matcher.matches(message) {
-                ids.push(row.get(0).map_err(db("scan the open block"))?);
-            }
+    crate::walk::entries_after(conn, finished, true, |id, message| {
+        if matcher.matches(message) {
+            ids.push(id);
         }
-    }
+        Ok(())
+    })?;
     if ids.len() >= cap {
         return Ok(Candidates {
             ids,

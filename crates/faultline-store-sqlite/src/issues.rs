@@ -509,6 +509,29 @@ pub(crate) fn record_events(
     batch: &EventBatch,
     then: &mut dyn FnMut(&[EventOutcome]) -> AlertWrites,
 ) -> Result<Vec<EventOutcome>> {
+    if batch.durable {
+        return record_events_in(conn, batch, then);
+    }
+    // Derived data: commit without waiting for the disk (the next durable
+    // commit of the connection, e.g. the next log append, syncs the WAL
+    // with it). A power loss may drop it, together with the watermark
+    // committed with it: the processor then replays those entries.
+    let synchronous: i64 = conn
+        .query_row("PRAGMA synchronous", [], |r| r.get(0))
+        .map_err(db("read synchronous"))?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(db("relax synchronous"))?;
+    let result = record_events_in(conn, batch, then);
+    conn.pragma_update(None, "synchronous", synchronous)
+        .map_err(db("restore synchronous"))?;
+    result
+}
+
+fn record_events_in(
+    conn: &mut Connection,
+    batch: &EventBatch,
+    then: &mut dyn FnMut(&[EventOutcome]) -> AlertWrites,
+) -> Result<Vec<EventOutcome>> {
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(db("begin recording events"))?;

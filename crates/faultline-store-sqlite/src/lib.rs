@@ -25,108 +25,156 @@
 //!   The server's writer thread gathers whatever arrived while the previous
 //!   commit was syncing and hands it over in one call, so the fsync is paid
 //!   per group, not per request. What then bounds throughput is CPU: the
-//!   row inserts and their two indexes; the full-text index costs about a
-//!   microsecond per entry (`examples/append_rate.rs` measures it).
+//!   entries are stored in chunks (one row per service per append, below),
+//!   so per entry it is a few dozen bytes of encoding plus the full-text
+//!   index (≈1 µs); `examples/append_rate.rs` measures it.
+//! - **Checkpoints off the commit path.** The writer's WAL hook wakes a
+//!   checkpoint thread of the store (its own connection, passive
+//!   checkpoints) instead of checkpointing inside the commit. Past 16 MiB
+//!   of WAL the writer checkpoints right after its commit (cheap, the
+//!   thread copied most pages), which lets the WAL restart even when
+//!   commits come back to back (see `checkpoint.rs`).
 //! - **Several processes may open the file.** The CLI creates tokens while the
 //!   server runs. Migrations run inside `BEGIN IMMEDIATE`, every connection
 //!   waits up to 10 s for a lock, and nothing cached in memory can go stale
 //!   (services and projects are never deleted or renamed; log ids come from a
 //!   high-water mark stored in the database; the writer's open index block
 //!   is checked against the database at the start of every append, see
-//!   below).
+//!   below). Each open store runs its own checkpoint thread.
 //!
-//! # Schema (version 2, in `PRAGMA user_version`)
+//! # Schema (version 3, in `PRAGMA user_version`)
 //!
 //! | table | what | why this shape |
 //! |---|---|---|
-//! | `projects`, `services` | tenancy; `services` also keeps `count`, `error_count`, `last_seen` | counters are updated once per service per transaction, so listing services never scans logs |
+//! | `projects`, `services` | tenancy; `services` also keeps `count`, `error_count`, `last_seen` | counters are updated once per service per transaction, so listing services never reads entries |
 //! | `tokens` | hashes of API tokens, never secrets | `hash` is unique: authentication is one index lookup |
-//! | `logs` | one row per entry, `id INTEGER PRIMARY KEY` | the rowid is the id, so the full-text index points at it directly |
-//! | `text_blocks` | the full-text index: one row per finished block of [`faultline_textindex::BLOCK_ROWS`] consecutive log ids (`first_row INTEGER PRIMARY KEY, last_row, bloom_header`) | listing all blocks reads a few pages; the message is stored once, in `logs` |
+//! | `log_chunks` | the entries, in chunks: `first_id INTEGER PRIMARY KEY, last_id, service_id, min_ts, max_ts, levels, count, data` | one row (and two index entries) per chunk of up to a few hundred entries instead of per entry: one row per entry capped ingest near 100k entries/s, the plain SQLite ceiling is ≈300k rows/s |
+//! | `text_blocks` | the full-text index: one row per finished block of [`faultline_textindex::BLOCK_ROWS`] consecutive log ids (`first_row INTEGER PRIMARY KEY, last_row, bloom_header`) | listing all blocks reads a few pages; the message is stored once, in its chunk |
 //! | `text_blooms`, `text_postings` | each block's bloom filter (32 64-byte lines per row) and postings (4000-byte pieces), `id = first_row * 65536 + chunk` | every row fits one page: a bloom probe is one lookup, never a walk down a blob's overflow chain |
 //! | `meta` | `last_log_id` high-water mark | ids are never reused, even after the newest entries were deleted |
 //!
-//! Indexes on `logs`: `(ts)` and `(service_id, ts)`. SQLite appends the rowid
-//! to every index, so they are really `(ts, id)` and `(service_id, ts, id)`:
-//! exactly the newest-first order of queries and the row-value comparison of
-//! cursors. There is deliberately no index on `level` or `tags`: each index
-//! costs every insert, and both filters are cheap to check while walking one
-//! of the two orders. Queries pick their plan by shape, not by SQLite's
-//! guesses (see `read.rs`): one service walks its index range; several merge
-//! one range per service; full text lets the block index drive when the
-//! terms are rare (fetch every candidate row by id, check it, keep the
-//! newest) and, when they are common, walks rows newest first checking the
-//! text in Rust (collecting candidates up to a threshold, newest blocks
-//! first, decides).
+//! **Chunks.** One append (one transaction) groups its entries by service,
+//! in the order services first appear, and gives each group the next ids in
+//! arrival order, so a chunk holds the entries of one service and one
+//! append with consecutive ids `[first_id, last_id]` (ids are still
+//! returned in the caller's entry order). A chunk is cut early when its
+//! timestamps would span more than `chunk::MAX_SPAN` (1 min), or at
+//! 1024 entries or 32 KiB, so that reading one entry (a full-text
+//! candidate) stays cheap. `levels` is a bitmask of the level codes
+//! present (bit `code`). The blob is our own format (`chunk.rs`): per entry
+//! its length, id offset, timestamp delta and `received_at` delta
+//! (zigzag varints), then level, flags, message, tags, host, typed
+//! attributes, trace and span id; record headers decode without building
+//! entries, so walks check timestamps and levels first, and the message or
+//! tags only of entries they get to.
+//!
+//! Indexes on `log_chunks`: `(max_ts, min_ts, service_id, levels)` and
+//! `(service_id, max_ts, min_ts, levels)`, both covering what a walk needs
+//! to choose chunks, so the blobs are read by `first_id` only for chunks a
+//! query gets to. Queries (`walk.rs`) go newest first:
+//! - *Walks* read chunks by `max_ts` descending (one service: its own
+//!   index; several services: the `(max_ts)` index filtered on
+//!   `service_id`), skipping chunks without a wanted level. The newest
+//!   timestamp wanted (cursor, `until`) bounds the index range at
+//!   `max_ts <= newest + MAX_SPAN`. Chunks of concurrent appends overlap in
+//!   time, so the kept entries of the chunks read go on a heap, and an
+//!   entry is emitted once it is newer than the next chunk's `max_ts`: the
+//!   order is exactly (ts, id) descending, and cursors `(ts, id)` page
+//!   without repeating or skipping whatever is appended meanwhile.
+//! - *Full text* finds candidate ids with the block index, then either the
+//!   index drives (candidates sorted, grouped by chunk, each chunk read by
+//!   primary key and decoded once, every candidate checked with the exact
+//!   matcher, the newest `offset + limit` kept on a bounded heap) or, when
+//!   the term is common (more candidates than a threshold, collected newest
+//!   blocks first), chunks are walked newest first checking the text, with
+//!   a budget after which the index drives after all.
+//! - Every query reads inside one read transaction: one snapshot of the
+//!   chunk list, the blobs and the index.
 //!
 //! Details worth knowing:
 //! - **Timestamps** are integers, microseconds since the epoch; levels are
 //!   their [`faultline_model::Level::code`].
-//! - **Tags** are stored as `\x1f` + each tag followed by `\x1f` (`NULL` when
-//!   there are none), so a tag filter is an exact `instr()` of `\x1f<tag>\x1f`.
-//!   A tag containing `\x1f` is refused (ingest refuses control characters
-//!   anyway).
-//! - **Attributes** are JSON text, `NULL` when empty.
+//! - **Tags** are stored as they are; a tag containing `\x1f` is still
+//!   refused (schemas 1 and 2 stored tags between `\x1f` separators; ingest
+//!   refuses control characters anyway).
 //! - **Full-text search** must mean exactly what
 //!   [`faultline_model::LogFilter::matches`] says. The index
 //!   ([`faultline_textindex`], wired in `index.rs`) tokenizes exactly like it
-//!   and only narrows rows down to *candidates*: rows holding every token of
-//!   the query (no positions, 32-bit token keys), never missing a match.
-//!   Every candidate is re-checked in Rust (`text.rs`, phrases included), so
-//!   results are exactly `LogFilter`'s. Rows are grouped in blocks of
-//!   consecutive ids; a finished block is a bloom filter of its tokens plus
-//!   sorted token keys with delta-coded row lists, stored as two blobs.
-//!   - *Writing*: each appended row's tokens are hashed into the writer's
-//!     in-memory open block (≈1 µs); when it holds `BLOCK_ROWS` rows it is
-//!     encoded and inserted in the same transaction as the rows. The open
-//!     block is never stored: at the start of every append transaction the
-//!     writer compares the newest block's `last_row` and the id high-water
-//!     mark with what it last committed, and when they differ (first append
-//!     after open, another handle appended, or our transaction rolled back)
-//!     rebuilds the open block from the rows after the newest block. So a
-//!     crash loses nothing and two handles cannot make overlapping blocks.
-//!   - *Reading*: the rows after the newest block (fewer than one block) are
-//!     scanned and checked directly; then blocks are visited newest first,
-//!     probing each block's bloom filter (one `text_blooms` row per token)
-//!     and, on a hit, looking the tokens up in its postings (header,
-//!     directory binary search, key section, list: a few `text_postings`
-//!     rows). Nothing of the index stays in memory between queries (the
-//!     page cache holds what is hot). A first version stored each blob
-//!     whole and read it with incremental blob I/O; every read then walked
-//!     the blob's overflow-page chain (≈15 pages for a bloom, ≈170 for
-//!     postings), which made a rare-term query over 10 M rows ≈38 ms
-//!     instead of ≈12 ms. Candidate ids go to SQL as a JSON
-//!     array (`json_each`), joined to `logs` by rowid with the other
-//!     filters, sorted newest first, and re-checked while the page fills.
-//!   - *Migration* from version 1 drops the FTS5 table and builds the
-//!     blocks of the existing rows (≈1–2 µs per row) in the migration
-//!     transaction.
-//! - **Retention** ([`Store::delete_expired`]) walks the `(ts)` index from the
-//!   oldest entry, then deletes the index blocks whose `last_row` is below
-//!   the oldest remaining id (rows deleted inside a live block simply stop
-//!   being found when candidates are fetched). The writer remembers, per level, up to which timestamp
-//!   everything was already deleted, so repeated calls do not rescan the
-//!   entries that are kept longer; the memory is dropped whenever another
-//!   connection wrote to the file or an older entry is appended.
+//!   and only narrows entries down to *candidates*: entries holding every
+//!   token of the query (no positions, 32-bit token keys), never missing a
+//!   match. Every candidate is re-checked in Rust (`text.rs`, phrases
+//!   included), so results are exactly `LogFilter`'s. Entries are grouped
+//!   in blocks of consecutive ids; a finished block is a bloom filter of its
+//!   tokens plus sorted token keys with delta-coded id lists, stored as two
+//!   blobs.
+//!   - *Writing*: each appended entry's tokens are hashed into the writer's
+//!     in-memory open block (≈1 µs); when it holds `BLOCK_ROWS` entries it
+//!     is encoded and inserted in the same transaction as the chunks. The
+//!     open block is never stored: at the start of every append transaction
+//!     the writer compares the newest block's `last_row` and the id
+//!     high-water mark with what it last committed, and when they differ
+//!     (first append after open, another handle appended, or our
+//!     transaction rolled back) rebuilds the open block from the chunks
+//!     after the newest block. So a crash loses nothing and two handles
+//!     cannot make overlapping blocks.
+//!   - *Reading*: the entries after the newest block (fewer than one block,
+//!     in the newest chunks) are decoded and checked directly; then blocks
+//!     are visited newest first, probing each block's bloom filter (one
+//!     `text_blooms` row per token) and, on a hit, looking the tokens up in
+//!     its postings (header, directory binary search, key section, list: a
+//!     few `text_postings` rows). Nothing of the index stays in memory
+//!     between queries (the page cache holds what is hot). A first version
+//!     stored each blob whole and read it with incremental blob I/O; every
+//!     read then walked the blob's overflow-page chain (≈15 pages for a
+//!     bloom, ≈170 for postings), which made a rare-term query over 10 M
+//!     rows ≈38 ms instead of ≈12 ms.
+//!   - *Migration* from version 1 drops the FTS5 table; the blocks of the
+//!     existing entries are built (≈1–2 µs per entry) after they moved to
+//!     chunks, in the migration transaction.
+//! - **Migration to version 3** moves the rows of `logs` into chunks (runs
+//!   of consecutive ids of one service, cut like the writer cuts) and drops
+//!   `logs`, in the migration transaction; ids do not change, so the text
+//!   index stays valid.
+//! - **Retention** ([`Store::delete_expired`]) reads the chunks that may
+//!   hold an expired entry of the level (`max_ts >= watermark`,
+//!   `min_ts < before`, its bit in `levels`: a range of the `(max_ts)`
+//!   index, bounded by `before + MAX_SPAN`) oldest `min_ts` first; a chunk
+//!   whose entries all expire is deleted, a chunk that keeps some is
+//!   rewritten without them (the others keep their ids: each record holds
+//!   its id offset, and the row is re-keyed by its first remaining id).
+//!   `max_rows` is honoured exactly (within the last chunk, its oldest
+//!   expired entries go first). Then it deletes the index blocks whose
+//!   `last_row` is below the oldest remaining chunk (entries deleted inside
+//!   a live block simply stop being found when candidates are fetched).
+//!   The writer remembers, per level, up to which timestamp everything was
+//!   already deleted (all of `[from, before)`, or up to the `min_ts` of the
+//!   chunk where `max_rows` stopped it), so repeated calls do not rescan
+//!   the entries that are kept longer; the memory is dropped whenever
+//!   another connection wrote to the file or an older entry is appended.
 //!
 //! # Memory
 //!
 //! Each connection has its own page cache of [`SqliteOptions::cache_size_kib`]
 //! (the writer, and up to [`SqliteOptions::readers`] readers opened on
-//! demand); temporary tables and sorts stay in memory (sorts of a page are
-//! bounded by its `LIMIT`). [`SqliteStore::release_memory`] gives idle
-//! connections' caches back. The full-text index adds the writer's open
+//! demand; the checkpoint connection keeps 64 KiB); temporary tables and
+//! sorts stay in memory (sorts of a page are bounded by its `LIMIT`). [`SqliteStore::release_memory`] gives idle
+//! connections' caches back. A query holds the chunks it is merging
+//! (32 KiB each, a few at a time unless their time ranges overlap a lot) and
+//! the entries of its page. The full-text index adds the writer's open
 //! block (≈15 token hashes × 8 bytes per row, ≈2 MB when full, plus a sort
 //! buffer of the same size) and, per query, its candidate ids; bloom filters
 //! are read from the file, not cached (≈3–4 bytes per row would be ≈35 MB
 //! for 10 M rows).
 
 mod alerts;
+mod checkpoint;
+mod chunk;
 mod index;
 mod issues;
 mod read;
 mod schema;
 mod text;
+mod walk;
 mod write;
 
 use faultline_model::{Issue, StatusChange, StoredEntry, StoredEvent};
@@ -196,8 +244,9 @@ impl SqliteStore {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::backend("create the data directory", e))?;
         }
-        let conn = schema::open_writer(path, &options)?;
-        let writer = write::Writer::new(conn, block_rows)?;
+        let mut conn = schema::open_writer(path, &options)?;
+        let checkpointer = checkpoint::Checkpointer::start(&mut conn, path, &options)?;
+        let writer = write::Writer::new(conn, checkpointer, block_rows)?;
         Ok(SqliteStore {
             path: path.to_path_buf(),
             writer: Mutex::new(writer),
@@ -324,7 +373,7 @@ impl Store for SqliteStore {
     }
 
     fn last_entry_id(&self) -> Result<i64> {
-        self.readers.get()?.last_entry_id()
+        self.readers.last_entry_id()
     }
 
     fn size_bytes(&self) -> Result<u64> {

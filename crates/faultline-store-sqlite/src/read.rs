@@ -1,15 +1,11 @@
 //! Read connections and queries.
 
 use crate::text::TextMatcher;
-use crate::write::TAG_SEP;
+use crate::walk::{self, Sql};
 use crate::{SqliteOptions, db, index, schema};
-use faultline_model::{
-    Attributes, Level, LogFilter, NewEntry, Project, Service, ServiceSummary, StoredEntry,
-    TokenInfo, TokenKind,
-};
+use faultline_model::{Level, Project, Service, ServiceSummary, StoredEntry, TokenInfo, TokenKind};
 use faultline_store::{Cursor, LogPage, LogQuery, Paging, Result, StoreError};
 use faultline_textindex::query_hashes;
-use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use std::collections::HashMap;
 use std::ops::Deref;
@@ -17,36 +13,32 @@ use std::path::PathBuf;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError, RwLock};
 
 /// Full-text queries have two plans. The index can drive: read every
-/// candidate row, keep the newest that match (cost: one row lookup per
-/// candidate). Or rows can be walked newest first, checking the text in
-/// Rust, until the page is full (cost: about `page × rows / matches` rows
-/// read). They cost the same at about `sqrt(page × rows / 2)` matches (a
-/// walked row costs about half a lookup); below that count the index
-/// drives, above it rows are walked. Collecting candidates up to that
-/// threshold is cheap (the index only, newest blocks first).
+/// candidate's chunk, keep the newest entries that match (cost: about one
+/// chunk decoded per candidate when candidates are sparse). Or chunks can
+/// be walked newest first, checking the text in Rust, until the page is
+/// full (cost: about `page × entries / matches` entries decoded). A
+/// candidate costs about [`CANDIDATE_COST`] walked entries, so they cost the
+/// same at about `sqrt(page × entries / CANDIDATE_COST)` matches; below that
+/// count the index drives, above it chunks are walked. Collecting
+/// candidates up to that threshold is cheap (the index only, newest blocks
+/// first).
 fn dense_matches(page: usize, rows: i64) -> i64 {
-    let crossover = (page as f64 * rows.max(0) as f64 / 2.0).sqrt();
+    let crossover = (page as f64 * rows.max(0) as f64 / CANDIDATE_COST).sqrt();
     crossover.clamp(1_000.0, 1_000_000.0) as i64
 }
 
-/// Most rows a walk reads before giving up and letting the index drive (the
-/// term is common overall but rare among the rows the filter allows): a few
-/// times what the walk should need at the threshold.
+/// What fetching one candidate costs, in entries walked: its chunk is
+/// read and decoded (a chunk holds up to a few thousand entries, but
+/// candidates of one chunk share that work).
+const CANDIDATE_COST: f64 = 16.0;
+
+/// Most entries a walk reads before giving up and letting the index drive
+/// (the term is common overall but rare among the entries the filter
+/// allows): a few times what the walk should need at the threshold.
 fn walk_budget(page: usize, rows: i64, dense: i64) -> usize {
     let expected = page as f64 * rows.max(0) as f64 / dense.max(1) as f64;
     (4.0 * expected).clamp(10_000.0, 10_000_000.0) as usize
 }
-
-/// Above this many services, a query does not merge per-service index scans
-/// (SQLite allows at most 500 terms in a compound SELECT) but filters one
-/// newest-first scan of all entries.
-const MAX_MERGED_SERVICES: usize = 256;
-
-/// The columns of `logs` a query returns, in [`RawEntry::from_row`] order.
-const COLUMNS: &str =
-    "id, ts, received_at, service_id, level, message, tags, host, attributes, trace_id, span_id";
-/// Where `message` is in [`COLUMNS`].
-const COLUMN_MESSAGE: usize = 5;
 
 const TOKEN_SELECT: &str = "SELECT t.id, t.kind, p.name, s.name, t.prefix, t.created_at, \
     t.last_used, t.revoked_at \
@@ -170,48 +162,49 @@ impl Pool {
             Paging::Page(n) => (None, (n as usize - 1).saturating_mul(query.limit)),
         };
         let reader = self.get()?;
+        // One snapshot for everything the query reads (the chunk list, the
+        // chunks, the index). Read only: dropping it rolls back.
+        let tx = reader
+            .unchecked_transaction()
+            .map_err(db("begin a log query"))?;
+        let conn: &Connection = &tx;
         let f = &query.filter;
-        let services = reader.filter_services(f.project.as_deref(), &f.services)?;
+        let services = filter_services(conn, f.project.as_deref(), &f.services)?;
         if services.as_ref().is_some_and(|s| s.is_empty()) {
             return Ok(LogPage {
                 entries: Vec::new(),
                 next_cursor: None,
             });
         }
-        // One row more than the page tells whether there is an older page.
-        let rows = query.limit.saturating_add(1);
-        let shape = Shape {
-            cursor,
+        let filter = walk::Filter {
             services: services.as_deref(),
-            ids: None,
-            page: Some((offset, rows)),
+            min_level: f.min_level.map_or(0, Level::code),
+            tag: f.tag.as_deref(),
+            since: f.since,
+            until: f.until,
+            cursor,
         };
+        // One entry more than the page tells whether there is an older page.
+        let rows = query.limit.saturating_add(1);
         // No token in the search text: it filters nothing.
         let hashes = f.q.as_deref().map(query_hashes).unwrap_or_default();
         let raw = match f.q.as_deref() {
             Some(q) if !hashes.is_empty() => {
-                // A term matching many rows is found faster by walking the
-                // rows newest first than by sorting all its matches.
+                // A term matching many entries is found faster by walking
+                // the chunks newest first than by sorting all its matches.
                 let mut matcher = TextMatcher::new(q);
                 let page = offset.saturating_add(rows);
-                let total = reader.last_id()?;
+                let total = last_id(conn)?;
                 let threshold = self
                     .dense_matches
                     .unwrap_or_else(|| dense_matches(page, total));
                 let cap = usize::try_from(threshold).unwrap_or(usize::MAX);
-                let found = index::candidates(&reader, &hashes, &mut matcher, cap)?;
+                let found = index::candidates(conn, &hashes, &mut matcher, cap)?;
                 let walked = if found.ids.len() >= cap {
                     let budget = self
                         .walk_budget
                         .unwrap_or_else(|| walk_budget(page, total, threshold));
-                    let sql = log_query_sql(
-                        f,
-                        Shape {
-                            page: None,
-                            ..shape
-                        },
-                    );
-                    reader.walk_matching(&sql, &mut matcher, offset, rows, budget)?
+                    walk::walk(conn, &filter, Some(&mut matcher), offset, rows, budget)?
                 } else {
                     None
                 };
@@ -221,38 +214,26 @@ impl Pool {
                         let ids = if found.complete {
                             found.ids
                         } else {
-                            index::candidates(&reader, &hashes, &mut matcher, usize::MAX)?.ids
+                            index::candidates(conn, &hashes, &mut matcher, usize::MAX)?.ids
                         };
-                        if ids.is_empty() {
-                            Vec::new()
-                        } else {
-                            // Candidates may not match (phrases, hash
-                            // collisions): every row is checked in order.
-                            let ids = ids_json(&ids);
-                            let sql = log_query_sql(
-                                f,
-                                Shape {
-                                    ids: Some(&ids),
-                                    page: None,
-                                    ..shape
-                                },
-                            );
-                            reader
-                                .walk_matching(&sql, &mut matcher, offset, rows, usize::MAX)?
-                                .unwrap_or_default()
-                        }
+                        // Candidates may not match (phrases, hash
+                        // collisions): every one is checked.
+                        walk::fetch_candidates(conn, &filter, ids, &mut matcher, offset, rows)?
                     }
                 }
             }
-            _ => reader.fetch(&log_query_sql(f, shape))?,
+            _ => walk::walk(conn, &filter, None, offset, rows, usize::MAX)?.unwrap_or_default(),
         };
-        // limit + 1 rows were asked for: one more than the page means there
-        // is an older page.
+        // limit + 1 entries were asked for: one more than the page means
+        // there is an older page.
         let more = raw.len() > query.limit;
         let mut entries = Vec::with_capacity(raw.len().min(query.limit));
         for r in raw.into_iter().take(query.limit) {
-            let (project, service) = self.names(&reader, r.service_id)?;
-            entries.push(r.into_entry(project, service)?);
+            let (project, service) = self.names(conn, r.service_id)?;
+            let mut e = r.entry;
+            e.entry.project = project;
+            e.entry.service = service;
+            entries.push(e);
         }
         let next_cursor = more.then(|| entries.last()).flatten().map(|e| Cursor {
             timestamp: e.entry.timestamp,
@@ -272,13 +253,49 @@ impl Pool {
         limit: usize,
     ) -> Result<Vec<StoredEntry>> {
         let reader = self.get()?;
-        let raw = reader.entries_after(after, min_level, limit)?;
-        raw.into_iter()
-            .map(|r| {
-                let (project, service) = self.names(&reader, r.service_id)?;
-                r.into_entry(project, service)
-            })
-            .collect()
+        // Chunks holding an entry of at least that level (bit `code` of
+        // `levels`), from the one containing `after + 1` on.
+        let mask: i64 = (min_level.code()..=Level::Critical.code())
+            .map(|c| 1i64 << c)
+            .sum();
+        let mut stmt = reader
+            .prepare_cached(
+                "SELECT first_id, service_id, data FROM log_chunks WHERE first_id >= \
+                 coalesce((SELECT max(first_id) FROM log_chunks WHERE first_id <= ?1), 0) \
+                 AND (levels & ?2) != 0 ORDER BY first_id",
+            )
+            .map_err(db("prepare reading entries after an id"))?;
+        let mut rows = stmt
+            .query(params![after, mask])
+            .map_err(db("read entries after an id"))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(db("read entries after an id"))? {
+            let first_id: i64 = row.get(0).map_err(db("read entries after an id"))?;
+            let service_id: i64 = row.get(1).map_err(db("read entries after an id"))?;
+            let data: Vec<u8> = row.get(2).map_err(db("read entries after an id"))?;
+            let chunk = crate::chunk::Chunk::decode(first_id, service_id, data)?;
+            let (project, service) = self.names(&reader, service_id)?;
+            for rec in &chunk.recs {
+                if rec.id > after && rec.level >= min_level.code() {
+                    out.push(chunk.entry(rec, &project, &service)?);
+                    if out.len() >= limit {
+                        return Ok(out);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The highest entry id ever given.
+    pub(crate) fn last_entry_id(&self) -> Result<i64> {
+        self.get()?
+            .prepare_cached(
+                "SELECT max((SELECT value FROM meta WHERE key = 'last_log_id'), \
+                 coalesce((SELECT last_id FROM log_chunks ORDER BY first_id DESC LIMIT 1), 0))",
+            )
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(db("read the last log id"))
     }
 
     /// The project and service names of a service id, cached.
@@ -306,380 +323,51 @@ impl Pool {
     }
 }
 
-/// How a log query runs, besides its filter.
-#[derive(Debug, Clone, Copy)]
-struct Shape<'a> {
-    cursor: Option<Cursor>,
-    /// The services allowed (None: all).
-    services: Option<&'a [i64]>,
-    /// The candidate row ids of the full-text index, as a JSON array, when
-    /// the index drives.
-    ids: Option<&'a str>,
-    /// `Some((offset, rows))`: that slice of the order. `None`: every row in
-    /// order, for a caller that stops reading when it has enough.
-    page: Option<(usize, usize)>,
+/// The highest id given so far, about the number of entries (cheap: the
+/// end of the chunks' b-tree).
+fn last_id(conn: &Connection) -> Result<i64> {
+    conn.prepare_cached(
+        "SELECT coalesce((SELECT last_id FROM log_chunks ORDER BY first_id DESC LIMIT 1), 0)",
+    )
+    .and_then(|mut s| s.query_row([], |r| r.get(0)))
+    .map_err(db("read the last id"))
 }
 
-/// The SQL (and its parameters) of a log query. Plans are chosen by shape,
-/// not by SQLite's cost guesses, so that each walks an index in the
-/// newest-first order whenever it can; `tests::plans_use_the_indexes` pins
-/// them. The filter's `q` is not applied here: `shape.ids` narrows the
-/// rows to the index's candidates, which the caller re-checks.
-fn log_query_sql(f: &LogFilter, shape: Shape<'_>) -> Sql {
+/// The service ids a filter allows: None for all, else the (possibly
+/// empty) list, sorted.
+fn filter_services(
+    conn: &Connection,
+    project: Option<&str>,
+    services: &[String],
+) -> Result<Option<Vec<i64>>> {
+    if services.is_empty() && project.is_none() {
+        return Ok(None);
+    }
     let mut sql = Sql::default();
-    // Conditions every plan applies to `logs AS l`.
-    let mut conds: Vec<String> = Vec::new();
-    if let Some(level) = f.min_level.filter(|&l| l > Level::Trace) {
-        conds.push(format!("l.level >= {}", sql.bind(i64::from(level.code()))));
+    let mut conds = Vec::new();
+    if let Some(p) = project {
+        conds.push(format!("p.name = {}", sql.bind(p.to_owned())));
     }
-    if let Some(tag) = &f.tag {
-        conds.push(format!(
-            "instr(l.tags, {}) > 0",
-            sql.bind(format!("{TAG_SEP}{tag}{TAG_SEP}"))
-        ));
+    if !services.is_empty() {
+        let names: Vec<String> = services.iter().map(|s| sql.bind(s.clone())).collect();
+        conds.push(format!("s.name IN ({})", names.join(", ")));
     }
-    if let Some(since) = f.since {
-        conds.push(format!("l.ts >= {}", sql.bind(since)));
-    }
-    if let Some(until) = f.until {
-        conds.push(format!("l.ts < {}", sql.bind(until)));
-    }
-    if let Some(c) = shape.cursor {
-        // The first comparison lets SQLite bound the index range on ts;
-        // the row value is the exact condition.
-        let ts = sql.bind(c.timestamp);
-        let id = sql.bind(c.id);
-        conds.push(format!("l.ts <= {ts} AND (l.ts, l.id) < ({ts}, {id})"));
-    }
-    let page = shape.page.map(|(offset, rows)| {
-        (
-            i64::try_from(offset).unwrap_or(i64::MAX),
-            i64::try_from(rows).unwrap_or(i64::MAX),
-        )
-    });
-
-    match (shape.ids, shape.services) {
-        (Some(candidates), services) => {
-            // Driven by the full-text index: only candidate rows are read,
-            // by id, then sorted. CROSS JOIN pins the id list as the outer
-            // loop.
-            let m = sql.bind(candidates.to_owned());
-            if let Some(ids) = services {
-                conds.push(sql.in_list("l.service_id", ids));
-            }
-            let filter = if conds.is_empty() {
-                String::new()
-            } else {
-                format!("WHERE {}", conds.join(" AND "))
-            };
-            sql.text = format!(
-                "SELECT {} FROM json_each({m}) AS c CROSS JOIN logs AS l ON l.id = c.value \
-                 {filter} ORDER BY l.ts DESC, l.id DESC",
-                columns("l")
-            );
-        }
-        (None, Some([id])) => {
-            // One service: the (service_id, ts, id) index is the order.
-            conds.insert(0, format!("l.service_id = {}", sql.bind(*id)));
-            sql.text = format!(
-                "SELECT {} FROM logs AS l WHERE {} ORDER BY l.ts DESC, l.id DESC",
-                columns("l"),
-                conds.join(" AND ")
-            );
-        }
-        (None, Some(ids)) if ids.len() <= MAX_MERGED_SERVICES && page.is_some() => {
-            // Several services, one page: the newest rows of each by its
-            // index, then the newest of those. Each arm reads at most
-            // offset + rows rows, however large the services.
-            let (offset, rows) = page.unwrap_or_default();
-            let arm_limit = sql.bind(offset.saturating_add(rows));
-            let arms: Vec<String> = ids
-                .iter()
-                .map(|&id| {
-                    let mut c = vec![format!("l.service_id = {}", sql.bind(id))];
-                    c.extend(conds.iter().cloned());
-                    format!(
-                        "SELECT id FROM (SELECT l.id AS id FROM logs AS l WHERE {} \
-                         ORDER BY l.ts DESC, l.id DESC LIMIT {arm_limit})",
-                        c.join(" AND ")
-                    )
-                })
-                .collect();
-            sql.text = format!(
-                "SELECT {} FROM logs AS o WHERE o.id IN ({}) ORDER BY o.ts DESC, o.id DESC",
-                columns("o"),
-                arms.join(" UNION ALL ")
-            );
-        }
-        (None, services) => {
-            // Everything, very many services, or a walk: the (ts, id) index
-            // is the order. The unary `+` keeps SQLite from using the
-            // service index for the IN list instead, which would then sort
-            // every row of those services.
-            if let Some(ids) = services {
-                conds.push(sql.in_list("+l.service_id", ids));
-            }
-            let filter = if conds.is_empty() {
-                String::new()
-            } else {
-                format!("WHERE {}", conds.join(" AND "))
-            };
-            sql.text = format!(
-                "SELECT {} FROM logs AS l {filter} ORDER BY l.ts DESC, l.id DESC",
-                columns("l")
-            );
-        }
-    }
-    if let Some((offset, rows)) = page {
-        let limit = sql.bind(rows);
-        let off = sql.bind(offset);
-        sql.text.push_str(&format!(" LIMIT {limit} OFFSET {off}"));
-    }
-    sql
-}
-
-/// Row ids as a JSON array, for `json_each`.
-fn ids_json(ids: &[i64]) -> String {
-    use std::fmt::Write;
-    let mut s = String::with_capacity(ids.len() * 9 + 2);
-    s.push('[');
-    for (i, id) in ids.iter().enumerate() {
-        if i > 0 {
-            s.push(',');
-        }
-        let _ = write!(s, "{id}");
-    }
-    s.push(']');
-    s
-}
-
-/// SQL text being built with its numbered parameters.
-#[derive(Default)]
-struct Sql {
-    text: String,
-    params: Vec<Value>,
-}
-
-impl Sql {
-    /// Adds a parameter; returns its placeholder (`?N`), which may be used
-    /// several times in the text.
-    fn bind(&mut self, v: impl Into<Value>) -> String {
-        self.params.push(v.into());
-        format!("?{}", self.params.len())
-    }
-
-    fn in_list(&mut self, column: &str, ids: &[i64]) -> String {
-        let list: Vec<String> = ids.iter().map(|&id| self.bind(id)).collect();
-        format!("{column} IN ({})", list.join(", "))
-    }
-}
-
-fn columns(alias: &str) -> String {
-    COLUMNS
-        .split(", ")
-        .map(|c| format!("{alias}.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// A `logs` row before its service id is turned into names.
-struct RawEntry {
-    id: i64,
-    ts: i64,
-    received_at: i64,
-    service_id: i64,
-    level: i64,
-    message: String,
-    tags: Option<String>,
-    host: Option<String>,
-    attributes: Option<String>,
-    trace_id: Option<String>,
-    span_id: Option<String>,
-}
-
-impl RawEntry {
-    fn from_row(r: &Row<'_>) -> rusqlite::Result<RawEntry> {
-        Ok(RawEntry {
-            id: r.get(0)?,
-            ts: r.get(1)?,
-            received_at: r.get(2)?,
-            service_id: r.get(3)?,
-            level: r.get(4)?,
-            message: r.get(5)?,
-            tags: r.get(6)?,
-            host: r.get(7)?,
-            attributes: r.get(8)?,
-            trace_id: r.get(9)?,
-            span_id: r.get(10)?,
+    sql.text = format!(
+        "SELECT s.id FROM services AS s JOIN projects AS p ON p.id = s.project_id \
+         WHERE {} ORDER BY s.id",
+        conds.join(" AND ")
+    );
+    let ids = conn
+        .prepare_cached(&sql.text)
+        .and_then(|mut s| {
+            s.query_map(params_from_iter(sql.params.iter()), |r| r.get(0))?
+                .collect()
         })
-    }
-
-    fn into_entry(self, project: String, service: String) -> Result<StoredEntry> {
-        let level = u8::try_from(self.level)
-            .ok()
-            .and_then(Level::from_code)
-            .ok_or_else(|| {
-                StoreError::Invalid(format!(
-                    "entry {} has unknown level code {}",
-                    self.id, self.level
-                ))
-            })?;
-        let tags = match &self.tags {
-            None => Vec::new(),
-            Some(t) => t
-                .strip_prefix(TAG_SEP)
-                .and_then(|t| t.strip_suffix(TAG_SEP))
-                .unwrap_or(t)
-                .split(TAG_SEP)
-                .map(str::to_owned)
-                .collect(),
-        };
-        let attributes: Attributes = match &self.attributes {
-            None => Attributes::new(),
-            Some(json) => serde_json::from_str(json)
-                .map_err(|e| StoreError::backend("decode stored attributes", e))?,
-        };
-        Ok(StoredEntry {
-            id: self.id,
-            entry: NewEntry {
-                project,
-                service,
-                level,
-                message: self.message,
-                tags,
-                timestamp: self.ts,
-                received_at: self.received_at,
-                host: self.host,
-                attributes,
-                trace_id: self.trace_id,
-                span_id: self.span_id,
-            },
-        })
-    }
+        .map_err(db("resolve the services of a query"))?;
+    Ok(Some(ids))
 }
 
 impl Reader<'_> {
-    /// Every row a query's SQL returns.
-    fn fetch(&self, sql: &Sql) -> Result<Vec<RawEntry>> {
-        self.prepare_cached(&sql.text)
-            .and_then(|mut stmt| {
-                stmt.query_map(params_from_iter(sql.params.iter()), RawEntry::from_row)?
-                    .collect()
-            })
-            .map_err(db("query logs"))
-    }
-
-    /// Entries after `after` of at least `min_level`, by id.
-    fn entries_after(&self, after: i64, min_level: Level, limit: usize) -> Result<Vec<RawEntry>> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM logs WHERE id > ?1 AND level >= ?2 ORDER BY id LIMIT ?3"
-        ))
-        .and_then(|mut s| {
-            s.query_map(
-                params![after, i64::from(min_level.code()), limit],
-                RawEntry::from_row,
-            )?
-            .collect()
-        })
-        .map_err(db("read entries after an id"))
-    }
-
-    /// The highest id ever given.
-    pub(crate) fn last_entry_id(&self) -> Result<i64> {
-        self.prepare_cached(
-            "SELECT max((SELECT value FROM meta WHERE key = 'last_log_id'), \
-             coalesce((SELECT max(id) FROM logs), 0))",
-        )
-        .and_then(|mut s| s.query_row([], |r| r.get(0)))
-        .map_err(db("read the last log id"))
-    }
-
-    /// The highest id, about the number of entries (cheap: the end of the
-    /// table's b-tree).
-    fn last_id(&self) -> Result<i64> {
-        self.prepare_cached("SELECT coalesce(max(id), 0) FROM logs")
-            .and_then(|mut s| s.query_row([], |r| r.get(0)))
-            .map_err(db("read the last id"))
-    }
-
-    /// The rows of `sql` (a walk in newest-first order) whose message
-    /// matches, skipping the first `skip` of them and keeping the next
-    /// `want`; None when that takes more than `budget` rows.
-    fn walk_matching(
-        &self,
-        sql: &Sql,
-        matcher: &mut TextMatcher,
-        mut skip: usize,
-        want: usize,
-        budget: usize,
-    ) -> Result<Option<Vec<RawEntry>>> {
-        let mut stmt = self
-            .prepare_cached(&sql.text)
-            .map_err(db("prepare a log walk"))?;
-        let mut rows = stmt
-            .query(params_from_iter(sql.params.iter()))
-            .map_err(db("walk logs"))?;
-        let mut found = Vec::new();
-        let mut read = 0;
-        while found.len() < want {
-            let Some(row) = rows.next().map_err(db("walk logs"))? else {
-                break;
-            };
-            read += 1;
-            if read > budget {
-                return Ok(None);
-            }
-            let message = row
-                .get_ref(COLUMN_MESSAGE)
-                .and_then(|v| Ok(v.as_str()?))
-                .map_err(db("read a message"))?;
-            if !matcher.matches(message) {
-                continue;
-            }
-            if skip > 0 {
-                skip -= 1;
-            } else {
-                found.push(RawEntry::from_row(row).map_err(db("read a log entry"))?);
-            }
-        }
-        Ok(Some(found))
-    }
-
-    /// The service ids a filter allows: None for all, else the (possibly
-    /// empty) list.
-    fn filter_services(
-        &self,
-        project: Option<&str>,
-        services: &[String],
-    ) -> Result<Option<Vec<i64>>> {
-        if services.is_empty() && project.is_none() {
-            return Ok(None);
-        }
-        let mut sql = Sql::default();
-        let mut conds = Vec::new();
-        if let Some(p) = project {
-            conds.push(format!("p.name = {}", sql.bind(p.to_owned())));
-        }
-        if !services.is_empty() {
-            let names: Vec<String> = services.iter().map(|s| sql.bind(s.clone())).collect();
-            conds.push(format!("s.name IN ({})", names.join(", ")));
-        }
-        sql.text = format!(
-            "SELECT s.id FROM services AS s JOIN projects AS p ON p.id = s.project_id \
-             WHERE {} ORDER BY s.id",
-            conds.join(" AND ")
-        );
-        let ids = self
-            .prepare_cached(&sql.text)
-            .and_then(|mut s| {
-                s.query_map(params_from_iter(sql.params.iter()), |r| r.get(0))?
-                    .collect()
-            })
-            .map_err(db("resolve the services of a query"))?;
-        Ok(Some(ids))
-    }
-
     pub(crate) fn find_project(&self, name: &str) -> Result<Option<Project>> {
         self.prepare_cached("SELECT id, name, created_at FROM projects WHERE name = ?1")
             .and_then(|mut s| s.query_row([name], project_from_row).optional())
@@ -862,26 +550,6 @@ mod tests {
         lines.join("\n")
     }
 
-    /// The query plan of a filter, one line per step.
-    fn plan(
-        conn: &Connection,
-        f: &LogFilter,
-        cursor: Option<Cursor>,
-        services: Option<&[i64]>,
-    ) -> String {
-        let ids = f.q.as_ref().map(|_| "[1,2,3]");
-        let sql = log_query_sql(
-            f,
-            Shape {
-                cursor,
-                services,
-                ids,
-                page: Some((0, 101)),
-            },
-        );
-        explain(conn, &sql)
-    }
-
     /// The contract with every full-text query walking rows (as a term
     /// matching many rows does), and with every walk giving up at once and
     /// falling back to the index.
@@ -931,8 +599,11 @@ mod tests {
         }
     }
 
+    /// Walks read a covering index of chunks in newest-first order (no
+    /// sort, no table access until a chunk's blob is read by id); the
+    /// newest wanted timestamp bounds the index range.
     #[test]
-    fn plans_use_the_indexes() {
+    fn chunk_walks_use_the_indexes() {
         let dir = tempfile::tempdir().expect("temporary directory");
         let path = dir.path().join("p.db");
         let store = SqliteStore::open(&path, SqliteOptions::default()).expect("open");
@@ -944,64 +615,41 @@ mod tests {
             timestamp: 1_000,
             id: 7,
         });
-        let level = LogFilter {
-            min_level: Some(Level::Warn),
-            tag: Some("db".into()),
-            ..LogFilter::default()
+        let filter = |services, cursor, min_level, since| walk::Filter {
+            services,
+            min_level,
+            tag: Some("db"),
+            since,
+            until: None,
+            cursor,
         };
-
-        // Everything, newest first: the (ts, id) index, in order, no sort.
-        for c in [None, cursor] {
-            let p = plan(&conn, &level, c, None);
-            assert!(p.contains("USING INDEX logs_ts"), "{p}");
-            assert!(!p.contains("TEMP B-TREE"), "{p}");
-        }
-        // One service: the (service_id, ts, id) index, in order, no sort.
-        for c in [None, cursor] {
-            let p = plan(&conn, &level, c, Some(&[2]));
-            assert!(
-                p.contains("USING INDEX logs_service_ts (service_id=?"),
-                "{p}"
-            );
-            assert!(!p.contains("TEMP B-TREE"), "{p}");
-            if c.is_some() {
-                assert!(p.contains("ts<?"), "the cursor bounds the index range: {p}");
+        for (services, index) in [
+            (None, "log_chunks_ts"),
+            (Some(&[1, 2, 3][..]), "log_chunks_ts"),
+            (Some(&[2][..]), "log_chunks_service"),
+        ] {
+            for c in [None, cursor] {
+                for level in [0, Level::Warn.code()] {
+                    let f = filter(services, c, level, Some(5));
+                    let p = explain(&conn, &walk::chunk_walk_sql(&f));
+                    assert!(p.contains(&format!("USING COVERING INDEX {index}")), "{p}");
+                    assert!(!p.contains("TEMP B-TREE"), "{p}");
+                    if c.is_some() {
+                        assert!(p.contains("max_ts<?"), "the cursor bounds the range: {p}");
+                    }
+                }
             }
         }
-        // Several services: one ordered index range per service, then a sort
-        // of at most (services x page) rows found by id.
-        let p = plan(&conn, &level, cursor, Some(&[1, 2, 3]));
-        assert_eq!(
-            p.matches("USING INDEX logs_service_ts (service_id=?")
-                .count(),
-            3,
-            "{p}"
-        );
-        assert!(p.contains("USING INTEGER PRIMARY KEY (rowid=?)"), "{p}");
-        assert!(!p.contains("SCAN l"), "{p}");
-        // A walk of several services (dense full text): the (ts, id) order.
-        let walk = log_query_sql(
-            &level,
-            Shape {
-                cursor,
-                services: Some(&[1, 2, 3]),
-                ids: None,
-                page: None,
-            },
-        );
-        let p = explain(&conn, &walk);
-        assert!(p.contains("USING INDEX logs_ts"), "{p}");
-        assert!(!p.contains("TEMP B-TREE"), "{p}");
-        // Full text: the index drives, rows are fetched by id.
-        let text = LogFilter {
-            q: Some("connection refused".into()),
-            ..level.clone()
-        };
-        let p = plan(&conn, &text, cursor, Some(&[1, 2]));
-        assert!(p.contains("VIRTUAL TABLE INDEX"), "{p}");
-        assert!(
-            p.contains("SEARCH l USING INTEGER PRIMARY KEY (rowid=?)"),
-            "{p}"
-        );
+        // A candidate's chunk, and a chunk by id: the primary key.
+        for sql in [walk::CHUNK_HOLDING, walk::CHUNK_BY_FIRST_ID] {
+            let p = explain(
+                &conn,
+                &Sql {
+                    text: sql.into(),
+                    params: vec![1.into()],
+                },
+            );
+            assert!(p.contains("USING INTEGER PRIMARY KEY (rowid"), "{p}");
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! Opening connections and migrating the schema.
 
-use crate::{SqliteOptions, db, index};
+use crate::chunk::ChunkBuilder;
+use crate::{SqliteOptions, db, index, write};
+use faultline_model::{Attributes, Level, NewEntry};
 use faultline_store::{Result, StoreError};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::path::Path;
@@ -285,11 +287,34 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         last_note_at  INTEGER
     ) STRICT;
     "#,
+    // 4: entries are stored in chunks (see chunk.rs and the crate docs);
+    // `chunks_from_logs` converts the rows of `logs` right after, then
+    // drops it.
+    r#"
+    CREATE TABLE log_chunks (
+        first_id    INTEGER PRIMARY KEY,
+        last_id     INTEGER NOT NULL,
+        service_id  INTEGER NOT NULL,
+        min_ts      INTEGER NOT NULL,
+        max_ts      INTEGER NOT NULL,
+        levels      INTEGER NOT NULL,
+        count       INTEGER NOT NULL,
+        data        BLOB    NOT NULL
+    ) STRICT;
+    -- Newest-first walks read these (covering) indexes only, then each
+    -- chunk's blob by first_id.
+    CREATE INDEX log_chunks_ts ON log_chunks (max_ts, min_ts, service_id, levels);
+    CREATE INDEX log_chunks_service ON log_chunks (service_id, max_ts, min_ts, levels);
+    "#,
 ];
 
 /// The version whose migration creates `text_blocks`, which then needs the
-/// blocks of the rows already stored.
+/// blocks of the entries already stored.
 const TEXT_BLOCKS_VERSION: usize = 2;
+
+/// The version whose migration creates `log_chunks`, which then receives
+/// the rows of `logs`.
+const CHUNKS_VERSION: usize = 4;
 
 /// The schema version this build writes.
 pub(crate) const LATEST: i64 = MIGRATIONS.len() as i64;
@@ -333,6 +358,25 @@ pub(crate) fn open_reader(path: &Path, options: &SqliteOptions) -> Result<Connec
     configure(&conn, options)?;
     conn.pragma_update(None, "query_only", true)
         .map_err(db("make a read connection read-only"))?;
+    Ok(conn)
+}
+
+/// Opens the connection of the checkpoint thread (see checkpoint.rs).
+pub(crate) fn open_checkpointer(path: &Path, options: &SqliteOptions) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(db("open the checkpoint connection"))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(db("set the busy timeout"))?;
+    configure(
+        &conn,
+        &SqliteOptions {
+            cache_size_kib: 64,
+            ..options.clone()
+        },
+    )?;
     Ok(conn)
 }
 
@@ -384,15 +428,243 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(from as usize) {
         tx.execute_batch(sql).map_err(db("migrate the schema"))?;
-        if i + 1 == TEXT_BLOCKS_VERSION {
-            // Finished blocks for every full block of existing rows; the
-            // rest is the writer's open block, rebuilt on its first append.
-            index::OpenBlock::new(faultline_textindex::BLOCK_ROWS).sync(&tx, 0)?;
+        if i + 1 == CHUNKS_VERSION {
+            chunks_from_logs(&tx)?;
         }
         tracing::info!(path = %path.display(), version = i + 1, "migrated database schema");
+    }
+    if from < TEXT_BLOCKS_VERSION as i64 {
+        // Finished blocks for every full block of existing entries (now in
+        // chunks); the rest is the writer's open block, rebuilt on its
+        // first append.
+        index::OpenBlock::new(faultline_textindex::BLOCK_ROWS).sync(&tx, 0)?;
     }
     tx.pragma_update(None, "user_version", LATEST)
         .map_err(db("write the schema version"))?;
     tx.commit().map_err(db("commit the schema migration"))?;
     Ok(())
+}
+
+/// Moves the rows of a version 2 `logs` table into chunks (runs of
+/// consecutive ids of one service, cut as the writer cuts them), then drops
+/// it. Ids, and so the full-text index, stay as they were.
+fn chunks_from_logs(conn: &Connection) -> Result<()> {
+    let mut insert = conn
+        .prepare_cached(write::INSERT_CHUNK)
+        .map_err(db("prepare the chunk insert"))?;
+    let mut stmt = conn
+        .prepare(
+            "SELECT id, ts, received_at, service_id, level, message, tags, host, attributes, \
+             trace_id, span_id FROM logs ORDER BY id",
+        )
+        .map_err(db("read the rows to convert"))?;
+    let mut rows = stmt.query([]).map_err(db("read the rows to convert"))?;
+    let mut chunk = ChunkBuilder::new();
+    let mut service = 0i64;
+    let mut converted = 0usize;
+    while let Some(r) = rows.next().map_err(db("read the rows to convert"))? {
+        let id: i64 = r.get(0).map_err(db("read a row to convert"))?;
+        let service_id: i64 = r.get(3).map_err(db("read a row to convert"))?;
+        let level: i64 = r.get(4).map_err(db("read a row to convert"))?;
+        let tags: Option<String> = r.get(6).map_err(db("read a row to convert"))?;
+        let attributes: Option<String> = r.get(8).map_err(db("read a row to convert"))?;
+        let level = u8::try_from(level)
+            .ok()
+            .and_then(Level::from_code)
+            .ok_or_else(|| {
+                StoreError::Invalid(format!("entry {id} has unknown level code {level}"))
+            })?;
+        let e = NewEntry {
+            project: String::new(),
+            service: String::new(),
+            level,
+            message: r.get(5).map_err(db("read a row to convert"))?,
+            tags: match tags {
+                None => Vec::new(),
+                Some(t) => t
+                    .strip_prefix('\x1f')
+                    .and_then(|t| t.strip_suffix('\x1f'))
+                    .unwrap_or(&t)
+                    .split('\x1f')
+                    .map(str::to_owned)
+                    .collect(),
+            },
+            timestamp: r.get(1).map_err(db("read a row to convert"))?,
+            received_at: r.get(2).map_err(db("read a row to convert"))?,
+            host: r.get(7).map_err(db("read a row to convert"))?,
+            attributes: match attributes {
+                None => Attributes::new(),
+                Some(json) => serde_json::from_str(&json)
+                    .map_err(|e| StoreError::backend("decode stored attributes", e))?,
+            },
+            trace_id: r.get(9).map_err(db("read a row to convert"))?,
+            span_id: r.get(10).map_err(db("read a row to convert"))?,
+        };
+        if !chunk.is_empty() && (service_id != service || chunk.full_for(e.timestamp)) {
+            write::store_chunk(&mut insert, &mut chunk, service)?;
+        }
+        service = service_id;
+        chunk.push(id, &e)?;
+        converted += 1;
+    }
+    if !chunk.is_empty() {
+        write::store_chunk(&mut insert, &mut chunk, service)?;
+    }
+    drop(rows);
+    drop(stmt);
+    drop(insert);
+    conn.execute_batch("DROP TABLE logs")
+        .map_err(db("drop the converted rows"))?;
+    if converted > 0 {
+        tracing::info!(entries = converted, "moved log entries into chunks");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MIGRATIONS;
+    use crate::{SqliteOptions, SqliteStore};
+    use faultline_model::{AttrValue, Attributes, Level, LogFilter, NewEntry};
+    use faultline_store::{LogQuery, Paging, Store};
+    use rusqlite::{Connection, params};
+
+    const T0: i64 = 1_700_000_000_000_000;
+    const HOUR: i64 = 3_600_000_000;
+
+    fn all(store: &SqliteStore, filter: LogFilter) -> Vec<(i64, NewEntry)> {
+        store
+            .query_logs(&LogQuery {
+                filter,
+                limit: 10_000,
+                paging: Paging::Cursor(None),
+            })
+            .expect("query")
+            .entries
+            .into_iter()
+            .map(|e| (e.id, e.entry))
+            .collect()
+    }
+
+    /// A version 2 database with rows (two services interleaved, every
+    /// field, timestamps hours apart) is converted to chunks: every entry
+    /// keeps its id and fields, search and retention work, ids go on after
+    /// the stored high-water mark.
+    #[test]
+    fn migration_from_rows_keeps_every_entry() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("v2.db");
+        let mut want: Vec<(i64, NewEntry)> = Vec::new();
+        {
+            let conn = Connection::open(&path).expect("raw open");
+            conn.execute_batch(MIGRATIONS[0]).expect("v1 schema");
+            conn.execute_batch(MIGRATIONS[1]).expect("v2 schema");
+            conn.execute_batch(
+                "PRAGMA user_version = 2;
+                 INSERT INTO projects (id, name, created_at) VALUES (1, 'p', 0);
+                 INSERT INTO services (id, project_id, name, created_at) VALUES (1, 1, 'api', 0);
+                 INSERT INTO services (id, project_id, name, created_at) VALUES (2, 1, 'web', 0);",
+            )
+            .expect("v2 tenancy");
+            let mut insert = conn
+                .prepare(
+                    "INSERT INTO logs (id, ts, received_at, service_id, level, message, tags, \
+                     host, attributes, trace_id, span_id) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                )
+                .expect("prepare");
+            for id in 1..=700i64 {
+                // Runs of one service, a gap in the ids, hours between
+                // some entries.
+                let service = if (id / 50) % 2 == 0 { 1 } else { 2 };
+                if id % 97 == 0 {
+                    continue;
+                }
+                let ts = T0 + (id / 100) * 2 * HOUR + id;
+                let level = Level::from_code((id % 6 + 1) as u8).expect("level");
+                let tags: Vec<String> = (0..id % 3).map(|t| format!("tag{t}")).collect();
+                let mut attributes = Attributes::new();
+                if id % 2 == 0 {
+                    attributes.insert("n".into(), AttrValue::Int(id));
+                    attributes.insert("f".into(), AttrValue::Float(id as f64 / 4.0));
+                    attributes.insert("b".into(), AttrValue::Bool(true));
+                    attributes.insert("s".into(), AttrValue::Str(format!("v{id}")));
+                }
+                let e = NewEntry {
+                    project: "p".into(),
+                    service: if service == 1 { "api" } else { "web" }.into(),
+                    level,
+                    message: format!("converted entry {id} word{}", id % 10),
+                    tags,
+                    timestamp: ts,
+                    received_at: ts + 5,
+                    host: (id % 3 == 0).then(|| format!("host{}", id % 4)),
+                    attributes,
+                    trace_id: (id % 5 == 0).then(|| format!("{id:032x}")),
+                    span_id: (id % 7 == 0).then(|| format!("{id:016x}")),
+                };
+                let stored_tags =
+                    (!e.tags.is_empty()).then(|| format!("\u{1f}{}\u{1f}", e.tags.join("\u{1f}")));
+                let attrs = (!e.attributes.is_empty())
+                    .then(|| serde_json::to_string(&e.attributes).expect("json"));
+                insert
+                    .execute(params![
+                        id,
+                        e.timestamp,
+                        e.received_at,
+                        service,
+                        i64::from(level.code()),
+                        e.message,
+                        stored_tags,
+                        e.host,
+                        attrs,
+                        e.trace_id,
+                        e.span_id
+                    ])
+                    .expect("insert");
+                want.push((id, e));
+            }
+            conn.execute("UPDATE meta SET value = 705 WHERE key = 'last_log_id'", [])
+                .expect("meta");
+        }
+        let store = SqliteStore::open(&path, SqliteOptions::default()).expect("migrate");
+        want.sort_by_key(|(id, e)| std::cmp::Reverse((e.timestamp, *id)));
+        assert_eq!(all(&store, LogFilter::default()), want);
+        let conn = Connection::open(&path).expect("raw open");
+        let (logs, chunks): (i64, i64) = conn
+            .query_row(
+                "SELECT (SELECT count(*) FROM sqlite_master WHERE name = 'logs'), \
+                 (SELECT count(*) FROM log_chunks)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("schema");
+        assert_eq!(logs, 0, "logs is dropped");
+        assert!(
+            chunks >= 14,
+            "runs of one service and of one minute: {chunks}"
+        );
+        let q = LogFilter {
+            q: Some("word3".into()),
+            ..LogFilter::default()
+        };
+        let hits: Vec<(i64, NewEntry)> =
+            want.iter().filter(|(_, e)| q.matches(e)).cloned().collect();
+        assert_eq!(all(&store, q), hits);
+        let deleted = store
+            .delete_expired(Level::Info, T0 + 4 * HOUR, 1_000)
+            .expect("retention");
+        let gone = want
+            .iter()
+            .filter(|(_, e)| e.level == Level::Info && e.timestamp < T0 + 4 * HOUR)
+            .count();
+        assert_eq!(deleted, gone);
+        let ids = store
+            .append(&[&[NewEntry {
+                message: "after migration".into(),
+                ..want[0].1.clone()
+            }]])
+            .expect("append");
+        assert_eq!(ids, vec![706]);
+    }
 }

@@ -21,6 +21,11 @@ pub(crate) struct TextMatcher {
     /// Each term's lowercase tokens (terms without a token are dropped, as
     /// `LogFilter::matches` ignores them).
     phrases: Vec<Vec<String>>,
+    /// The ASCII tokens of the phrases. An ASCII message matches only if it
+    /// contains each of them, ignoring ASCII case (its lowercase tokens are
+    /// substrings of it): a cheap test that rejects most messages before
+    /// they are split into tokens.
+    needles: Vec<Vec<u8>>,
     /// Reused per message: its lowercase tokens, concatenated, and their
     /// spans.
     text: String,
@@ -32,10 +37,20 @@ impl TextMatcher {
         let phrases = q
             .split_whitespace()
             .map(|term| tokens(term).map(str::to_lowercase).collect::<Vec<_>>())
-            .filter(|p| !p.is_empty())
+            .filter(|p: &Vec<String>| !p.is_empty())
+            .collect::<Vec<_>>();
+        let mut needles: Vec<Vec<u8>> = phrases
+            .iter()
+            .flatten()
+            .filter(|t| t.is_ascii())
+            .map(|t| t.as_bytes().to_vec())
             .collect();
+        // Longest first: the rarest, usually.
+        needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
+        needles.dedup();
         TextMatcher {
             phrases,
+            needles,
             text: String::new(),
             words: Vec::new(),
         }
@@ -76,6 +91,14 @@ impl TextMatcher {
         if self.phrases.is_empty() {
             return true;
         }
+        if message.is_ascii()
+            && !self
+                .needles
+                .iter()
+                .all(|n| contains_ignore_ascii_case(message.as_bytes(), n))
+        {
+            return false;
+        }
         self.split(message);
         let (text, words) = (&self.text, &self.words);
         self.phrases.iter().all(|phrase| {
@@ -86,6 +109,22 @@ impl TextMatcher {
             })
         })
     }
+}
+
+/// Whether `hay` contains `needle` (ASCII lowercase), ignoring ASCII case.
+fn contains_ignore_ascii_case(hay: &[u8], needle: &[u8]) -> bool {
+    let Some((&first, rest)) = needle.split_first() else {
+        return true;
+    };
+    let upper = first.to_ascii_uppercase();
+    let n = needle.len();
+    if hay.len() < n {
+        return false;
+    }
+    (0..=hay.len() - n).any(|i| {
+        let b = hay[i];
+        (b == first || b == upper) && hay[i + 1..i + n].eq_ignore_ascii_case(rest)
+    })
 }
 
 #[cfg(test)]
@@ -123,6 +162,9 @@ mod tests {
             "",
             "   ",
             "ΣΑΣ σας",
+            "Timeout after 30s; RETRY id=0xFF user_id_2 at end",
+            "x",
+            "K kelvin \u{212a}elvin",
         ];
         let queries = [
             "connection",
@@ -152,6 +194,18 @@ mod tests {
             "...",
             "",
             "💥",
+            "timeout",
+            "TIMEOUT 30S",
+            "retry id",
+            "end",
+            "ends",
+            "0xff",
+            "user_id",
+            "id_2",
+            "kelvin",
+            "\u{212a}",
+            "\u{212a}elvin",
+            "t",
         ];
         for m in messages {
             for q in queries {

@@ -1,40 +1,44 @@
 //! The write connection: appends, retention, tenancy and token changes.
 
+use crate::checkpoint::Checkpointer;
+use crate::chunk::{self, Chunk, ChunkBuilder};
 use crate::db;
 use crate::index::{self, OpenBlock};
 use crate::read::token_by_id;
 use faultline_model::{Level, NewEntry, Project, Service, TokenInfo, TokenKind, now_micros};
 use faultline_store::{Result, StoreError};
-use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{
-    Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior, params,
+    CachedStatement, Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior,
+    params,
 };
 use std::collections::HashMap;
 
-const INSERT_LOG: &str = "INSERT INTO logs \
-    (id, ts, received_at, service_id, level, message, tags, host, attributes, trace_id, span_id) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+pub(crate) const INSERT_CHUNK: &str = "INSERT INTO log_chunks \
+    (first_id, last_id, service_id, min_ts, max_ts, levels, count, data) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 const LAST_LOG_ID: &str = "SELECT max(\
     (SELECT value FROM meta WHERE key = 'last_log_id'), \
-    coalesce((SELECT max(id) FROM logs), 0))";
+    coalesce((SELECT last_id FROM log_chunks ORDER BY first_id DESC LIMIT 1), 0))";
 const SET_LAST_LOG_ID: &str = "UPDATE meta SET value = ?1 WHERE key = 'last_log_id'";
 const COUNT_APPENDED: &str = "UPDATE services SET \
     count = count + ?2, error_count = error_count + ?3, \
     last_seen = max(coalesce(last_seen, ?4), ?4) WHERE id = ?1";
 
-/// The separator around every stored tag (see the crate docs).
-pub(crate) const TAG_SEP: char = '\x1f';
-
 /// State owned by the single write connection.
 pub(crate) struct Writer {
     conn: Connection,
+    /// Checkpoints the WAL off the commit path; stopped on drop.
+    checkpointer: Checkpointer,
     /// (project, service) → service id. Services are never deleted or
     /// renamed, so an id once seen stays right, even if another process
     /// created the service.
     services: ServiceIds,
-    /// Reused encoding buffers, so appending allocates nothing per entry.
-    tag_buf: String,
-    attr_buf: Vec<u8>,
+    /// The chunk being encoded, reused (its buffers too).
+    chunk: ChunkBuilder,
+    /// Reused per append: the services of its entries, and the entries'
+    /// positions grouped by service.
+    groups: Vec<Group>,
+    order: Vec<u32>,
     /// The open block of the full-text index (see `index.rs`).
     index: OpenBlock,
     /// Retention watermarks, by level code - 1: every entry of that level
@@ -44,6 +48,12 @@ pub(crate) struct Writer {
     /// changes when another connection commits, which may have appended old
     /// entries we did not see.
     data_version: i64,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.checkpointer.stop(&mut self.conn);
+    }
 }
 
 #[derive(Default)]
@@ -62,22 +72,28 @@ impl ServiceIds {
     }
 }
 
-/// What one transaction did to one service's counters.
-struct Counter {
+/// The entries of one service in one append.
+struct Group {
     service_id: i64,
-    count: i64,
-    errors: i64,
-    last_seen: i64,
+    /// How many, and where their positions start in `Writer::order`.
+    len: usize,
+    start: usize,
 }
 
 impl Writer {
-    pub(crate) fn new(conn: Connection, block_rows: usize) -> Result<Writer> {
+    pub(crate) fn new(
+        conn: Connection,
+        checkpointer: Checkpointer,
+        block_rows: usize,
+    ) -> Result<Writer> {
         let data_version = data_version(&conn)?;
         Ok(Writer {
             conn,
+            checkpointer,
             services: ServiceIds::default(),
-            tag_buf: String::new(),
-            attr_buf: Vec::new(),
+            chunk: ChunkBuilder::new(),
+            groups: Vec::new(),
+            order: Vec::new(),
             index: OpenBlock::new(block_rows),
             expired: [None; 6],
             data_version,
@@ -129,46 +145,44 @@ impl Writer {
         result
     }
 
-    /// The hot path. Per entry: one row in `logs` (plus its two index
-    /// entries) through a cached statement, and its tokens hashed into the
-    /// open block of the full-text index, in memory. Per transaction: one id
-    /// read, one check that the open block is in step with the database,
-    /// one id write, one counter update per service, one commit; and, every
-    /// `BLOCK_ROWS` entries, one finished block stored.
+    /// The hot path. Entries are grouped by service (in the order services
+    /// first appear) and each group gets the next ids in arrival order, so
+    /// every group is one chunk (or a few, see `ChunkBuilder::full_for`) of
+    /// consecutive ids: per chunk one row and two index entries, per entry
+    /// a few dozen bytes encoded and its tokens hashed into the open block
+    /// of the full-text index. Per transaction: one id read, one check that
+    /// the open block is in step with the database, one id write, one
+    /// counter update per service, one commit; and, every `BLOCK_ROWS`
+    /// entries, one finished index block stored.
     fn append_in_transaction(&mut self, batches: &[&[NewEntry]]) -> Result<Vec<i64>> {
         let Writer {
             conn,
+            checkpointer,
             services,
-            tag_buf,
-            attr_buf,
             index,
             expired,
+            chunk,
+            groups,
+            order,
             ..
         } = self;
-        let total = batches.iter().map(|b| b.len()).sum();
-        let mut ids = Vec::with_capacity(total);
-        let mut counters: Vec<Counter> = Vec::new();
+        let total: usize = batches.iter().map(|b| b.len()).sum();
+        chunk.clear();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db("begin an append"))?;
+        // Group by service: `groups[g]` is (service id, entries, start in
+        // `order`), `order` the positions of the entries, group by group.
+        groups.clear();
+        order.clear();
+        order.resize(total, 0);
+        let mut group_of: Vec<u32> = Vec::with_capacity(total);
         {
-            let mut insert = tx
-                .prepare_cached(INSERT_LOG)
-                .map_err(db("prepare the log insert"))?;
-            let mut id: i64 = tx
-                .prepare_cached(LAST_LOG_ID)
-                .and_then(|mut s| s.query_row([], |r| r.get(0)))
-                .map_err(db("read the last log id"))?;
-            // Another handle on the file may have appended since our last
-            // commit (or our last transaction failed): then the open block
-            // is rebuilt from the rows first.
-            index.sync(&tx, id)?;
             // Batches usually come from one service: remember the last one.
-            let mut last: Option<(&str, &str, i64)> = None;
-            let mut counter = 0;
+            let mut last: Option<(&str, &str, usize)> = None;
             for e in batches.iter().flat_map(|b| b.iter()) {
-                let service_id = match last {
-                    Some((p, s, sid)) if e.service == s && e.project == p => sid,
+                let g = match last {
+                    Some((p, s, g)) if e.service == s && e.project == p => g,
                     _ => {
                         let sid = match services.get(&e.project, &e.service) {
                             Some(sid) => sid,
@@ -179,83 +193,97 @@ impl Writer {
                                 s.id
                             }
                         };
-                        last = Some((&e.project, &e.service, sid));
-                        sid
+                        let g = match groups.iter().position(|g| g.service_id == sid) {
+                            Some(g) => g,
+                            None => {
+                                groups.push(Group {
+                                    service_id: sid,
+                                    len: 0,
+                                    start: 0,
+                                });
+                                groups.len() - 1
+                            }
+                        };
+                        last = Some((&e.project, &e.service, g));
+                        g
                     }
                 };
-                id += 1;
-                let tags = encode_tags(tag_buf, &e.tags)?;
-                let attrs = if e.attributes.is_empty() {
-                    None
-                } else {
-                    attr_buf.clear();
-                    serde_json::to_writer(&mut *attr_buf, &e.attributes)
-                        .map_err(|err| StoreError::backend("encode attributes", err))?;
-                    Some(ToSqlOutput::Borrowed(ValueRef::Text(attr_buf)))
-                };
-                insert
-                    .execute(params![
-                        id,
-                        e.timestamp,
-                        e.received_at,
-                        service_id,
-                        i64::from(e.level.code()),
-                        e.message,
-                        tags,
-                        e.host,
-                        attrs,
-                        e.trace_id,
-                        e.span_id,
-                    ])
-                    .map_err(db("insert a log entry"))?;
-                index.add(&tx, id, &e.message)?;
-                ids.push(id);
-
-                if counters.get(counter).map(|c| c.service_id) != Some(service_id) {
-                    counter = match counters.iter().position(|c| c.service_id == service_id) {
-                        Some(i) => i,
-                        None => {
-                            counters.push(Counter {
-                                service_id,
-                                count: 0,
-                                errors: 0,
-                                last_seen: e.received_at,
-                            });
-                            counters.len() - 1
-                        }
-                    };
+                groups[g].len += 1;
+                group_of.push(g as u32);
+            }
+            let mut start = 0;
+            for g in groups.iter_mut() {
+                g.start = start;
+                start += g.len;
+            }
+            let mut fill: Vec<usize> = groups.iter().map(|g| g.start).collect();
+            for (pos, &g) in group_of.iter().enumerate() {
+                let slot = &mut fill[g as usize];
+                order[*slot] = pos as u32;
+                *slot += 1;
+            }
+        }
+        let flat: Vec<&NewEntry> = batches.iter().flat_map(|b| b.iter()).collect();
+        let mut ids = vec![0i64; total];
+        {
+            let mut id: i64 = tx
+                .prepare_cached(LAST_LOG_ID)
+                .and_then(|mut s| s.query_row([], |r| r.get(0)))
+                .map_err(db("read the last log id"))?;
+            // Another handle on the file may have appended since our last
+            // commit (or our last transaction failed): then the open block
+            // is rebuilt from the entries first.
+            index.sync(&tx, id)?;
+            let mut insert = tx
+                .prepare_cached(INSERT_CHUNK)
+                .map_err(db("prepare the chunk insert"))?;
+            let mut count = tx
+                .prepare_cached(COUNT_APPENDED)
+                .map_err(db("prepare the service counters update"))?;
+            for g in groups.iter() {
+                let mut errors = 0i64;
+                let mut last_seen = i64::MIN;
+                for &pos in &order[g.start..g.start + g.len] {
+                    let e = flat[pos as usize];
+                    if chunk.full_for(e.timestamp) {
+                        store_chunk(&mut insert, chunk, g.service_id)?;
+                    }
+                    id += 1;
+                    chunk.push(id, e)?;
+                    index.add(&tx, id, &e.message)?;
+                    ids[pos as usize] = id;
+                    errors += i64::from(e.level >= Level::Error);
+                    last_seen = last_seen.max(e.received_at);
+                    // An entry older than a retention watermark: that
+                    // level's range must be scanned again.
+                    let watermark = &mut expired[usize::from(e.level.code()) - 1];
+                    if watermark.is_some_and(|w| e.timestamp < w) {
+                        *watermark = Some(e.timestamp);
+                    }
                 }
-                let c = &mut counters[counter];
-                c.count += 1;
-                c.errors += i64::from(e.level >= Level::Error);
-                c.last_seen = c.last_seen.max(e.received_at);
-
-                // An entry older than a retention watermark: that level's
-                // range must be scanned again.
-                let watermark = &mut expired[usize::from(e.level.code()) - 1];
-                if watermark.is_some_and(|w| e.timestamp < w) {
-                    *watermark = Some(e.timestamp);
+                if !chunk.is_empty() {
+                    store_chunk(&mut insert, chunk, g.service_id)?;
                 }
+                count
+                    .execute(params![g.service_id, g.len as i64, errors, last_seen])
+                    .map_err(db("update service counters"))?;
             }
             tx.prepare_cached(SET_LAST_LOG_ID)
                 .and_then(|mut s| s.execute([id]))
                 .map_err(db("write the last log id"))?;
-            let mut count = tx
-                .prepare_cached(COUNT_APPENDED)
-                .map_err(db("prepare the service counters update"))?;
-            for c in &counters {
-                count
-                    .execute(params![c.service_id, c.count, c.errors, c.last_seen])
-                    .map_err(db("update service counters"))?;
-            }
         }
         tx.commit().map_err(db("commit an append"))?;
-        if let Some(&last) = ids.last() {
+        checkpointer.after_commit(conn);
+        if let Some(&last) = ids.iter().max() {
             index.committed(last);
         }
         Ok(ids)
     }
 
+    /// Deletes up to `max_rows` entries of `level` older than `before`,
+    /// chunk by chunk from the oldest `min_ts`: a chunk whose entries all
+    /// go is deleted, one that keeps some is rewritten without them (the
+    /// other entries keep their ids).
     pub(crate) fn delete_expired(
         &mut self,
         level: Level,
@@ -272,37 +300,100 @@ impl Writer {
         if from >= before {
             return Ok(0);
         }
-        let limit = i64::try_from(max_rows).unwrap_or(i64::MAX);
-        let tx = self.begin("begin deleting expired entries")?;
+        let code = level.code();
+        let builder = &mut self.chunk;
+        builder.clear();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db("begin deleting expired entries"))?;
         let mut deleted = 0;
-        let mut last_ts = None;
+        // The `min_ts` of the chunk where we stopped, if we did.
+        let mut stopped_at = None;
         let mut counters: Vec<(i64, i64)> = Vec::new();
         {
-            let mut delete = tx
+            // The chunks holding an entry of that level in [from, before):
+            // min_ts < before and max_ts >= from; max_ts < before + span
+            // bounds the range of the (max_ts) index walked.
+            let chunks: Vec<(i64, i64)> = tx
                 .prepare_cached(
-                    "DELETE FROM logs WHERE id IN (\
-                         SELECT id FROM logs WHERE ts >= ?1 AND ts < ?2 AND level = ?3 \
-                         ORDER BY ts, id LIMIT ?4) \
-                     RETURNING service_id, ts",
+                    "SELECT first_id, min_ts FROM log_chunks INDEXED BY log_chunks_ts \
+                     WHERE max_ts >= ?1 AND max_ts < ?2 AND min_ts < ?3 AND levels & ?4 != 0 \
+                     ORDER BY min_ts, first_id",
                 )
-                .map_err(db("prepare the expired entries delete"))?;
-            let mut rows = delete
-                .query(params![from, before, i64::from(level.code()), limit])
-                .map_err(db("delete expired entries"))?;
-            while let Some(row) = rows.next().map_err(db("delete expired entries"))? {
-                let service_id: i64 = row.get(0).map_err(db("read a deleted entry"))?;
-                let ts: i64 = row.get(1).map_err(db("read a deleted entry"))?;
-                match counters.iter_mut().find(|(s, _)| *s == service_id) {
-                    Some((_, n)) => *n += 1,
-                    None => counters.push((service_id, 1)),
+                .and_then(|mut s| {
+                    s.query_map(
+                        params![
+                            from,
+                            before.saturating_add(chunk::MAX_SPAN),
+                            before,
+                            1i64 << code
+                        ],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )?
+                    .collect()
+                })
+                .map_err(db("find expired entries"))?;
+            let mut read = tx
+                .prepare_cached("SELECT service_id, data FROM log_chunks WHERE first_id = ?1")
+                .map_err(db("prepare a chunk read"))?;
+            let mut delete = tx
+                .prepare_cached("DELETE FROM log_chunks WHERE first_id = ?1")
+                .map_err(db("prepare a chunk delete"))?;
+            let mut insert = tx
+                .prepare_cached(INSERT_CHUNK)
+                .map_err(db("prepare the chunk insert"))?;
+            for (first_id, min_ts) in chunks {
+                if deleted >= max_rows {
+                    stopped_at = Some(min_ts);
+                    break;
                 }
-                deleted += 1;
-                last_ts = Some(last_ts.map_or(ts, |t: i64| t.max(ts)));
+                let (service_id, data): (i64, Vec<u8>) = read
+                    .query_row([first_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .map_err(db("read a log chunk"))?;
+                let c = Chunk::decode(first_id, service_id, data)?;
+                // The expired entries, oldest first, as many as allowed.
+                let mut gone: Vec<(i64, i64)> = c
+                    .recs
+                    .iter()
+                    .filter(|r| r.level == code && r.ts < before)
+                    .map(|r| (r.ts, r.id))
+                    .collect();
+                if gone.is_empty() {
+                    continue;
+                }
+                gone.sort_unstable();
+                if gone.len() > max_rows - deleted {
+                    gone.truncate(max_rows - deleted);
+                    stopped_at = Some(min_ts);
+                }
+                let mut gone_ids: Vec<i64> = gone.iter().map(|g| g.1).collect();
+                gone_ids.sort_unstable();
+                delete
+                    .execute([first_id])
+                    .map_err(db("delete a log chunk"))?;
+                for r in &c.recs {
+                    if gone_ids.binary_search(&r.id).is_err() {
+                        builder.push_raw(r.id, r.ts, r.received_at, r.level, c.rest(r));
+                    }
+                }
+                if !builder.is_empty() {
+                    store_chunk(&mut insert, builder, service_id)?;
+                }
+                let n = gone.len() as i64;
+                match counters.iter_mut().find(|(s, _)| *s == service_id) {
+                    Some((_, m)) => *m += n,
+                    None => counters.push((service_id, n)),
+                }
+                deleted += gone.len();
+                if stopped_at.is_some() {
+                    break;
+                }
             }
-            drop(rows);
             if deleted > 0 {
-                // Rows deleted inside a live block just fail the candidate
-                // fetch; blocks whose rows are all gone go.
+                // Entries deleted inside a live block just are not found
+                // when candidates are fetched; blocks whose entries are all
+                // gone go.
                 index::delete_dead_blocks(&tx)?;
             }
             let mut count = tx
@@ -320,13 +411,10 @@ impl Writer {
         }
         tx.commit().map_err(db("commit deleting expired entries"))?;
         // Everything of this level before the watermark is gone: all of
-        // [from, before) when we stopped early, else up to the last deleted
-        // timestamp (entries at that very timestamp may remain, so it is
-        // scanned again next time).
-        self.expired[slot] = Some(match last_ts {
-            Some(ts) if deleted == max_rows => ts,
-            _ => before,
-        });
+        // [from, before) when we did not stop early, else everything before
+        // the `min_ts` of the chunk where we stopped (chunks are visited by
+        // `min_ts`, and each visited one lost all its expired entries).
+        self.expired[slot] = Some(stopped_at.map_or(before, |t| t.max(from)));
         if deleted > 0 {
             tracing::debug!(%level, deleted, before, "deleted expired entries");
         }
@@ -420,23 +508,27 @@ impl Writer {
     }
 }
 
-/// Fills `buf` with the stored form of `tags` (see the crate docs).
-fn encode_tags<'a>(buf: &'a mut String, tags: &[String]) -> Result<Option<&'a str>> {
-    if tags.is_empty() {
-        return Ok(None);
-    }
-    buf.clear();
-    buf.push(TAG_SEP);
-    for t in tags {
-        if t.contains(TAG_SEP) {
-            return Err(StoreError::Invalid(format!(
-                "tag {t:?} contains the control character U+001F"
-            )));
-        }
-        buf.push_str(t);
-        buf.push(TAG_SEP);
-    }
-    Ok(Some(buf))
+/// Encodes the builder's entries as one chunk row.
+pub(crate) fn store_chunk(
+    insert: &mut CachedStatement<'_>,
+    chunk: &mut ChunkBuilder,
+    service_id: i64,
+) -> Result<()> {
+    let (first, last, min_ts, max_ts, levels) = (
+        chunk.first_id,
+        chunk.last_id,
+        chunk.min_ts,
+        chunk.max_ts,
+        chunk.levels,
+    );
+    let n = chunk.len() as i64;
+    let data = chunk.finish();
+    insert
+        .execute(params![
+            first, last, service_id, min_ts, max_ts, levels, n, data
+        ])
+        .map_err(db("store a log chunk"))?;
+    Ok(())
 }
 
 fn data_version(conn: &Connection) -> Result<i64> {

@@ -102,6 +102,14 @@ pub const CHECKS: &[(&str, Check)] = &[
         many_entries_and_batches_in_one_append,
     ),
     ("size_is_reported", size_is_reported),
+    (
+        "interleaved_appends_merge_newest_first",
+        interleaved_appends_merge_newest_first,
+    ),
+    (
+        "delete_expired_inside_mixed_appends",
+        delete_expired_inside_mixed_appends,
+    ),
 ];
 
 /// Runs every contract check, each against a fresh store made by `make`.
@@ -1444,5 +1452,191 @@ fn size_is_reported(store: &dyn Store) {
     assert!(
         after >= 2_000 * 200,
         "size counts the stored bytes ({after})"
+    );
+}
+
+/// Appends whose time ranges overlap (services interleaved in one append,
+/// timestamps out of order, late and early entries, spans of hours): every
+/// query shape still returns exactly `LogFilter`'s entries, newest first.
+fn interleaved_appends_merge_newest_first(store: &dyn Store) {
+    use Level::*;
+    const HOUR: i64 = 3_600_000_000;
+    let levels = [Trace, Debug, Info, Warn, Error, Critical];
+    let words = ["alpha", "beta", "gamma", "delta"];
+    let mut data = Vec::new();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rand = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    for round in 0..12i64 {
+        let rows: Vec<NewEntry> = (0..40)
+            .map(|i| {
+                // Mostly around "now" for this round, some late (hours
+                // old), some a little ahead, some on equal timestamps.
+                let ts = match rand(10) {
+                    0 => T0 + round * 1_000 - (rand(5) as i64 + 1) * HOUR,
+                    1 => T0 + round * 1_000 + 2 * HOUR,
+                    2 => T0 + 5_000,
+                    _ => T0 + round * 1_000 + rand(3_000) as i64,
+                };
+                let service = ["a", "b", "c"][rand(3) as usize];
+                let mut e = entry(
+                    "p",
+                    service,
+                    levels[rand(6) as usize],
+                    ts,
+                    &format!(
+                        "{} {} round{round} item{i}",
+                        words[rand(4) as usize],
+                        words[rand(4) as usize]
+                    ),
+                );
+                if rand(3) == 0 {
+                    e.tags = vec!["t".into()];
+                }
+                e
+            })
+            .collect();
+        data.extend(append(store, rows));
+    }
+    let filters: Vec<LogFilter> = vec![
+        LogFilter::default(),
+        LogFilter {
+            services: vec!["b".into()],
+            ..LogFilter::default()
+        },
+        LogFilter {
+            services: vec!["a".into(), "c".into()],
+            min_level: Some(Warn),
+            ..LogFilter::default()
+        },
+        LogFilter {
+            since: Some(T0 - 2 * HOUR),
+            until: Some(T0 + 6_000),
+            tag: Some("t".into()),
+            ..LogFilter::default()
+        },
+        text("alpha"),
+        LogFilter {
+            services: vec!["c".into()],
+            ..text("beta gamma")
+        },
+    ];
+    for f in &filters {
+        let want = expected(&data, f);
+        for limit in [1, 7, 100] {
+            let got = walk(store, f, limit);
+            assert_eq!(ids(&got), want, "cursor pages of {limit} with {f:?}");
+        }
+        let page = query(store, f, 10, Paging::Page(3));
+        let want_page: Vec<i64> = want.iter().copied().skip(20).take(10).collect();
+        assert_eq!(ids(&page.entries), want_page, "page 3 of 10 with {f:?}");
+    }
+    // Every field survives, whatever chunk or row an entry went to.
+    let got = walk(store, &LogFilter::default(), 1_000);
+    for e in &got {
+        let original = data.iter().find(|d| d.id == e.id).expect("a known id");
+        assert_eq!(e.entry, original.entry, "entry {} round-trips", e.id);
+    }
+}
+
+/// Retention of one level inside appends that mix levels, services and
+/// times: the other entries stay, with their ids and fields, and remain
+/// searchable; later appends and deletions go on working.
+fn delete_expired_inside_mixed_appends(store: &dyn Store) {
+    use Level::*;
+    let rows: Vec<NewEntry> = (0..60i64)
+        .map(|i| {
+            let level = [Debug, Info, Error][(i % 3) as usize];
+            let service = if i % 4 == 0 { "x" } else { "y" };
+            with_tags(
+                entry(
+                    "p",
+                    service,
+                    level,
+                    T0 + (i * 37) % 60,
+                    &format!("mixed entry {i} common"),
+                ),
+                &["keep"],
+            )
+        })
+        .collect();
+    let data = append(store, rows);
+    let is_gone = |e: &StoredEntry, level: Level, before: i64| {
+        e.entry.level == level && e.entry.timestamp < before
+    };
+    // Debug entries before T0 + 30, a few at a time.
+    let mut deleted = 0;
+    loop {
+        let n = store
+            .delete_expired(Debug, T0 + 30, 4)
+            .expect("delete_expired");
+        assert!(n <= 4, "at most max_rows per call");
+        if n == 0 {
+            break;
+        }
+        deleted += n;
+    }
+    let want_gone = data.iter().filter(|e| is_gone(e, Debug, T0 + 30)).count();
+    assert_eq!(deleted, want_gone, "every expired debug entry, no other");
+    let left: Vec<StoredEntry> = data
+        .iter()
+        .filter(|e| !is_gone(e, Debug, T0 + 30))
+        .cloned()
+        .collect();
+    let got = walk(store, &LogFilter::default(), 9);
+    assert_eq!(
+        ids(&got),
+        expected(&left, &LogFilter::default()),
+        "the kept entries, in order"
+    );
+    for e in &got {
+        let original = data.iter().find(|d| d.id == e.id).expect("a known id");
+        assert_eq!(e.entry, original.entry, "entry {} is unchanged", e.id);
+    }
+    for f in [
+        text("common"),
+        text("entry 3"),
+        LogFilter {
+            services: vec!["x".into()],
+            ..text("mixed")
+        },
+    ] {
+        assert_eq!(
+            ids(&walk(store, &f, 5)),
+            expected(&left, &f),
+            "search after retention with {f:?}"
+        );
+    }
+    let x = data.iter().filter(|e| e.entry.service == "x").count()
+        - data
+            .iter()
+            .filter(|e| e.entry.service == "x" && is_gone(e, Debug, T0 + 30))
+            .count();
+    assert_eq!(service_summary(store, "p", "x").count, x as i64);
+    // Then errors, all of them, and an append after it.
+    let errors = data.iter().filter(|e| e.entry.level == Error).count();
+    assert_eq!(
+        store
+            .delete_expired(Error, T0 + 1_000, 1_000)
+            .expect("delete errors"),
+        errors
+    );
+    let more = append(store, vec![entry("p", "x", Error, T0 + 1, "late common")]);
+    let left: Vec<StoredEntry> = left
+        .into_iter()
+        .filter(|e| e.entry.level != Error)
+        .chain(more)
+        .collect();
+    assert_eq!(
+        ids(&walk(store, &text("common"), 4)),
+        expected(&left, &text("common"))
+    );
+    assert_eq!(
+        ids(&walk(store, &LogFilter::default(), 100)),
+        expected(&left, &LogFilter::default())
     );
 }

@@ -85,6 +85,12 @@ pub struct EventBatch {
     pub grouper_states: Vec<(String, Vec<u8>)>,
     /// Every log entry up to this id has been processed (None: unchanged).
     pub processed_through: Option<i64>,
+    /// The batch must survive a power loss when `record_events` returns
+    /// (an incident acknowledged to an agent). Batches derived from stored
+    /// log entries need not: a lost one is replayed from the watermark
+    /// committed with it, so stores may commit them without waiting for the
+    /// disk.
+    pub durable: bool,
 }
 
 /// A status change requested through the API.
