@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System packages the tests need: a C compiler (bundled SQLite, ring),
-# python3 (the agent's rotation test writes with Python's logging), and a
-# real Prometheus and Alertmanager (crates/faultline-cli/tests/prometheus.rs).
+# python3 (the agent's rotation test writes with Python's logging; the
+# e-mail test runs its smtpd SMTP server, python ≤ 3.11 as in Debian 12),
+# and a real Prometheus and Alertmanager (crates/faultline-cli/tests/prometheus.rs).
 need=()
 command -v cc >/dev/null 2>&1 || need+=(gcc)
 command -v python3 >/dev/null 2>&1 || need+=(python3)

@@ -704,12 +704,16 @@ impl IncidentBuilder {
                 &self.cfg.redactor,
             )
         };
-        let result = match read(&current, Some(&previous)) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && current != own => {
-                read(&own, None)
-            }
-            other => other,
-        };
+        let not_found = |r: &std::io::Result<_>| matches!(r, Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+        let mut result = read(&current, Some(&previous));
+        if not_found(&result) {
+            // Mid-rotation: the current log was just renamed to `.1` and its
+            // successor is not created yet.
+            result = read(&previous, None);
+        }
+        if not_found(&result) && own != current && own != previous {
+            result = read(&own, None);
+        }
         match result {
             Ok(Some(a)) => inc.attachments = vec![a],
             Ok(None) => {

@@ -119,11 +119,35 @@ impl Evaluation {
     }
 }
 
+/// Entries a commit stored for one service: what error-rate rules count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceCount {
+    pub project: String,
+    pub service: String,
+    pub total: u64,
+    /// Entries at error level or above.
+    pub errors: u64,
+}
+
+/// An error-rate rule's window for one service: per-second (second,
+/// entries, errors) buckets, and whether it fired.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateState {
+    #[serde(default)]
+    buckets: VecDeque<(i64, u64, u64)>,
+    #[serde(default)]
+    fired: Option<Trigger>,
+}
+
+/// Key prefix of persisted error-rate states (`rate:service:<name>`).
+pub const RATE_KEY: &str = "rate:";
+
 /// Rules of every project and the state of their keys.
 #[derive(Debug, Default)]
 pub struct Evaluator {
     rules: Vec<Rule>,
     states: HashMap<StateKey, KeyState>,
+    rates: HashMap<StateKey, RateState>,
 }
 
 fn condition_name(kind: &RuleKind) -> &'static str {
@@ -131,6 +155,7 @@ fn condition_name(kind: &RuleKind) -> &'static str {
         RuleKind::Frequency { .. } => "frequency",
         RuleKind::NewIssue => "new_issue",
         RuleKind::Regression => "regression",
+        RuleKind::ErrorRate { .. } => "error_rate",
     }
 }
 
@@ -161,6 +186,129 @@ impl Evaluator {
     /// Restores a persisted key state.
     pub fn restore(&mut self, rule_id: i64, key: String, state: KeyState) {
         self.states.insert((rule_id, key), state);
+    }
+
+    /// Restores a persisted error-rate state (its firing; windows restart
+    /// empty after a restart).
+    pub fn restore_rate(&mut self, rule_id: i64, key: String, state: RateState) {
+        self.rates.insert(
+            (rule_id, key),
+            RateState {
+                buckets: VecDeque::new(),
+                ..state
+            },
+        );
+    }
+
+    /// Counts a commit's entries into the error-rate rules at time `at`
+    /// (µs). Windows live in memory; what is returned is the triggers and
+    /// the states to persist (only when a key fires or re-arms, so a restart
+    /// neither repeats nor forgets a firing, while the window itself starts
+    /// empty again).
+    pub fn count_rates(&mut self, counts: &[ServiceCount], at: i64) -> Evaluation {
+        let mut out = Evaluation::default();
+        let sec = at.div_euclid(1_000_000);
+        for rule in &self.rules {
+            let RuleKind::ErrorRate {
+                threshold,
+                window,
+                min_entries,
+            } = rule.kind
+            else {
+                continue;
+            };
+            if !rule.spec.enabled {
+                continue;
+            }
+            for c in counts.iter().filter(|c| {
+                c.project == rule.project
+                    && (rule.spec.services.is_empty() || rule.spec.services.contains(&c.service))
+            }) {
+                let key = format!("{RATE_KEY}service:{}", c.service);
+                let state = self.rates.entry((rule.id, key.clone())).or_default();
+                match state.buckets.back_mut() {
+                    Some(b) if b.0 == sec => {
+                        b.1 += c.total;
+                        b.2 += c.errors;
+                    }
+                    _ => state.buckets.push_back((sec, c.total, c.errors)),
+                }
+                let oldest = sec - window / 1_000_000;
+                while state.buckets.front().is_some_and(|b| b.0 <= oldest) {
+                    state.buckets.pop_front();
+                }
+                let total: u64 = state.buckets.iter().map(|b| b.1).sum();
+                let errors: u64 = state.buckets.iter().map(|b| b.2).sum();
+                let rate = if total == 0 {
+                    0.0
+                } else {
+                    errors as f64 / total as f64
+                };
+                let changed = match &state.fired {
+                    None if total >= min_entries && rate >= threshold => {
+                        let t = Trigger {
+                            kind: TriggerKind::Firing,
+                            rule_id: rule.id,
+                            rule_name: rule.spec.name.clone(),
+                            condition: "error_rate".into(),
+                            project: c.project.clone(),
+                            service: c.service.clone(),
+                            key: format!("service:{}", c.service),
+                            issue_id: None,
+                            title: format!(
+                                "{:.1} % of {} entries are errors ({errors} of {total})",
+                                rate * 100.0,
+                                c.service
+                            ),
+                            fingerprint: String::new(),
+                            level: Level::Error,
+                            count: errors,
+                            window_secs: u64::try_from(window / 1_000_000).unwrap_or(0),
+                            first_at: state.buckets.front().map_or(at, |b| b.0 * 1_000_000),
+                            last_at: at,
+                            fired_at: at,
+                            ends_at: None,
+                            dedupe: format!("rule{}:rate:{}:{at}", rule.id, c.service),
+                        };
+                        state.fired = Some(t.clone());
+                        out.triggers.push(t);
+                        true
+                    }
+                    Some(f)
+                        if rate < threshold && at.saturating_sub(f.fired_at) >= rule.cooldown =>
+                    {
+                        let mut t = f.clone();
+                        t.kind = TriggerKind::Resolved;
+                        t.last_at = at;
+                        t.ends_at = Some(at);
+                        t.dedupe = format!("{}:resolved", t.dedupe);
+                        out.triggers.push(t);
+                        state.fired = None;
+                        true
+                    }
+                    _ => false,
+                };
+                if changed {
+                    out.states.insert(
+                        (rule.id, key),
+                        state.fired.as_ref().map(|_| KeyState::default()),
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    /// The persisted form of an error-rate key after [`Self::count_rates`]:
+    /// its firing only.
+    pub fn rate_state(&self, rule_id: i64, key: &str) -> Option<RateState> {
+        self.rates
+            .get(&(rule_id, key.to_owned()))
+            .filter(|s| s.fired.is_some())
+            .map(|s| RateState {
+                buckets: VecDeque::new(),
+                fired: s.fired.clone(),
+            })
     }
 
     /// Keys currently fired (for tests and metrics).
@@ -244,6 +392,10 @@ impl Evaluator {
     /// Makes an evaluation's states current (after they were committed).
     pub fn apply(&mut self, eval: &Evaluation) {
         for (sk, state) in &eval.states {
+            if sk.1.starts_with(RATE_KEY) {
+                // Error-rate keys change in place (count_rates).
+                continue;
+            }
             match state {
                 Some(s) => {
                     self.states.insert(sk.clone(), s.clone());
@@ -528,6 +680,58 @@ mod tests {
         other.new_issue = true;
         other.level = Level::Critical;
         assert!(e.evaluate(&[other]).triggers.is_empty(), "other project");
+    }
+
+    #[test]
+    fn error_rate_fires_once_and_rearms_when_it_drops() {
+        let mut e = Evaluator::new();
+        e.set_rules(vec![rule(
+            5,
+            r#"{"name":"rate","condition":{"type":"error_rate","threshold":0.2,"window":"1m","min_entries":50},"channels":["c"],"cooldown":"10s"}"#,
+        )]);
+        let c = |total, errors| ServiceCount {
+            project: "p".into(),
+            service: "api".into(),
+            total,
+            errors,
+        };
+        let t0 = 1_000 * S;
+        // 40 % errors but too few entries: nothing.
+        assert!(e.count_rates(&[c(10, 4)], t0).triggers.is_empty());
+        // 60 entries, 24 errors (40 %): fires.
+        let out = e.count_rates(&[c(50, 20)], t0 + S);
+        assert_eq!(out.triggers.len(), 1);
+        assert_eq!(out.triggers[0].condition, "error_rate");
+        assert_eq!(out.triggers[0].count, 24);
+        assert!(
+            out.states.values().all(|s| s.is_some()),
+            "the firing is persisted"
+        );
+        // Still high: no second alert.
+        assert!(e.count_rates(&[c(50, 30)], t0 + 2 * S).triggers.is_empty());
+        // Another service of the project has its own window.
+        let other = ServiceCount {
+            service: "web".into(),
+            ..c(100, 1)
+        };
+        assert!(e.count_rates(&[other], t0 + 3 * S).triggers.is_empty());
+        // Two minutes later mostly fine: resolved (cooldown passed).
+        let out = e.count_rates(&[c(1000, 5)], t0 + 120 * S);
+        assert_eq!(out.triggers.len(), 1);
+        assert_eq!(out.triggers[0].kind, TriggerKind::Resolved);
+        assert!(e.rate_state(5, "rate:service:api").is_none());
+        // A restart restores a firing without its window.
+        let mut f = Evaluator::new();
+        f.set_rules(e.rules().to_vec());
+        e.count_rates(&[c(100, 90)], t0 + 200 * S);
+        let saved = e.rate_state(5, "rate:service:api").unwrap();
+        f.restore_rate(5, "rate:service:api".into(), saved);
+        assert!(
+            f.count_rates(&[c(100, 90)], t0 + 201 * S)
+                .triggers
+                .is_empty(),
+            "already fired"
+        );
     }
 
     #[test]

@@ -13,8 +13,11 @@ pub mod eval;
 pub mod payload;
 pub mod rule;
 
-pub use eval::{Evaluation, Evaluator, EventFacts, KeyState, Trigger, TriggerKind};
-pub use payload::{Request, request, signature, webhook_body};
+pub use eval::{
+    Evaluation, Evaluator, EventFacts, KeyState, RATE_KEY, RateState, ServiceCount, Trigger,
+    TriggerKind,
+};
+pub use payload::{Request, email_text, request, signature, webhook_body};
 pub use rule::{ChannelKind, ChannelSpec, Condition, Per, Rule, RuleKind, RuleSpec};
 
 /// Why a rule or channel is refused.

@@ -81,6 +81,27 @@ pub fn webhook_body(t: &Trigger, base_url: &str, delivery_id: &str) -> Value {
     })
 }
 
+/// Subject and plain-text body of a notification e-mail.
+pub fn email_text(t: &Trigger, base_url: &str) -> (String, String) {
+    let subject = format!("[faultline] {}", summary(t));
+    let body = format!(
+        "{}\n\nRule: {} ({})\nProject / service: {}/{}\nIssue: {}\nLevel: {}\nEvents: {} in {}\nFirst: {}\nLast: {}\n\nOpen in faultline: {}\n",
+        summary(t),
+        t.rule_name,
+        t.condition,
+        t.project,
+        t.service,
+        t.title,
+        t.level,
+        t.count,
+        human_window(t.window_secs),
+        format_rfc3339_micros(t.first_at),
+        format_rfc3339_micros(t.last_at),
+        issue_link(base_url, t),
+    );
+    (subject, body)
+}
+
 /// `sha256=<hex>` of the body under the secret.
 pub fn signature(secret: &str, body: &[u8]) -> String {
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
@@ -192,6 +213,8 @@ pub fn request(
         }
         // Tickets are filed by the server's ticket flow, not by one request.
         ChannelKind::Shotgrid { .. } => None,
+        // Mail is sent over SMTP by the server (see [`email_text`]).
+        ChannelKind::Email { .. } => None,
         ChannelKind::Alertmanager { url } => {
             let mut alert = json!({
                 "labels": {

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 pub const MAX_THRESHOLD: u64 = 100_000;
 
 /// What makes a rule fire.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Condition {
     /// At least `count` events within `window` for one issue (or one
@@ -27,6 +27,15 @@ pub enum Condition {
     NewIssue,
     /// A resolved issue gets a new event.
     Regression,
+    /// The share of a service's entries at error level or above, within
+    /// `window`, reaches `threshold` (0–1) with at least `min_entries`
+    /// entries in the window (default 100).
+    ErrorRate {
+        threshold: f64,
+        window: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min_entries: Option<u64>,
+    },
 }
 
 /// What a frequency rule counts separately.
@@ -39,7 +48,7 @@ pub enum Per {
 }
 
 /// A rule as written.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleSpec {
     pub name: String,
@@ -67,7 +76,7 @@ fn yes() -> bool {
 }
 
 /// A validated rule of a project.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Rule {
     pub id: i64,
     pub project: String,
@@ -79,11 +88,20 @@ pub struct Rule {
 }
 
 /// The condition, parsed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum RuleKind {
-    Frequency { count: u64, window: i64, per: Per },
+    Frequency {
+        count: u64,
+        window: i64,
+        per: Per,
+    },
     NewIssue,
     Regression,
+    ErrorRate {
+        threshold: f64,
+        window: i64,
+        min_entries: u64,
+    },
 }
 
 fn micros(field: &str, v: &str) -> Result<i64, AlertError> {
@@ -122,6 +140,22 @@ impl RuleSpec {
             }
             Condition::NewIssue => RuleKind::NewIssue,
             Condition::Regression => RuleKind::Regression,
+            Condition::ErrorRate {
+                threshold,
+                window,
+                min_entries,
+            } => {
+                if !(*threshold > 0.0 && *threshold <= 1.0) {
+                    return Err(AlertError::Invalid(
+                        "condition.threshold must be a share in (0, 1], e.g. 0.05 for 5 %".into(),
+                    ));
+                }
+                RuleKind::ErrorRate {
+                    threshold: *threshold,
+                    window: micros("condition.window", window)?,
+                    min_entries: min_entries.unwrap_or(100).max(1),
+                }
+            }
         };
         let min_level = self
             .level
@@ -168,6 +202,22 @@ pub enum ChannelKind {
     /// A Prometheus Alertmanager (`url` is its base, e.g.
     /// `http://127.0.0.1:9093`).
     Alertmanager { url: String },
+    /// E-mail over SMTP.
+    Email {
+        smtp_host: String,
+        /// Default 587 (`starttls`), 465 (`tls`), 25 (`none`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        smtp_port: Option<u16>,
+        /// `starttls` (default), `tls` (implicit TLS) or `none`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tls: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        username: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        password: Option<String>,
+        from: String,
+        to: Vec<String>,
+    },
     /// Tickets in ShotGrid (Flow Production Tracking): one per issue,
     /// found again by its signature; later firings add a note at most
     /// every `note_interval`. Use it with per-issue rules.
@@ -220,6 +270,27 @@ impl ChannelSpec {
             ChannelKind::Slack { url }
             | ChannelKind::Teams { url }
             | ChannelKind::Alertmanager { url } => url,
+            ChannelKind::Email {
+                smtp_host,
+                tls,
+                from,
+                to,
+                ..
+            } => {
+                if smtp_host.trim().is_empty() || from.trim().is_empty() || to.is_empty() {
+                    return Err(AlertError::Invalid(
+                        "e-mail channels need smtp_host, from and at least one to".into(),
+                    ));
+                }
+                if let Some(t) = tls
+                    && !matches!(t.as_str(), "starttls" | "tls" | "none")
+                {
+                    return Err(AlertError::Invalid(format!(
+                        "tls {t:?} is not starttls, tls or none"
+                    )));
+                }
+                return Ok(());
+            }
             ChannelKind::Shotgrid {
                 site,
                 script_name,

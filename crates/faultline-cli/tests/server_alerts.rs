@@ -498,3 +498,186 @@ async fn new_issue_rules_config_file_rules_and_bad_requests() {
     processed(&s, &admin, "studio", 5).await;
     expect_deliveries(&rx, 2).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_rate_of_a_service_fires_once() {
+    let s = Server::start_with_config(CONFIG).await;
+    let admin = s.admin_token();
+    let token = s.ingest_token("shop", "checkout");
+    let rx = Receiver::start().await;
+    setup(
+        &s,
+        &admin,
+        "shop",
+        &rx,
+        json!({
+            "name": "checkout-failing",
+            "condition": {"type": "error_rate", "threshold": 0.5, "window": "1m", "min_entries": 20},
+            "channels": ["hook"],
+        }),
+    )
+    .await;
+    let info = |n: usize| -> Value {
+        Value::Array(
+            (0..n)
+                .map(|i| json!({"level": "info", "message": format!("order {i} paid")}))
+                .collect(),
+        )
+    };
+    // Half errors but fewer than 20 entries: nothing.
+    s.ingest(&token, &info(5)).await;
+    errors(&s, &token, "payment", 5).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(rx.received().is_empty());
+    // 10 of 10 entries, then 15 errors more: 20 of 30 ≥ 50 %: fires once.
+    errors(&s, &token, "payment", 15).await;
+    expect_deliveries(&rx, 1).await;
+    let body = rx.delivered()[0].json();
+    assert_eq!(body["rule"]["condition"], "error_rate");
+    assert_eq!(body["service"], "checkout");
+    assert!(
+        body["summary"].as_str().unwrap().contains("are errors"),
+        "{body}"
+    );
+    errors(&s, &token, "payment", 30).await;
+    s.ingest(&token, &info(10)).await;
+    expect_deliveries(&rx, 1).await;
+}
+
+/// A real SMTP server: Python's `smtpd` DebuggingServer (python3 ≤ 3.11),
+/// which prints every message it receives; killed when dropped.
+struct Smtp {
+    child: std::process::Child,
+    port: u16,
+    out: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Smtp {
+    fn start() -> Smtp {
+        use std::io::Read;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = std::process::Command::new("python3")
+            .args([
+                "-u",
+                "-W",
+                "ignore",
+                "-m",
+                "smtpd",
+                "-n",
+                "-c",
+                "DebuggingServer",
+            ])
+            .arg(format!("127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 -m smtpd (python3 ≤ 3.11)");
+        let out = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut stdout = child.stdout.take().unwrap();
+        let sink = out.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        // Ready when it accepts connections.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "smtpd did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Smtp { child, port, out }
+    }
+
+    fn messages(&self) -> String {
+        self.out.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_by_email_over_smtp() {
+    let smtp = Smtp::start();
+    let s = Server::start_with_config(CONFIG).await;
+    let admin = s.admin_token();
+    let token = s.ingest_token("shop", "api");
+    let r = s
+        .send(
+            Method::PUT,
+            "/api/v1/projects/shop/alert-channels/mail",
+            Some(&admin),
+            &[],
+            Some(
+                json!({"type": "email", "smtp_host": "127.0.0.1", "smtp_port": smtp.port,
+                        "tls": "none", "from": "faultline@studio.example",
+                        "to": ["oncall@studio.example", "lead@studio.example"]}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    s.send(
+        Method::PUT,
+        "/api/v1/projects/shop/alert-channels/bad",
+        Some(&admin),
+        &[],
+        Some(json!({"type": "email", "smtp_host": "127.0.0.1", "from": "x@y", "to": [], "tls": "maybe"})),
+    )
+    .await
+    .assert_error(400, "invalid channel");
+    let r = s
+        .send(
+            Method::POST,
+            "/api/v1/projects/shop/alert-rules",
+            Some(&admin),
+            &[],
+            Some(json!({"name": "mail-new", "condition": {"type": "new_issue"}, "channels": ["mail"]})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    errors(&s, &token, "render", 3).await;
+    let ok = wait_until(
+        Duration::from_secs(15),
+        Duration::from_millis(100),
+        async || smtp.messages().contains("Open in faultline"),
+    )
+    .await;
+    assert!(ok, "no mail arrived: {}", smtp.messages());
+    let mail = smtp.messages();
+    assert!(mail.contains("From: faultline@studio.example"), "{mail}");
+    assert!(mail.contains("oncall@studio.example"), "{mail}");
+    assert!(
+        mail.contains("Subject: [faultline] [shop/api] mail-new"),
+        "{mail}"
+    );
+    assert!(mail.contains("/api/v1/issues/"), "{mail}");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        smtp.messages().matches("Open in faultline").count(),
+        1,
+        "one issue, one mail"
+    );
+    let r = s
+        .get(
+            "/api/v1/notifications",
+            Some(&admin),
+            &[("project", "shop")],
+        )
+        .await;
+    assert_eq!(r.json["notifications"][0]["status"], "delivered");
+}

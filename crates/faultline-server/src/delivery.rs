@@ -9,7 +9,7 @@
 //! second row with the same trigger id), so retries and restarts never
 //! make a second notification.
 
-use faultline_alerts::{ChannelKind, ChannelSpec, Trigger, TriggerKind, request};
+use faultline_alerts::{ChannelKind, ChannelSpec, Trigger, TriggerKind, email_text, request};
 use faultline_model::now_micros;
 use faultline_store::IssueTicket;
 use faultline_store::{Attempt, Notification, Store};
@@ -217,6 +217,33 @@ async fn attempt(
             .unwrap_or(Duration::from_secs(3600));
         return ticket(store, tracker.as_ref(), &trigger, settings, interval).await;
     }
+    if let ChannelKind::Email {
+        smtp_host,
+        smtp_port,
+        tls,
+        username,
+        password,
+        from,
+        to,
+    } = &channel.kind
+    {
+        if trigger.kind == TriggerKind::Resolved {
+            return Ok(());
+        }
+        let (subject, body) = email_text(&trigger, &settings.public_url);
+        return send_mail(
+            smtp_host,
+            *smtp_port,
+            tls.as_deref().unwrap_or("starttls"),
+            username.as_deref().zip(password.as_deref()),
+            from,
+            to,
+            &subject,
+            body,
+            &n.id.to_string(),
+        )
+        .await;
+    }
     let Some(req) = request(
         &channel.kind,
         &trigger,
@@ -249,6 +276,54 @@ async fn attempt(
         let body: String = body.chars().take(200).collect();
         Err(format!("HTTP {status}: {body}"))
     }
+}
+
+/// Sends one notification e-mail over SMTP.
+#[allow(clippy::too_many_arguments)]
+async fn send_mail(
+    host: &str,
+    port: Option<u16>,
+    tls: &str,
+    credentials: Option<(&str, &str)>,
+    from: &str,
+    to: &[String],
+    subject: &str,
+    body: String,
+    delivery_id: &str,
+) -> Result<(), String> {
+    use lettre::message::header::ContentType;
+    use lettre::transport::smtp::authentication::Credentials;
+    use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+    crate::install_tls_provider();
+    let mut message = Message::builder()
+        .from(from.parse().map_err(|e| format!("from {from:?}: {e}"))?)
+        .subject(subject)
+        .header(ContentType::TEXT_PLAIN)
+        .message_id(Some(format!("<faultline-{delivery_id}@{host}>")));
+    for addr in to {
+        message = message.to(addr.parse().map_err(|e| format!("to {addr:?}: {e}"))?);
+    }
+    let message = message.body(body).map_err(|e| e.to_string())?;
+    let builder = match tls {
+        "tls" => AsyncSmtpTransport::<Tokio1Executor>::relay(host).map_err(|e| e.to_string())?,
+        "none" => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
+        _ => {
+            AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host).map_err(|e| e.to_string())?
+        }
+    };
+    let mut builder = builder.timeout(Some(TIMEOUT));
+    if let Some(p) = port {
+        builder = builder.port(p);
+    }
+    if let Some((user, pass)) = credentials {
+        builder = builder.credentials(Credentials::new(user.to_owned(), pass.to_owned()));
+    }
+    builder
+        .build()
+        .send(message)
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("SMTP: {e}"))
 }
 
 /// Files (or notes) the ticket of the trigger's issue.

@@ -11,7 +11,10 @@
 //! skipped, so nothing is recorded twice and nothing is missed, even after
 //! a crash.
 
-use faultline_alerts::{Evaluation, Evaluator, EventFacts, KeyState, RuleSpec, TriggerKind};
+use faultline_alerts::{
+    Evaluation, Evaluator, EventFacts, KeyState, RATE_KEY, RateState, RuleSpec, ServiceCount,
+    TriggerKind,
+};
 use faultline_issues::{Processor, ProcessorConfig, parse_rules};
 use faultline_model::{EventDetails, Level, StoredEntry};
 use faultline_store::{AlertWrites, EventBatch, EventOutcome, NewNotification, Store};
@@ -43,6 +46,8 @@ pub struct Committed {
     pub through: i64,
     /// When it was committed (for the processor lag gauge).
     pub committed_at: Instant,
+    /// Entries and errors per service (error-rate rules).
+    pub counts: Vec<ServiceCount>,
 }
 
 /// An incident an agent reported, to record as an event.
@@ -212,6 +217,15 @@ impl Worker {
         }
         self.load_alert_rules()?;
         for (rule, key, json) in self.store.alert_states()? {
+            if key.starts_with(RATE_KEY) {
+                match serde_json::from_str::<RateState>(&json) {
+                    Ok(state) => self.alerts.restore_rate(rule, key, state),
+                    Err(e) => {
+                        tracing::warn!(rule, key, error = %e, "dropping an unreadable alert state")
+                    }
+                }
+                continue;
+            }
             match serde_json::from_str::<KeyState>(&json) {
                 Ok(state) => self.alerts.restore(rule, key, state),
                 Err(e) => {
@@ -255,6 +269,7 @@ impl Worker {
                     if self.lagging.swap(false, Ordering::AcqRel) {
                         self.catch_up()?;
                     }
+                    self.count_rates(&group)?;
                     let entries = group.iter().flat_map(|c| c.entries.iter());
                     self.load_rules(entries.clone().map(|e| e.entry.project.as_str()))?;
                     let mut batch = self
@@ -397,6 +412,41 @@ impl Worker {
         Ok(outcomes)
     }
 
+    /// Feeds the commits' per-service counts to error-rate rules; records
+    /// what fired or re-armed.
+    fn count_rates(&mut self, group: &[Committed]) -> faultline_store::Result<()> {
+        let mut counts: Vec<ServiceCount> = Vec::new();
+        for c in group.iter().flat_map(|g| g.counts.iter()) {
+            match counts
+                .iter_mut()
+                .find(|x| x.service == c.service && x.project == c.project)
+            {
+                Some(x) => {
+                    x.total += c.total;
+                    x.errors += c.errors;
+                }
+                None => counts.push(c.clone()),
+            }
+        }
+        if counts.is_empty() {
+            return Ok(());
+        }
+        let eval = self
+            .alerts
+            .count_rates(&counts, faultline_model::now_micros());
+        if eval.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.store.record_alerts(&alert_writes(&self.alerts, &eval)) {
+            // The window lives in memory only: the next commit evaluates
+            // again, but this firing's notification is lost.
+            tracing::warn!(error = %e, "could not record an error-rate alert");
+            return Ok(());
+        }
+        self.alerts_committed(&eval);
+        Ok(())
+    }
+
     /// Re-arms fired keys that went quiet (their resolutions go out).
     fn alert_tick(&mut self) -> faultline_store::Result<()> {
         self.last_alert_tick = Instant::now();
@@ -519,13 +569,16 @@ fn alert_writes(alerts: &Evaluator, eval: &Evaluation) -> AlertWrites {
         }
     }
     for ((rule, key), state) in &eval.states {
-        writes.states.push((
-            *rule,
-            key.clone(),
+        let json = if key.starts_with(RATE_KEY) {
+            alerts
+                .rate_state(*rule, key)
+                .map(|s| serde_json::to_string(&s).expect("states serialize"))
+        } else {
             state
                 .as_ref()
-                .map(|s| serde_json::to_string(s).expect("states serialize")),
-        ));
+                .map(|s| serde_json::to_string(s).expect("states serialize"))
+        };
+        writes.states.push((*rule, key.clone(), json));
     }
     writes
 }
@@ -625,6 +678,7 @@ mod tests {
             entries: committed,
             through: *ids.last().unwrap(),
             committed_at: Instant::now(),
+            counts: Vec::new(),
         });
         // A commit the feed lost (as when the channel is full).
         let lost = store

@@ -9,6 +9,7 @@
 
 use crate::issues::{Committed, IssueFeed};
 use crate::live::Hub;
+use faultline_alerts::ServiceCount;
 use faultline_bus::InProcessConsumer;
 use faultline_model::{NewEntry, StoredEntry};
 use faultline_store::Store;
@@ -53,6 +54,7 @@ pub fn spawn(
                             d.ack(Ok(()));
                         }
                         metrics::counter!("faultline_entries_stored_total").increment(n as u64);
+                        let counts = service_counts(&done);
                         let mut errors = Vec::new();
                         if live {
                             let committed: Vec<Arc<StoredEntry>> = done
@@ -88,6 +90,7 @@ pub fn spawn(
                             entries: errors,
                             through,
                             committed_at: Instant::now(),
+                            counts,
                         });
                     }
                     Err(e) => {
@@ -135,4 +138,30 @@ impl Dropper {
             let _ = send.try_send(entries);
         }
     }
+}
+
+/// Entries and errors per (project, service) of a commit, for error-rate
+/// rules (batches usually hold one service: one comparison per entry).
+fn service_counts(batches: &[Vec<NewEntry>]) -> Vec<ServiceCount> {
+    let mut out: Vec<ServiceCount> = Vec::new();
+    for e in batches.iter().flatten() {
+        let i = match out
+            .iter()
+            .rposition(|c| c.service == e.service && c.project == e.project)
+        {
+            Some(i) => i,
+            None => {
+                out.push(ServiceCount {
+                    project: e.project.clone(),
+                    service: e.service.clone(),
+                    total: 0,
+                    errors: 0,
+                });
+                out.len() - 1
+            }
+        };
+        out[i].total += 1;
+        out[i].errors += u64::from(e.level >= faultline_model::Level::Error);
+    }
+    out
 }
