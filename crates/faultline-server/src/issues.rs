@@ -486,11 +486,14 @@ impl Worker {
                 .store
                 .entries_after(self.through, min_level, CATCH_UP_BATCH)?;
             self.load_rules(entries.iter().map(|e| e.entry.project.as_str()))?;
-            // A short page means everything up to `last` was read.
+            // A short page means everything up to `last` was read, and
+            // up to its own newest entry, which may be newer than `last`
+            // when the writer committed in between (ids commit in order).
+            let newest = entries.last().map_or(0, |e| e.id);
             let through = if entries.len() < CATCH_UP_BATCH {
-                last
+                last.max(newest)
             } else {
-                entries.last().map_or(last, |e| e.id)
+                newest
             };
             let mut batch = self.processor.process(entries.iter(), self.through);
             batch.processed_through = Some(through);
