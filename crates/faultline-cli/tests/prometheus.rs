@@ -8,7 +8,6 @@
 mod common;
 
 use common::{Server, run_bounded, wait_until};
-use reqwest::Method;
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -93,31 +92,19 @@ async fn alertmanager_receives_fires_and_resolutions() {
     let s = Server::start_default().await;
     let admin = s.admin_token();
     let token = s.ingest_token("studio", "render");
-    let r = s
-        .send(
-            Method::PUT,
-            "/api/v1/projects/studio/alert-channels/am",
-            Some(&admin),
-            &[],
-            Some(json!({"type": "alertmanager", "url": am})),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    let r = s
-        .send(
-            Method::POST,
-            "/api/v1/projects/studio/alert-rules",
-            Some(&admin),
-            &[],
-            Some(json!({
-                "name": "render-storm",
-                "condition": {"type": "frequency", "count": 5, "window": "1m"},
-                "channels": ["am"],
-                "cooldown": "3s",
-            })),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
+    s.alert_channel_and_rule(
+        &admin,
+        "studio",
+        "am",
+        json!({"type": "alertmanager", "url": am}),
+        json!({
+            "name": "render-storm",
+            "condition": {"type": "frequency", "count": 5, "window": "1m"},
+            "channels": ["am"],
+            "cooldown": "3s",
+        }),
+    )
+    .await;
 
     let batch: Vec<Value> = (0..5)
         .map(|i| json!({"level": "critical", "message": format!("farm node {i} lost its license")}))

@@ -14,27 +14,9 @@ use std::time::Duration;
 const CONFIG: &str = "[alerts]\nretry_base = \"100ms\"\nmax_attempts = 3\n";
 
 async fn setup(s: &Server, admin: &str, project: &str, rx: &Receiver, rule: Value) -> i64 {
-    let r = s
-        .send(
-            Method::PUT,
-            &format!("/api/v1/projects/{project}/alert-channels/hook"),
-            Some(admin),
-            &[],
-            Some(json!({"type": "webhook", "url": rx.url("/hook"), "secret": "s3cret"})),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    let r = s
-        .send(
-            Method::POST,
-            &format!("/api/v1/projects/{project}/alert-rules"),
-            Some(admin),
-            &[],
-            Some(rule),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    r.json["id"].as_i64().unwrap()
+    let hook = json!({"type": "webhook", "url": rx.url("/hook"), "secret": "s3cret"});
+    s.alert_channel_and_rule(admin, project, "hook", hook, rule)
+        .await
 }
 
 fn storm_rule() -> Value {
@@ -61,6 +43,14 @@ async fn errors(s: &Server, token: &str, kind: &str, n: usize) {
         left -= k;
         i += 1;
     }
+}
+
+/// Runs `faultline alerts <args> --server URL --token T`.
+fn alerts_cli(args: &[&str], url: &str, token: &str) -> std::process::Output {
+    let mut all = vec!["alerts"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--server", url, "--token", token]);
+    common::run_cli(&all, None)
 }
 
 /// Waits until the receiver has `n` successful deliveries, then a little
@@ -338,18 +328,7 @@ async fn failed_deliveries_are_retried_then_dead_lettered_and_retried_from_the_c
         "{listing}"
     );
     rx.answer(200);
-    let out = common::run_cli(
-        &[
-            "alerts",
-            "retry",
-            &id.to_string(),
-            "--server",
-            &url,
-            "--token",
-            &admin,
-        ],
-        None,
-    );
+    let out = alerts_cli(&["retry", &id.to_string()], &url, &admin);
     assert!(out.status.success(), "{out:?}");
     expect_deliveries(&rx, 2).await;
     let r = s
@@ -357,18 +336,7 @@ async fn failed_deliveries_are_retried_then_dead_lettered_and_retried_from_the_c
         .await;
     assert_eq!(r.json["notifications"], json!([]));
     // Retrying a delivered one is refused with a one-line error.
-    let out = common::run_cli(
-        &[
-            "alerts",
-            "retry",
-            &id.to_string(),
-            "--server",
-            &url,
-            "--token",
-            &admin,
-        ],
-        None,
-    );
+    let out = alerts_cli(&["retry", &id.to_string()], &url, &admin);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("delivered"), "{err}");

@@ -17,7 +17,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use base64::Engine;
 use common::{Server, gzip, wait_until};
-use reqwest::Method;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -347,32 +346,16 @@ async fn incidents_become_one_shotgrid_ticket_per_signature() {
     let s = Server::start_with_config("[alerts]\nretry_base = \"200ms\"\n").await;
     let admin = s.admin_token();
     let token = s.ingest_token("studio", "tk-maya");
-    let r = s
-        .send(
-            Method::PUT,
-            "/api/v1/projects/studio/alert-channels/pms",
-            Some(&admin),
-            &[],
-            Some(
-                json!({"type": "shotgrid", "site": url, "script_name": "faultline",
-                        "script_key": "k3y", "project_id": PROJECT, "note_interval": "1h"}),
-            ),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    let r = s
-        .send(
-            Method::POST,
-            "/api/v1/projects/studio/alert-rules",
-            Some(&admin),
-            &[],
-            Some(
-                json!({"name": "tickets", "channels": ["pms"], "cooldown": "1s",
-                        "condition": {"type": "frequency", "count": 1, "window": "1m"}}),
-            ),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
+    s.alert_channel_and_rule(
+        &admin,
+        "studio",
+        "pms",
+        json!({"type": "shotgrid", "site": url, "script_name": "faultline",
+               "script_key": "k3y", "project_id": PROJECT, "note_interval": "1h"}),
+        json!({"name": "tickets", "channels": ["pms"], "cooldown": "1s",
+               "condition": {"type": "frequency", "count": 1, "window": "1m"}}),
+    )
+    .await;
 
     // First incident: one ticket, log attached.
     let log = b"2026-11-22 06:00:00,000 [1 ERROR sgtk] TankError: it broke\n".repeat(100);

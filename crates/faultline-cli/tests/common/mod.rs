@@ -513,6 +513,39 @@ impl Server {
         r.text
     }
 
+    /// Creates an alert channel and a rule using it (admin API, asserting
+    /// success); returns the rule's id.
+    pub async fn alert_channel_and_rule(
+        &self,
+        admin: &str,
+        project: &str,
+        channel: &str,
+        spec: Value,
+        rule: Value,
+    ) -> i64 {
+        let r = self
+            .send(
+                reqwest::Method::PUT,
+                &format!("/api/v1/projects/{project}/alert-channels/{channel}"),
+                Some(admin),
+                &[],
+                Some(spec),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let r = self
+            .send(
+                reqwest::Method::POST,
+                &format!("/api/v1/projects/{project}/alert-rules"),
+                Some(admin),
+                &[],
+                Some(rule),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        r.json["id"].as_i64().expect("rule id")
+    }
+
     /// The token id whose listed prefix starts `token` (via the admin API).
     pub async fn token_id(&self, token: &str) -> i64 {
         let r = self.get("/api/v1/tokens", Some(&self.admin), &[]).await;
