@@ -15,6 +15,8 @@ pub enum ApiError {
     Forbidden(String),
     #[error("not found")]
     NotFound(String),
+    #[error("conflict")]
+    Conflict(String),
     #[error("bad request")]
     BadRequest { error: &'static str, detail: String },
     #[error("body too large")]
@@ -47,6 +49,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
+            ApiError::Conflict(_) => "conflict",
             ApiError::BadRequest { .. } => "bad_request",
             ApiError::BodyTooLarge { .. } => "body_too_large",
             ApiError::Ingest(IngestError::Malformed { .. }) => "malformed",
@@ -68,6 +71,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound { what, name } => ApiError::NotFound(format!("{what} {name:?}")),
             StoreError::Invalid(m) => ApiError::bad("invalid request", m),
+            StoreError::Conflict(m) => ApiError::Conflict(m),
             e @ StoreError::Backend { .. } => {
                 tracing::error!(error = %e, "store failure");
                 ApiError::Internal(e.to_string())
@@ -88,6 +92,7 @@ impl IntoResponse for ApiError {
             }
             ApiError::Forbidden(detail) => (StatusCode::FORBIDDEN, body("forbidden", detail)),
             ApiError::NotFound(detail) => (StatusCode::NOT_FOUND, body("not found", detail)),
+            ApiError::Conflict(detail) => (StatusCode::CONFLICT, body("conflict", detail)),
             ApiError::BadRequest { error, detail } => {
                 (StatusCode::BAD_REQUEST, body(error, detail))
             }

@@ -20,7 +20,7 @@ use faultline_model::{
 };
 use faultline_store::{
     AlertWrites, Attachment, Bucket, EventBatch, EventOutcome, IssuePage, IssueQuery, IssueSort,
-    IssueTicket, Result, StatusUpdate, StoreError,
+    IssueTicket, MAX_IDS_PER_CALL, ProjectOverview, Result, StatusUpdate, StoreError,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params, params_from_iter};
@@ -969,4 +969,97 @@ pub(crate) fn rules(conn: &Connection, project: &str) -> Result<Option<String>> 
     )
     .and_then(|mut s| s.query_row([project], |r| r.get(0)).optional())
     .map_err(db("read fingerprint rules"))
+}
+
+pub(crate) fn project_overview(
+    conn: &Connection,
+    project: &str,
+    since: i64,
+) -> Result<ProjectOverview> {
+    let tx = conn
+        .unchecked_transaction()
+        .map_err(db("begin reading a project overview"))?;
+    let pid = project_id(&tx, project)?.ok_or_else(|| StoreError::NotFound {
+        what: "project",
+        name: project.to_owned(),
+    })?;
+    let (unresolved, new_since, regressed): (i64, i64, i64) = tx
+        .prepare_cached(
+            "SELECT coalesce(sum(status = 'unresolved'), 0), \
+             coalesce(sum(first_seen >= ?2), 0), \
+             coalesce(sum(status = 'unresolved' AND regressed != 0), 0) \
+             FROM issues WHERE project_id = ?1",
+        )
+        .and_then(|mut s| {
+            s.query_row(params![pid, since], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+        })
+        .map_err(db("read a project overview"))?;
+    Ok(ProjectOverview {
+        unresolved: u64_of(unresolved),
+        new_since: u64_of(new_since),
+        regressed: u64_of(regressed),
+    })
+}
+
+/// The ids as a JSON array, for `json_each` (one cached statement whatever
+/// the number of ids); `Invalid` past [`MAX_IDS_PER_CALL`].
+fn id_list(ids: &[i64]) -> Result<String> {
+    if ids.len() > MAX_IDS_PER_CALL {
+        return Err(StoreError::Invalid(format!(
+            "at most {MAX_IDS_PER_CALL} ids per call (got {})",
+            ids.len()
+        )));
+    }
+    let mut json = String::with_capacity(ids.len() * 8 + 2);
+    json.push('[');
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            json.push(',');
+        }
+        json.push_str(&id.to_string());
+    }
+    json.push(']');
+    Ok(json)
+}
+
+pub(crate) const ISSUES_FOR_LOGS: &str = "SELECT DISTINCT log_id, issue_id FROM issue_events \
+    WHERE log_id IN (SELECT value FROM json_each(?1)) AND log_id IS NOT NULL \
+    ORDER BY log_id, issue_id";
+
+pub(crate) fn issues_for_logs(conn: &Connection, log_ids: &[i64]) -> Result<Vec<(i64, i64)>> {
+    let ids = id_list(log_ids)?;
+    if log_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    conn.prepare_cached(ISSUES_FOR_LOGS)
+        .and_then(|mut s| {
+            s.query_map([ids], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect()
+        })
+        .map_err(db("read the issues of log entries"))
+}
+
+pub(crate) const ISSUE_COUNTS: &str = "SELECT issue_id, hour, count FROM issue_counts \
+    WHERE issue_id IN (SELECT value FROM json_each(?1)) AND hour >= ?2 \
+    ORDER BY issue_id, hour";
+
+pub(crate) fn issue_counts(
+    conn: &Connection,
+    issue_ids: &[i64],
+    since: i64,
+) -> Result<Vec<(i64, i64, u64)>> {
+    let ids = id_list(issue_ids)?;
+    if issue_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    conn.prepare_cached(ISSUE_COUNTS)
+        .and_then(|mut s| {
+            s.query_map(params![ids, since], |r| {
+                Ok((r.get(0)?, r.get(1)?, u64_of(r.get(2)?)))
+            })?
+            .collect()
+        })
+        .map_err(db("read issue counts"))
 }

@@ -42,7 +42,7 @@
 //!   is checked against the database at the start of every append, see
 //!   below). Each open store runs its own checkpoint thread.
 //!
-//! # Schema (version 3, in `PRAGMA user_version`)
+//! # Schema (version 5, in `PRAGMA user_version`)
 //!
 //! | table | what | why this shape |
 //! |---|---|---|
@@ -52,6 +52,10 @@
 //! | `text_blocks` | the full-text index: one row per finished block of [`faultline_textindex::BLOCK_ROWS`] consecutive log ids (`first_row INTEGER PRIMARY KEY, last_row, bloom_header`) | listing all blocks reads a few pages; the message is stored once, in its chunk |
 //! | `text_blooms`, `text_postings` | each block's bloom filter (32 64-byte lines per row) and postings (4000-byte pieces), `id = first_row * 65536 + chunk` | every row fits one page: a bloom probe is one lookup, never a walk down a blob's overflow chain |
 //! | `meta` | `last_log_id` high-water mark | ids are never reused, even after the newest entries were deleted |
+//! | `log_counts` | entries per `(service_id, hour, level)` by timestamp, `WITHOUT ROWID` | the dashboard's histograms and per-service activity read a few hundred rows, never entries; the writer counts each append in memory and upserts once per (service, hour, level) present; retention leaves the counts |
+//! | `users`, `sessions` | web UI accounts (password hashes) and sessions by the hash of their cookie token (`users.rs`) | a session lookup is one primary-key read on a read connection |
+//!
+//! The issue tables (`issues.rs`, `alerts.rs`) are described there.
 //!
 //! **Chunks.** One append (one transaction) groups its entries by service,
 //! in the order services first appear, and gives each group the next ids in
@@ -169,11 +173,13 @@
 mod alerts;
 mod checkpoint;
 mod chunk;
+mod counts;
 mod index;
 mod issues;
 mod read;
 mod schema;
 mod text;
+mod users;
 mod walk;
 mod write;
 
@@ -181,8 +187,9 @@ use faultline_model::{Issue, StatusChange, StoredEntry, StoredEvent};
 use faultline_model::{Level, NewEntry, Project, Service, ServiceSummary, TokenInfo, TokenKind};
 use faultline_store::{
     AlertStore, AlertWrites, Attachment, Attempt, Bucket, EventBatch, EventOutcome, IssuePage,
-    IssueQuery, IssueStore, IssueTicket, LogPage, LogQuery, Notification, NotificationStatus,
-    Result, StatusUpdate, Store, StoreError, StoredChannel, StoredRule,
+    IssueQuery, IssueStore, IssueTicket, LogCount, LogPage, LogQuery, Notification,
+    NotificationStatus, ProjectOverview, Result, ServiceActivity, Session, StatusUpdate, Store,
+    StoreError, StoredChannel, StoredRule, User, UserStore,
 };
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -387,6 +394,20 @@ impl Store for SqliteStore {
         };
         Ok(pages + wal)
     }
+
+    fn log_counts(
+        &self,
+        project: &str,
+        service: Option<&str>,
+        bucket: Bucket,
+        since: i64,
+    ) -> Result<Vec<LogCount>> {
+        counts::log_counts(&*self.readers.get()?, project, service, bucket, since)
+    }
+
+    fn service_activity(&self, project: &str, since: i64) -> Result<Vec<ServiceActivity>> {
+        counts::service_activity(&*self.readers.get()?, project, since)
+    }
 }
 
 impl IssueStore for SqliteStore {
@@ -473,6 +494,18 @@ impl IssueStore for SqliteStore {
         issues::set_issue_ticket(self.writer().conn(), issue, ticket)
     }
 
+    fn project_overview(&self, project: &str, since: i64) -> Result<ProjectOverview> {
+        issues::project_overview(&*self.readers.get()?, project, since)
+    }
+
+    fn issues_for_logs(&self, log_ids: &[i64]) -> Result<Vec<(i64, i64)>> {
+        issues::issues_for_logs(&*self.readers.get()?, log_ids)
+    }
+
+    fn issue_counts(&self, issue_ids: &[i64], since: i64) -> Result<Vec<(i64, i64, u64)>> {
+        issues::issue_counts(&*self.readers.get()?, issue_ids, since)
+    }
+
     fn fingerprint_rules(&self, project: &str) -> Result<Option<String>> {
         issues::rules(&*self.readers.get()?, project)
     }
@@ -557,6 +590,62 @@ impl AlertStore for SqliteStore {
 
     fn discard_notification(&self, id: i64) -> Result<()> {
         alerts::discard(self.writer().conn(), id)
+    }
+}
+
+impl UserStore for SqliteStore {
+    fn create_user(&self, username: &str, password_hash: &str, now: i64) -> Result<User> {
+        users::create_user(self.writer().conn(), username, password_hash, now)
+    }
+
+    fn list_users(&self) -> Result<Vec<User>> {
+        users::list_users(&*self.readers.get()?)
+    }
+
+    fn count_users(&self) -> Result<u64> {
+        users::count_users(&*self.readers.get()?)
+    }
+
+    fn find_user(&self, username: &str) -> Result<Option<(User, String)>> {
+        users::find_user(&*self.readers.get()?, username)
+    }
+
+    fn set_user_password(&self, id: i64, password_hash: &str) -> Result<()> {
+        users::set_password(self.writer().conn(), id, password_hash)
+    }
+
+    fn delete_user(&self, id: i64) -> Result<()> {
+        users::delete_user(self.writer().conn(), id)
+    }
+
+    fn create_session(
+        &self,
+        token_hash: &str,
+        user_id: i64,
+        csrf: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<()> {
+        users::create_session(
+            self.writer().conn(),
+            token_hash,
+            user_id,
+            csrf,
+            now,
+            expires_at,
+        )
+    }
+
+    fn find_session(&self, token_hash: &str, now: i64) -> Result<Option<Session>> {
+        users::find_session(&*self.readers.get()?, token_hash, now)
+    }
+
+    fn delete_session(&self, token_hash: &str) -> Result<()> {
+        users::delete_session(self.writer().conn(), token_hash)
+    }
+
+    fn delete_expired_sessions(&self, now: i64) -> Result<usize> {
+        users::delete_expired_sessions(self.writer().conn(), now)
     }
 }
 

@@ -1,10 +1,11 @@
 //! Opening connections and migrating the schema.
 
-use crate::chunk::ChunkBuilder;
+use crate::chunk::{Chunk, ChunkBuilder};
 use crate::{SqliteOptions, db, index, write};
 use faultline_model::{Attributes, Level, NewEntry};
 use faultline_store::{Result, StoreError};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -306,6 +307,40 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX log_chunks_ts ON log_chunks (max_ts, min_ts, service_id, levels);
     CREATE INDEX log_chunks_service ON log_chunks (service_id, max_ts, min_ts, levels);
     "#,
+    // 5: entries per hour (dashboard), issue events by log entry, web UI
+    // users and sessions; `log_counts_from_chunks` counts the entries
+    // already stored right after.
+    r#"
+    -- Entries per (service, hour, level), by timestamp (hour = start of the
+    -- hour, microseconds); the writer adds each append's counts, retention
+    -- leaves them.
+    CREATE TABLE log_counts (
+        service_id  INTEGER NOT NULL,
+        hour        INTEGER NOT NULL,
+        level       INTEGER NOT NULL,
+        count       INTEGER NOT NULL,
+        PRIMARY KEY (service_id, hour, level)
+    ) STRICT, WITHOUT ROWID;
+
+    CREATE INDEX issue_events_log ON issue_events (log_id) WHERE log_id IS NOT NULL;
+
+    CREATE TABLE users (
+        id             INTEGER PRIMARY KEY,
+        username       TEXT    NOT NULL UNIQUE,
+        password_hash  TEXT    NOT NULL,
+        created_at     INTEGER NOT NULL,
+        last_login     INTEGER
+    ) STRICT;
+    -- Sessions by the hash of their cookie token.
+    CREATE TABLE sessions (
+        token_hash  TEXT    PRIMARY KEY,
+        user_id     INTEGER NOT NULL,
+        csrf        TEXT    NOT NULL,
+        created_at  INTEGER NOT NULL,
+        expires_at  INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX sessions_user ON sessions (user_id);
+    "#,
 ];
 
 /// The version whose migration creates `text_blocks`, which then needs the
@@ -315,6 +350,10 @@ const TEXT_BLOCKS_VERSION: usize = 2;
 /// The version whose migration creates `log_chunks`, which then receives
 /// the rows of `logs`.
 const CHUNKS_VERSION: usize = 4;
+
+/// The version whose migration creates `log_counts`, which then counts the
+/// entries already stored.
+const LOG_COUNTS_VERSION: usize = 5;
 
 /// The schema version this build writes.
 pub(crate) const LATEST: i64 = MIGRATIONS.len() as i64;
@@ -431,6 +470,9 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
         if i + 1 == CHUNKS_VERSION {
             chunks_from_logs(&tx)?;
         }
+        if i + 1 == LOG_COUNTS_VERSION {
+            log_counts_from_chunks(&tx)?;
+        }
         tracing::info!(path = %path.display(), version = i + 1, "migrated database schema");
     }
     if from < TEXT_BLOCKS_VERSION as i64 {
@@ -517,6 +559,44 @@ fn chunks_from_logs(conn: &Connection) -> Result<()> {
         .map_err(db("drop the converted rows"))?;
     if converted > 0 {
         tracing::info!(entries = converted, "moved log entries into chunks");
+    }
+    Ok(())
+}
+
+/// Counts the entries stored in chunks into `log_counts` (entries deleted
+/// by retention before this version are not counted: they are gone).
+fn log_counts_from_chunks(conn: &Connection) -> Result<()> {
+    let mut counts: HashMap<(i64, i64, u8), i64> = HashMap::new();
+    {
+        let mut stmt = conn
+            .prepare("SELECT first_id, service_id, data FROM log_chunks")
+            .map_err(db("read the chunks to count"))?;
+        let mut rows = stmt.query([]).map_err(db("read the chunks to count"))?;
+        while let Some(r) = rows.next().map_err(db("read the chunks to count"))? {
+            let first_id: i64 = r.get(0).map_err(db("read a chunk to count"))?;
+            let service_id: i64 = r.get(1).map_err(db("read a chunk to count"))?;
+            let data: Vec<u8> = r.get(2).map_err(db("read a chunk to count"))?;
+            let chunk = Chunk::decode(first_id, service_id, data)?;
+            for rec in &chunk.recs {
+                *counts
+                    .entry((service_id, write::hour_of(rec.ts), rec.level))
+                    .or_default() += 1;
+            }
+        }
+    }
+    let mut insert = conn
+        .prepare(write::ADD_LOG_COUNT)
+        .map_err(db("prepare the log count insert"))?;
+    for (&(service_id, hour, level), &n) in &counts {
+        insert
+            .execute(rusqlite::params![service_id, hour, level, n])
+            .map_err(db("store a log count"))?;
+    }
+    if !counts.is_empty() {
+        tracing::info!(
+            rows = counts.len(),
+            "counted the stored log entries per hour"
+        );
     }
     Ok(())
 }
@@ -666,5 +746,91 @@ mod tests {
             }]])
             .expect("append");
         assert_eq!(ids, vec![706]);
+    }
+
+    /// Rows of `log_counts`, sorted.
+    fn log_count_rows(conn: &Connection) -> Vec<(i64, i64, i64, i64)> {
+        conn.prepare("SELECT service_id, hour, level, count FROM log_counts ORDER BY 1, 2, 3")
+            .expect("prepare")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows")
+    }
+
+    /// A version 4 database (entries in chunks, no counts) gets the counts
+    /// of the entries it holds when migrated to version 5.
+    #[test]
+    fn migration_to_5_counts_stored_entries() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("v4.db");
+        {
+            let store = SqliteStore::open(&path, SqliteOptions::default()).expect("open");
+            for round in 0..3i64 {
+                let batch: Vec<NewEntry> = (0..300i64)
+                    .map(|i| NewEntry {
+                        project: "p".into(),
+                        service: ["api", "web", "cron"][(i % 3) as usize].into(),
+                        level: Level::from_code((i % 6 + 1) as u8).expect("level"),
+                        message: format!("entry {round} {i}"),
+                        tags: Vec::new(),
+                        timestamp: T0 + (i % 7) * HOUR + round * 25 * HOUR + i,
+                        received_at: T0,
+                        host: None,
+                        attributes: Attributes::new(),
+                        trace_id: None,
+                        span_id: None,
+                    })
+                    .collect();
+                store.append(&[&batch]).expect("append");
+            }
+        }
+        let conn = Connection::open(&path).expect("raw open");
+        let want = log_count_rows(&conn);
+        assert_eq!(
+            want.iter().map(|r| r.3).sum::<i64>(),
+            900,
+            "the writer counted every entry"
+        );
+        conn.execute_batch(
+            "DROP TABLE log_counts; DROP TABLE users; DROP TABLE sessions; \
+             DROP INDEX issue_events_log; PRAGMA user_version = 4;",
+        )
+        .expect("back to version 4");
+        drop(conn);
+        drop(SqliteStore::open(&path, SqliteOptions::default()).expect("migrate"));
+        let conn = Connection::open(&path).expect("raw open");
+        assert_eq!(log_count_rows(&conn), want);
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .expect("version");
+        assert_eq!(version, MIGRATIONS.len() as i64);
+    }
+
+    /// Entries of a log page to their issues: the partial index on
+    /// `issue_events (log_id)`; issue counts: the primary key.
+    #[test]
+    fn issue_lookups_use_indexes() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("plan.db");
+        drop(SqliteStore::open(&path, SqliteOptions::default()).expect("open"));
+        let conn = Connection::open(&path).expect("raw open");
+        let plan = |sql: &str, params: &[&dyn rusqlite::ToSql]| -> String {
+            conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .expect("prepare")
+                .query_map(params, |r| r.get::<_, String>(3))
+                .expect("explain")
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .expect("plan")
+                .join("\n")
+        };
+        let p = plan(crate::issues::ISSUES_FOR_LOGS, params!["[1,2,3]"]);
+        assert!(p.contains("INDEX issue_events_log"), "{p}");
+        let p = plan(crate::issues::ISSUE_COUNTS, params!["[1,2,3]", 0]);
+        assert!(
+            p.contains("PRIMARY KEY") || p.contains("sqlite_autoindex"),
+            "{p}"
+        );
+        assert!(!p.contains("SCAN issue_counts"), "{p}");
     }
 }

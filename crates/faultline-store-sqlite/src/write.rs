@@ -20,6 +20,11 @@ const LAST_LOG_ID: &str = "SELECT max(\
     (SELECT value FROM meta WHERE key = 'last_log_id'), \
     coalesce((SELECT last_id FROM log_chunks ORDER BY first_id DESC LIMIT 1), 0))";
 const SET_LAST_LOG_ID: &str = "UPDATE meta SET value = ?1 WHERE key = 'last_log_id'";
+/// Adds to an entry count per (service, hour, level).
+pub(crate) const ADD_LOG_COUNT: &str = "INSERT INTO log_counts (service_id, hour, level, count) \
+    VALUES (?1, ?2, ?3, ?4) \
+    ON CONFLICT (service_id, hour, level) DO UPDATE SET count = count + excluded.count";
+const HOUR: i64 = 3_600_000_000;
 const COUNT_APPENDED: &str = "UPDATE services SET \
     count = count + ?2, error_count = error_count + ?3, \
     last_seen = max(coalesce(last_seen, ?4), ?4) WHERE id = ?1";
@@ -39,6 +44,8 @@ pub(crate) struct Writer {
     /// positions grouped by service.
     groups: Vec<Group>,
     order: Vec<u32>,
+    /// Reused per service of an append: its entries per hour and level.
+    hours: HourCounts,
     /// The open block of the full-text index (see `index.rs`).
     index: OpenBlock,
     /// Retention watermarks, by level code - 1: every entry of that level
@@ -94,6 +101,7 @@ impl Writer {
             chunk: ChunkBuilder::new(),
             groups: Vec::new(),
             order: Vec::new(),
+            hours: HourCounts::default(),
             index: OpenBlock::new(block_rows),
             expired: [None; 6],
             data_version,
@@ -152,7 +160,9 @@ impl Writer {
     /// a few dozen bytes encoded and its tokens hashed into the open block
     /// of the full-text index. Per transaction: one id read, one check that
     /// the open block is in step with the database, one id write, one
-    /// counter update per service, one commit; and, every `BLOCK_ROWS`
+    /// counter update per service, one `log_counts` upsert per (service,
+    /// hour, level) present (counted in memory first), one commit; and,
+    /// every `BLOCK_ROWS`
     /// entries, one finished index block stored.
     fn append_in_transaction(&mut self, batches: &[&[NewEntry]]) -> Result<Vec<i64>> {
         let Writer {
@@ -164,6 +174,7 @@ impl Writer {
             chunk,
             groups,
             order,
+            hours,
             ..
         } = self;
         let total: usize = batches.iter().map(|b| b.len()).sum();
@@ -240,9 +251,13 @@ impl Writer {
             let mut count = tx
                 .prepare_cached(COUNT_APPENDED)
                 .map_err(db("prepare the service counters update"))?;
+            let mut add_count = tx
+                .prepare_cached(ADD_LOG_COUNT)
+                .map_err(db("prepare the log count update"))?;
             for g in groups.iter() {
                 let mut errors = 0i64;
                 let mut last_seen = i64::MIN;
+                hours.clear();
                 for &pos in &order[g.start..g.start + g.len] {
                     let e = flat[pos as usize];
                     if chunk.full_for(e.timestamp) {
@@ -254,6 +269,7 @@ impl Writer {
                     ids[pos as usize] = id;
                     errors += i64::from(e.level >= Level::Error);
                     last_seen = last_seen.max(e.received_at);
+                    hours.add(e.timestamp, e.level.code());
                     // An entry older than a retention watermark: that
                     // level's range must be scanned again.
                     let watermark = &mut expired[usize::from(e.level.code()) - 1];
@@ -267,6 +283,15 @@ impl Writer {
                 count
                     .execute(params![g.service_id, g.len as i64, errors, last_seen])
                     .map_err(db("update service counters"))?;
+                // One upsert per (hour, level) of the service: usually one
+                // or two per append.
+                for &(hour, ref levels) in &hours.hours {
+                    for (code, &n) in levels.iter().enumerate().filter(|(_, n)| **n > 0) {
+                        add_count
+                            .execute(params![g.service_id, hour, code as i64, n])
+                            .map_err(db("update log counts"))?;
+                    }
+                }
             }
             tx.prepare_cached(SET_LAST_LOG_ID)
                 .and_then(|mut s| s.execute([id]))
@@ -505,6 +530,68 @@ impl Writer {
             }
         }
         tx.commit().map_err(db("commit token use"))
+    }
+}
+
+/// The start of the hour (UTC) holding a timestamp, microseconds.
+#[inline]
+pub(crate) fn hour_of(ts: i64) -> i64 {
+    ts.div_euclid(HOUR) * HOUR
+}
+
+/// Entry counts per hour and level code (index 1..=6) of one service in
+/// one append. Entries of an append mostly share an hour: the last slot
+/// used is tried first, then the few slots, then (past
+/// [`HourCounts::LINEAR`] hours, a backfill) a map.
+#[derive(Default)]
+struct HourCounts {
+    hours: Vec<(i64, [i64; 7])>,
+    index: HashMap<i64, usize>,
+    last: usize,
+}
+
+impl HourCounts {
+    const LINEAR: usize = 8;
+
+    fn clear(&mut self) {
+        self.hours.clear();
+        self.index.clear();
+        self.last = 0;
+    }
+
+    #[inline]
+    fn add(&mut self, ts: i64, level: u8) {
+        let hour = hour_of(ts);
+        let slot = match self.hours.get(self.last) {
+            Some(&(h, _)) if h == hour => self.last,
+            _ => self.slot(hour),
+        };
+        self.hours[slot].1[usize::from(level)] += 1;
+        self.last = slot;
+    }
+
+    fn slot(&mut self, hour: i64) -> usize {
+        let found = if self.hours.len() <= Self::LINEAR {
+            self.hours.iter().position(|&(h, _)| h == hour)
+        } else {
+            self.index.get(&hour).copied()
+        };
+        if let Some(slot) = found {
+            return slot;
+        }
+        self.hours.push((hour, [0; 7]));
+        let slot = self.hours.len() - 1;
+        if self.hours.len() == Self::LINEAR + 1 {
+            self.index = self
+                .hours
+                .iter()
+                .enumerate()
+                .map(|(i, &(h, _))| (h, i))
+                .collect();
+        } else if self.hours.len() > Self::LINEAR + 1 {
+            self.index.insert(hour, slot);
+        }
+        slot
     }
 }
 

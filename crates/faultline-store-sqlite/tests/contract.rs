@@ -76,6 +76,16 @@ fn alert_store_contract() {
 }
 
 #[test]
+fn user_store_contract() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let n = Cell::new(0);
+    faultline_store::contract_users::run_all(&|| {
+        n.set(n.get() + 1);
+        Box::new(open(&dir.path().join(format!("users-{}.db", n.get()))))
+    });
+}
+
+#[test]
 fn store_contract_with_one_reader_and_normal_sync() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let n = Cell::new(0);
@@ -360,4 +370,70 @@ fn concurrent_first_opens_migrate_once() {
     });
     let store = open(&path);
     assert_eq!(store.list_services(None).expect("list").len(), 4);
+}
+
+/// A backfill: one append of several services with timestamps over many
+/// hours in no order (the writer's per-hour counting past its few-hours
+/// fast path), then a second append adding to the same hours.
+#[test]
+fn log_counts_of_a_backfill_over_many_hours() {
+    use faultline_store::{Bucket, LogCount};
+    use std::collections::BTreeMap;
+    const HOUR: i64 = 3_600_000_000;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = open(&dir.path().join("faultline.db"));
+    let start = T0 - T0 % HOUR - 40 * HOUR;
+    let mut want: BTreeMap<(i64, u8), u64> = BTreeMap::new();
+    let mut web: BTreeMap<(i64, u8), u64> = BTreeMap::new();
+    let mut x: u64 = 12345;
+    for _round in 0..2 {
+        let batch: Vec<NewEntry> = (0..2_000)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let hour = ((x >> 33) % 60) as i64;
+                let level = Level::ALL[((x >> 20) % 6) as usize];
+                let service = ["api", "web", "cron"][((x >> 40) % 3) as usize];
+                let ts = start + hour * HOUR + ((x >> 8) % 3_600_000) as i64;
+                *want.entry((hour, level.code())).or_default() += 1;
+                if service == "web" {
+                    *web.entry((hour, level.code())).or_default() += 1;
+                }
+                entry(service, level, ts, "backfilled")
+            })
+            .collect();
+        store.append(&[&batch]).expect("append");
+    }
+    let as_counts = |m: &BTreeMap<(i64, u8), u64>, since_hour: i64| -> Vec<LogCount> {
+        m.iter()
+            .filter(|((h, _), _)| *h >= since_hour)
+            .map(|(&(h, code), &count)| LogCount {
+                bucket: start + h * HOUR,
+                level: Level::from_code(code).expect("level"),
+                count,
+            })
+            .collect()
+    };
+    let got = store
+        .log_counts("p", None, Bucket::Hour, start)
+        .expect("log_counts");
+    assert_eq!(got, as_counts(&want, 0));
+    assert_eq!(got.iter().map(|c| c.count).sum::<u64>(), 4_000);
+    assert_eq!(
+        store
+            .log_counts("p", Some("web"), Bucket::Hour, start + 30 * HOUR)
+            .expect("log_counts"),
+        as_counts(&web, 30)
+    );
+    let activity = store
+        .service_activity("p", start)
+        .expect("service_activity");
+    assert_eq!(activity.iter().map(|a| a.total).sum::<u64>(), 4_000);
+    let errors: u64 = want
+        .iter()
+        .filter(|((_, code), _)| *code >= Level::Error.code())
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(activity.iter().map(|a| a.errors).sum::<u64>(), errors);
 }

@@ -127,6 +127,21 @@ pub struct Attachment {
     pub gzip: Vec<u8>,
 }
 
+/// A project's issues at a glance ([`IssueStore::project_overview`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProjectOverview {
+    /// Issues whose status is unresolved.
+    pub unresolved: u64,
+    /// Issues (any status) with `first_seen >= since`.
+    pub new_since: u64,
+    /// Unresolved issues whose regressed flag is set.
+    pub regressed: u64,
+}
+
+/// Most ids [`IssueStore::issues_for_logs`] and [`IssueStore::issue_counts`]
+/// take in one call.
+pub const MAX_IDS_PER_CALL: usize = 1000;
+
 /// Time buckets for a histogram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bucket {
@@ -202,6 +217,18 @@ pub trait IssueStore: Send + Sync {
     fn issue_ticket(&self, issue: i64) -> Result<Option<IssueTicket>>;
     /// Links (or updates the link of) an issue to its external ticket.
     fn set_issue_ticket(&self, issue: i64, ticket: &IssueTicket) -> Result<()>;
+
+    /// Counts of a project's issues; `NotFound` for an unknown project.
+    fn project_overview(&self, project: &str, since: i64) -> Result<ProjectOverview>;
+    /// (log id, issue id) for those of `log_ids` that became issue events,
+    /// ordered by log id then issue id, each pair once; ids without an event
+    /// are left out. At most [`MAX_IDS_PER_CALL`] ids (`Invalid` beyond).
+    fn issues_for_logs(&self, log_ids: &[i64]) -> Result<Vec<(i64, i64)>>;
+    /// Hourly event counts `(issue id, hour start, count)` of the given
+    /// issues with `hour >= since`, ordered by issue then hour; only
+    /// non-empty hours. At most [`MAX_IDS_PER_CALL`] ids (`Invalid`
+    /// beyond).
+    fn issue_counts(&self, issue_ids: &[i64], since: i64) -> Result<Vec<(i64, i64, u64)>>;
 
     /// A project's fingerprint rules (JSON as the user wrote it), if any.
     fn fingerprint_rules(&self, project: &str) -> Result<Option<String>>;

@@ -16,8 +16,10 @@ mod alerts;
 pub mod contract;
 pub mod contract_alerts;
 pub mod contract_issues;
+pub mod contract_users;
 mod issues;
 mod query;
+mod users;
 
 pub use alerts::{
     AlertStore, AlertWrites, Attempt, NewNotification, Notification, NotificationStatus,
@@ -25,9 +27,10 @@ pub use alerts::{
 };
 pub use issues::{
     Attachment, Bucket, EventBatch, EventOutcome, IssuePage, IssueQuery, IssueSort, IssueStore,
-    IssueTicket, StatusUpdate,
+    IssueTicket, MAX_IDS_PER_CALL, ProjectOverview, StatusUpdate,
 };
 pub use query::{Cursor, LogPage, LogQuery, Paging};
+pub use users::{Session, User, UserStore};
 
 use faultline_model::{
     Level, NewEntry, Project, Service, ServiceSummary, StoredEntry, TokenInfo, TokenKind,
@@ -42,6 +45,9 @@ pub enum StoreError {
     /// The request cannot be satisfied (bad cursor, invalid name…).
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// The request collides with what exists (a username taken…).
+    #[error("conflict: {0}")]
+    Conflict(String),
     /// The database failed; `op` says what we were doing.
     #[error("store failure during {op}: {source}")]
     Backend {
@@ -69,6 +75,25 @@ pub struct TokenRecord {
     pub info: TokenInfo,
 }
 
+/// Log entries of one bucket and level ([`Store::log_counts`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LogCount {
+    /// Bucket start, microseconds (a multiple of [`Bucket::micros`]).
+    pub bucket: i64,
+    pub level: Level,
+    pub count: u64,
+}
+
+/// A service's recent traffic ([`Store::service_activity`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ServiceActivity {
+    pub service: String,
+    /// Entries in the window.
+    pub total: u64,
+    /// Of those, entries of level error or above.
+    pub errors: u64,
+}
+
 /// Everything faultline keeps.
 ///
 /// Semantics every adapter must honour (checked by [`contract`]):
@@ -81,7 +106,7 @@ pub struct TokenRecord {
 /// - `q` means what [`faultline_model::LogFilter::matches`] says: the store
 ///   and the live tail agree on every filter.
 /// - Names are exact and case-sensitive.
-pub trait Store: IssueStore + AlertStore + Send + Sync {
+pub trait Store: IssueStore + AlertStore + UserStore + Send + Sync {
     /// Creates the project if it does not exist; returns it either way.
     fn ensure_project(&self, name: &str) -> Result<Project>;
     fn list_projects(&self) -> Result<Vec<Project>>;
@@ -129,6 +154,28 @@ pub trait Store: IssueStore + AlertStore + Send + Sync {
     fn delete_expired(&self, level: Level, before: i64, max_rows: usize) -> Result<usize>;
     /// Bytes used on disk.
     fn size_bytes(&self) -> Result<u64>;
+
+    /// Entries per (bucket, level) of a project (optionally one service)
+    /// with a timestamp at or after `since`, summed over services, ordered
+    /// by bucket then level; only non-empty (bucket, level) pairs. Counts
+    /// every appended entry, by its timestamp (not its receive time), and
+    /// is unaffected by retention deletes. Counts are kept per hour:
+    /// `since` counts from the start of its hour (UTC). Day buckets are UTC
+    /// days. `NotFound` for an unknown project; an unknown service of a
+    /// known project has no entries.
+    fn log_counts(
+        &self,
+        project: &str,
+        service: Option<&str>,
+        bucket: Bucket,
+        since: i64,
+    ) -> Result<Vec<LogCount>>;
+    /// Per service of the project (every one, those without entries in the
+    /// window too, with zeros): entries with a timestamp at or after
+    /// `since` (from the start of its hour, as [`Store::log_counts`]) and
+    /// how many of them were error or above; ordered by service name.
+    /// `NotFound` for an unknown project.
+    fn service_activity(&self, project: &str, since: i64) -> Result<Vec<ServiceActivity>>;
 
     /// Gives caches back to the allocator; called when the server has been
     /// idle for a while. The default does nothing.
