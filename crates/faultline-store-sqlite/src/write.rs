@@ -162,8 +162,7 @@ impl Writer {
     /// the open block is in step with the database, one id write, one
     /// counter update per service, one `log_counts` upsert per (service,
     /// hour, level) present (counted in memory first), one commit; and,
-    /// every `BLOCK_ROWS`
-    /// entries, one finished index block stored.
+    /// every `BLOCK_ROWS` entries, one finished index block stored.
     fn append_in_transaction(&mut self, batches: &[&[NewEntry]]) -> Result<Vec<i64>> {
         let Writer {
             conn,
@@ -283,8 +282,8 @@ impl Writer {
                 count
                     .execute(params![g.service_id, g.len as i64, errors, last_seen])
                     .map_err(db("update service counters"))?;
-                // One upsert per (hour, level) of the service: usually one
-                // or two per append.
+                // One upsert per (hour, level) of the service's entries:
+                // a few per service, whatever the number of entries.
                 for &(hour, ref levels) in &hours.hours {
                     for (code, &n) in levels.iter().enumerate().filter(|(_, n)| **n > 0) {
                         add_count
