@@ -7,12 +7,15 @@ cd "$(dirname "$0")/.."
 # System packages the tests need: a C compiler (bundled SQLite, ring),
 # python3 (the agent's rotation test writes with Python's logging; the
 # e-mail test runs its smtpd SMTP server, python ≤ 3.11 as in Debian 12),
-# and a real Prometheus and Alertmanager (crates/faultline-cli/tests/prometheus.rs).
+# a real Prometheus and Alertmanager (crates/faultline-cli/tests/prometheus.rs),
+# and Chromium with ChromeDriver for the web UI (crates/faultline-cli/tests/browser.rs).
 need=()
 command -v cc >/dev/null 2>&1 || need+=(gcc)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive

@@ -142,6 +142,7 @@ fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
         faultline_server::run(config, shutdown_signal(), |addr, admin| {
             eprintln!("faultline listening on http://{addr}");
+            eprintln!("web UI: open http://{addr}/ (the first visit creates the administrator with the admin token)");
             eprintln!("data directory: {}", data_dir.display());
             match admin {
                 Some(token) => {

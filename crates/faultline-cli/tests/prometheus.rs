@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Server, run_bounded, wait_until};
+use common::{Server, free_port, run_bounded, wait_until};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -21,14 +21,6 @@ impl Drop for Proc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn require(bin: &str) -> String {

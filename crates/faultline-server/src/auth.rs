@@ -5,7 +5,7 @@
 use crate::error::ApiError;
 use axum::http::{HeaderMap, header};
 use faultline_model::{TokenInfo, TokenKind, now_micros};
-use faultline_store::{Store, StoreError};
+use faultline_store::{Session, Store, StoreError};
 use rand::RngExt;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -65,8 +65,12 @@ pub fn create_token(
 /// Who is calling.
 #[derive(Debug, Clone)]
 pub struct Principal {
+    /// 0 for a web session.
     pub token_id: i64,
     pub kind: TokenKind,
+    /// The logged-in user of a web session (every local user is an
+    /// administrator, see ARCHITECTURE.md).
+    pub user: Option<String>,
 }
 
 /// Resolves bearer tokens with a short-lived cache, and remembers their use.
@@ -77,6 +81,8 @@ pub struct Authenticator {
     /// put the stale token back into the cache.
     generation: std::sync::atomic::AtomicU64,
     used: Mutex<HashMap<i64, i64>>,
+    /// Web sessions by token hash, briefly cached like tokens.
+    sessions: Mutex<HashMap<String, (Session, Instant)>>,
 }
 
 impl Authenticator {
@@ -86,16 +92,28 @@ impl Authenticator {
             cache: Mutex::new(HashMap::new()),
             generation: std::sync::atomic::AtomicU64::new(0),
             used: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
         }
     }
 
     /// The principal of a request, or 401.
+    /// A bearer token wins over a session cookie.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
-        let value = headers
-            .get(header::AUTHORIZATION)
-            .ok_or(ApiError::Unauthorized(
+        let Some(value) = headers.get(header::AUTHORIZATION) else {
+            if let Some(cookie) = crate::session::session_cookie(headers) {
+                let session = self.session(cookie).await?.ok_or(ApiError::Unauthorized(
+                    "your session has expired; log in again",
+                ))?;
+                return Ok(Principal {
+                    token_id: 0,
+                    kind: TokenKind::Admin,
+                    user: Some(session.user.username),
+                });
+            }
+            return Err(ApiError::Unauthorized(
                 "missing Authorization: Bearer <token> header",
-            ))?;
+            ));
+        };
         let token = value
             .to_str()
             .ok()
@@ -148,14 +166,55 @@ impl Authenticator {
         Ok(Principal {
             token_id: info.id,
             kind: info.kind,
+            user: None,
         })
+    }
+
+    /// The live session a cookie token names, if any.
+    pub async fn session(&self, token: &str) -> Result<Option<Session>, ApiError> {
+        if !token.starts_with(TOKEN_PREFIX) || token.len() > 128 {
+            return Ok(None);
+        }
+        let hash = crate::session::hash_session(token);
+        let now = now_micros();
+        {
+            let cache = self.sessions.lock().expect("session cache lock poisoned");
+            if let Some((s, at)) = cache.get(&hash)
+                && at.elapsed() < CACHE_TTL
+                && s.expires_at > now
+            {
+                return Ok(Some(s.clone()));
+            }
+        }
+        let generation = self.generation.load(std::sync::atomic::Ordering::SeqCst);
+        let store = self.store.clone();
+        let h = hash.clone();
+        let found = tokio::task::spawn_blocking(move || store.find_session(&h, now))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))??;
+        if let Some(s) = &found {
+            let mut cache = self.sessions.lock().expect("session cache lock poisoned");
+            if cache.len() > 10_000 {
+                cache.clear();
+            }
+            if self.generation.load(std::sync::atomic::Ordering::SeqCst) == generation {
+                cache.insert(hash, (s.clone(), Instant::now()));
+            }
+        }
+        Ok(found)
     }
 
     /// Forgets cached tokens (after a revocation through the API).
     pub fn invalidate(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.cache
             .lock()
             .expect("token cache lock poisoned")
+            .clear();
+        self.sessions
+            .lock()
+            .expect("session cache lock poisoned")
             .clear();
     }
 

@@ -74,6 +74,22 @@ enum Msg {
     Stop,
 }
 
+/// A new issue or a regression, announced to the web UI as it is committed.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct IssueNotice {
+    /// "new" or "regression".
+    pub kind: &'static str,
+    pub issue_id: i64,
+    pub project: String,
+    pub service: String,
+    pub title: String,
+    pub level: Level,
+}
+
+/// Subscribers of [`IssueNotice`]s; a slow one misses notices (lagged), it
+/// never slows the processor.
+pub type Notices = tokio::sync::broadcast::Sender<IssueNotice>;
+
 /// The writer's (and the API's) side of the processor.
 #[derive(Clone)]
 pub struct IssueFeed {
@@ -145,6 +161,7 @@ pub fn spawn(
     store: Arc<dyn Store>,
     min_level: Level,
     deliveries: Arc<tokio::sync::Notify>,
+    notices: Notices,
 ) -> (IssueFeed, std::thread::JoinHandle<()>) {
     let (tx, rx) = sync_channel(CHANNEL_COMMITS);
     let lagging = Arc::new(AtomicBool::new(false));
@@ -157,6 +174,7 @@ pub fn spawn(
         .name("faultline-issues".into())
         .spawn(move || {
             let mut worker = Worker::new(store, min_level, lagging, deliveries);
+            worker.notices = Some(notices);
             if let Err(e) = worker.run(rx) {
                 tracing::error!(error = %e, "the issue processor stopped; restart the server to resume it (nothing is lost: it catches up from the store)");
             }
@@ -182,6 +200,8 @@ struct Worker {
     last_alert_tick: Instant,
     /// Wakes the delivery task when notifications were queued.
     deliveries: Arc<tokio::sync::Notify>,
+    /// New issues and regressions for the UI.
+    notices: Option<Notices>,
 }
 
 impl Worker {
@@ -206,6 +226,7 @@ impl Worker {
             alerts: Evaluator::new(),
             last_alert_tick: Instant::now(),
             deliveries,
+            notices: None,
         }
     }
 
@@ -408,6 +429,22 @@ impl Worker {
         })?;
         if let Some(eval) = evaluation {
             self.alerts_committed(&eval);
+        }
+        if let Some(notices) = &self.notices {
+            for (e, o) in batch.events.iter().zip(&outcomes) {
+                if o.duplicate || !(o.new_issue || o.regressed) {
+                    continue;
+                }
+                // No subscriber is fine.
+                let _ = notices.send(IssueNotice {
+                    kind: if o.new_issue { "new" } else { "regression" },
+                    issue_id: o.issue_id,
+                    project: e.project.clone(),
+                    service: e.service.clone(),
+                    title: e.title.clone(),
+                    level: e.level,
+                });
+            }
         }
         Ok(outcomes)
     }
@@ -664,7 +701,12 @@ mod tests {
         let errors = batch.iter().filter(|e| e.level >= Level::Error).count() as u64;
         let ids = store.append(&[&batch]).unwrap();
 
-        let (feed, handle) = spawn(store.clone(), Level::Error, Default::default());
+        let (feed, handle) = spawn(
+            store.clone(),
+            Level::Error,
+            Default::default(),
+            tokio::sync::broadcast::channel(8).0,
+        );
         // The same commit also arrives through the feed: skipped.
         let committed: Vec<Arc<StoredEntry>> = batch
             .iter()
@@ -694,7 +736,12 @@ mod tests {
         assert_eq!(store.issues_processed_through().unwrap(), lost[0]);
 
         // A second start has nothing to do.
-        let (feed, handle) = spawn(store.clone(), Level::Error, Default::default());
+        let (feed, handle) = spawn(
+            store.clone(),
+            Level::Error,
+            Default::default(),
+            tokio::sync::broadcast::channel(8).0,
+        );
         feed.stop();
         handle.join().unwrap();
         assert_eq!(total(store.as_ref()), errors + 1);

@@ -28,6 +28,7 @@ mod memory;
 pub mod metrics;
 pub mod retention;
 pub mod routes;
+pub mod session;
 mod state;
 pub mod writer;
 
@@ -140,8 +141,13 @@ pub async fn run(
     let commits = Arc::new(std::sync::atomic::AtomicU64::new(0));
     routes::alerts::apply_config(store.as_ref(), &config).map_err(ServerError::Alerts)?;
     let deliveries = Arc::new(tokio::sync::Notify::new());
-    let (issue_feed, issue_processor) =
-        issues::spawn(store.clone(), config.issue_level, deliveries.clone());
+    let (notices, _) = tokio::sync::broadcast::channel(256);
+    let (issue_feed, issue_processor) = issues::spawn(
+        store.clone(),
+        config.issue_level,
+        deliveries.clone(),
+        notices.clone(),
+    );
     let writer = writer::spawn(
         consumer,
         store.clone(),
@@ -180,6 +186,7 @@ pub async fn run(
         auth,
         issues: issue_feed.clone(),
         deliveries,
+        notices,
         prometheus,
         shutdown: stop_rx.clone(),
         store_calls,

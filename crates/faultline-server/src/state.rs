@@ -20,6 +20,9 @@ pub struct AppState {
     pub issues: IssueFeed,
     /// Wakes the notification delivery task.
     pub deliveries: Arc<tokio::sync::Notify>,
+    /// New issues and regressions as they are committed (the UI's
+    /// notifications).
+    pub notices: crate::issues::Notices,
     pub prometheus: PrometheusHandle,
     /// Turns true when the server shuts down (ends live streams).
     pub shutdown: watch::Receiver<bool>,

@@ -258,9 +258,12 @@ impl Server {
 
     /// Starts the process on the data dir and waits until /healthz answers.
     async fn launch(&mut self) {
+        self.launch_on("127.0.0.1:0").await
+    }
+
+    async fn launch_on(&mut self, listen: &str) {
         assert!(self.child.is_none(), "server already running");
-        let (child, rx, log) =
-            spawn_server(&self.data_dir, self.config_path.as_deref(), "127.0.0.1:0");
+        let (child, rx, log) = spawn_server(&self.data_dir, self.config_path.as_deref(), listen);
         self.child = Some(child);
         self.stderr = log;
         let banner = tokio::task::spawn_blocking(move || read_banner(&rx))
@@ -295,6 +298,16 @@ impl Server {
             self.kill9();
         }
         self.launch().await;
+    }
+
+    /// Kills the server and starts it again on the same address (clients
+    /// that reconnect find it where it was).
+    pub async fn restart_same_addr(&mut self) {
+        if self.child.is_some() {
+            self.kill9();
+        }
+        let listen = self.addr.to_string();
+        self.launch_on(&listen).await;
     }
 
     pub fn pid(&self) -> u32 {
@@ -678,6 +691,15 @@ pub async fn wait_until(
         }
         tokio::time::sleep(every).await;
     }
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Gzip of `data`.

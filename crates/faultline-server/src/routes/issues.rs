@@ -79,7 +79,10 @@ fn change_json(c: &StatusChange) -> Value {
     })
 }
 
-fn actor(p: &Principal) -> String {
+pub fn actor(p: &Principal) -> String {
+    if let Some(user) = &p.user {
+        return user.clone();
+    }
     let kind = match p.kind {
         TokenKind::Admin => "admin",
         TokenKind::Read { .. } => "read",
@@ -138,9 +141,22 @@ pub async fn list(
         ..Default::default()
     };
     let mut project = None;
+    let mut sparkline = false;
     for (k, v) in params {
         match k.as_str() {
             "project" => project = Some(v),
+            "sparkline" => {
+                sparkline = match v.as_str() {
+                    "24h" => true,
+                    "" | "none" => false,
+                    _ => {
+                        return Err(ApiError::bad(
+                            "invalid parameter",
+                            "sparkline: the only sparkline is 24h",
+                        ));
+                    }
+                }
+            }
             "service" => q.service = Some(v),
             "status" => {
                 q.status = Some(
@@ -175,15 +191,56 @@ pub async fn list(
         }
     }
     q.project = principal.readable_project(project)?;
-    let (limit, page) = (q.limit, q.page);
-    let result = state.with_store(move |s| s.list_issues(&q)).await?;
-    let issues: Vec<Value> = result.issues.iter().map(issue_json).collect();
+    let (limit, page, now) = (q.limit, q.page, q.now);
+    let (result, counts) = state
+        .with_store(move |s| {
+            let result = s.list_issues(&q)?;
+            let counts = if sparkline {
+                let ids: Vec<i64> = result.issues.iter().map(|i| i.id).collect();
+                s.issue_counts(&ids, sparkline_start(now))?
+            } else {
+                Vec::new()
+            };
+            Ok((result, counts))
+        })
+        .await?;
+    let issues: Vec<Value> = result
+        .issues
+        .iter()
+        .map(|i| {
+            let mut v = issue_json(i);
+            if sparkline {
+                v["sparkline"] = json!(sparkline_of(i.id, &counts, now));
+            }
+            v
+        })
+        .collect();
     Ok(Json(json!({
         "issues": issues,
         "total": result.total,
         "page": page,
         "limit": limit,
     })))
+}
+
+/// Start of the first of the 24 hourly sparkline buckets ending with the
+/// current hour.
+fn sparkline_start(now: i64) -> i64 {
+    let hour = Bucket::Hour.micros();
+    now - now.rem_euclid(hour) - 23 * hour
+}
+
+/// The 24 hourly counts of one issue, oldest first.
+fn sparkline_of(issue: i64, counts: &[(i64, i64, u64)], now: i64) -> [u64; 24] {
+    let start = sparkline_start(now);
+    let mut out = [0u64; 24];
+    for (_, hour, n) in counts.iter().filter(|(id, ..)| *id == issue) {
+        let i = (hour - start) / Bucket::Hour.micros();
+        if (0..24).contains(&i) {
+            out[i as usize] += n;
+        }
+    }
+    out
 }
 
 pub async fn detail(

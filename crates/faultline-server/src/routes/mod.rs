@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod alerts;
 pub mod body;
+pub mod dashboard;
 pub mod incidents;
 pub mod ingest;
 pub mod issues;
@@ -11,6 +12,8 @@ pub mod json;
 pub mod live;
 pub mod ops;
 pub mod query;
+pub mod session;
+pub mod ui;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -82,11 +85,47 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/v1/projects/{project}/fingerprint-rules",
             get(issues::get_rules).put(issues::put_rules),
         )
+        .route(
+            "/api/v1/session",
+            get(session::current)
+                .post(session::login)
+                .delete(session::logout),
+        )
+        .route(
+            "/api/v1/setup",
+            get(session::setup_status).post(session::setup),
+        )
+        .route(
+            "/api/v1/users",
+            get(session::list_users).post(session::create_user),
+        )
+        .route("/api/v1/users/{id}", delete(session::delete_user))
+        .route("/api/v1/users/{id}/password", put(session::set_password))
+        .route(
+            "/api/v1/projects/{project}/overview",
+            get(dashboard::overview),
+        )
+        .route("/api/v1/issues/live", get(dashboard::live_issues))
+        .route("/api/v1/issue-links", get(dashboard::issue_links))
+        .route("/api/v1/settings", get(ops::settings))
+        .route("/", get(ui::dashboard))
+        .route("/logs", get(ui::logs))
+        .route("/issues", get(ui::issues))
+        .route("/issues/{id}", get(ui::issue))
+        .route("/settings", get(ui::settings))
+        .route("/login", get(ui::login))
+        .route("/setup", get(ui::setup))
+        .route("/ui/{name}", get(ui::asset))
+        .route("/favicon.ico", get(ui::favicon))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::session::csrf_guard,
+        ))
         .with_state(state)
 }
 

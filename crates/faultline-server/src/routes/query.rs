@@ -132,20 +132,49 @@ pub async fn get_logs(
         limit,
         paging,
     };
-    let page = state.with_store(move |s| s.query_logs(&query)).await?;
-    let entries: Vec<ApiEntry<'_>> = page.entries.iter().map(ApiEntry).collect();
+    let issue_level = state.issues.min_level();
+    let (page, links) = state
+        .with_store(move |s| {
+            let page = s.query_logs(&query)?;
+            // Which of the entries became issue events (the UI links them).
+            let ids: Vec<i64> = page
+                .entries
+                .iter()
+                .filter(|e| e.entry.level >= issue_level)
+                .map(|e| e.id)
+                .collect();
+            let links = if ids.is_empty() {
+                Vec::new()
+            } else {
+                s.issues_for_logs(&ids)?
+            };
+            Ok((page, links))
+        })
+        .await?;
+    let links: std::collections::HashMap<i64, i64> = links.into_iter().collect();
+    let entries: Vec<Value> = page
+        .entries
+        .iter()
+        .map(|e| {
+            let mut v = serde_json::to_value(ApiEntry(e)).expect("entries serialize");
+            if let Some(issue) = links.get(&e.id) {
+                v["issue_id"] = json!(issue);
+            }
+            v
+        })
+        .collect();
     Ok(Json(json!({
         "entries": entries,
         "next_cursor": page.next_cursor.map(|c| c.to_string()),
     })))
 }
 
-pub async fn get_services(
-    state: State,
-    headers: HeaderMap,
-    Query(params): Params,
-) -> Result<Json<Value>, ApiError> {
-    let principal = state.auth.authenticate(&headers).await?;
+/// The only parameter a request takes is `project`: the project the
+/// principal may read (see [`Principal::readable_project`]).
+pub fn readable_project_param(
+    params: Vec<(String, String)>,
+    principal: &Principal,
+) -> Result<Option<String>, ApiError> {
     let mut project = None;
     for (k, v) in params {
         match k.as_str() {
@@ -158,7 +187,16 @@ pub async fn get_services(
             }
         }
     }
-    let project = principal.readable_project(project)?;
+    principal.readable_project(project)
+}
+
+pub async fn get_services(
+    state: State,
+    headers: HeaderMap,
+    Query(params): Params,
+) -> Result<Json<Value>, ApiError> {
+    let principal = state.auth.authenticate(&headers).await?;
+    let project = readable_project_param(params, &principal)?;
     let services = state
         .with_store(move |s| s.list_services(project.as_deref()))
         .await?;

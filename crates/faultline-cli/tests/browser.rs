@@ -1,0 +1,589 @@
+//! The web UI in a real browser: headless Chromium driven over WebDriver
+//! (chromedriver), against a real `faultline server`.
+//!
+//! Screenshots of every page land in `target/ui-screenshots/` (override
+//! with `FAULTLINE_SCREENSHOTS`).
+
+mod common;
+
+use common::{Server, free_port, wait_until};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(20);
+const PASSWORD: &str = "correct horse battery";
+
+/// A chromedriver process and a browser session through it.
+struct Browser {
+    client: Client,
+    driver: Child,
+    shots: PathBuf,
+    _profile: tempfile::TempDir,
+}
+
+fn screenshot_dir() -> PathBuf {
+    std::env::var_os("FAULTLINE_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/ui-screenshots")
+        })
+}
+
+impl Browser {
+    async fn start() -> Browser {
+        let port = free_port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver is installed (scripts/test.sh installs chromium-driver)");
+        let http = common::http_client();
+        let status = format!("http://127.0.0.1:{port}/status");
+        let up = wait_until(WAIT, Duration::from_millis(50), async || {
+            http.get(&status).send().await.is_ok()
+        })
+        .await;
+        assert!(up, "chromedriver did not start");
+        let profile = tempfile::tempdir().unwrap();
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+                    "--window-size=1360,1000",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            }),
+        );
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .expect("a Chromium session");
+        let shots = screenshot_dir();
+        std::fs::create_dir_all(&shots).unwrap();
+        Browser {
+            client,
+            driver,
+            shots,
+            _profile: profile,
+        }
+    }
+
+    async fn goto(&self, url: &str) {
+        self.client.goto(url).await.expect("navigate");
+    }
+
+    async fn js(&self, script: &str) -> Value {
+        self.client
+            .execute(script, vec![])
+            .await
+            .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
+    }
+
+    /// Waits until `expr` (a JS expression) is truthy.
+    async fn until(&self, what: &str, expr: &str) {
+        let script = format!("return !!({expr});");
+        let ok = wait_until(WAIT, Duration::from_millis(100), async || {
+            matches!(
+                self.client.execute(&script, vec![]).await,
+                Ok(Value::Bool(true))
+            )
+        })
+        .await;
+        if !ok {
+            let body = self.js("return document.body.innerText;").await;
+            let net = self
+                .js("return performance.getEntriesByType('resource').map(e => `${e.name} ${Math.round(e.startTime)}-${Math.round(e.responseEnd)}`).join('\\n');")
+                .await;
+            eprintln!("resources:\n{}", net.as_str().unwrap_or_default());
+            let url = self.client.current_url().await.map(|u| u.to_string());
+            self.shot(&format!("failed-{}", what.replace(' ', "-")))
+                .await;
+            panic!("timed out waiting for {what} ({expr}) on {url:?}; page text:\n{body}");
+        }
+    }
+
+    async fn text(&self, css: &str) -> String {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css}: {e}"))
+            .text()
+            .await
+            .unwrap()
+    }
+
+    async fn click(&self, css: &str) {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css}: {e}"))
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("click {css}: {e}"));
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let el = self
+            .client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css}: {e}"));
+        el.clear().await.unwrap();
+        el.send_keys(text).await.unwrap();
+    }
+
+    async fn shot(&self, name: &str) {
+        if let Ok(png) = self.client.screenshot().await {
+            let _ = std::fs::write(self.shots.join(format!("{name}.png")), png);
+        }
+    }
+
+    /// Whether the navigation's "new activity" dot is hidden.
+    async fn dot_hidden(&self) -> bool {
+        self.js("return document.querySelector('#nav-dot').hidden;")
+            .await
+            .as_bool()
+            .expect("a boolean")
+    }
+
+    /// No injected script ran.
+    async fn assert_no_xss(&self, page: &str) {
+        let v = self
+            .js("return window.__xss === undefined ? null : String(window.__xss);")
+            .await;
+        assert_eq!(v, Value::Null, "injected script ran on {page}");
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+async fn send(server: &Server, token: &str, entries: Value) {
+    let r = server
+        .http
+        .post(server.url("/api/v1/logs"))
+        .bearer_auth(token)
+        .json(&entries)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+}
+
+/// First-run setup, then log in as that user (the cookie stays in the
+/// browser session).
+async fn set_up_admin(b: &Browser, server: &Server) {
+    b.goto(&server.url("/")).await;
+    b.until(
+        "setup page",
+        "location.pathname === '/setup' && document.querySelector('#f-admin_token')",
+    )
+    .await;
+    b.shot("01-setup").await;
+    b.type_into("#f-admin_token", &server.admin).await;
+    b.type_into("#f-username", "ana").await;
+    b.type_into("#f-password", PASSWORD).await;
+    b.type_into("#f-password2", PASSWORD).await;
+    b.click("#login-submit").await;
+    b.until(
+        "settings after setup",
+        "location.pathname === '/settings' && document.querySelector('#settings-body table')",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_logs_in_watches_logs_live_and_triages_issues() {
+    let mut server = Server::start_default().await;
+    let b = Browser::start().await;
+    set_up_admin(&b, &server).await;
+
+    // Log out, fail to log in, log in.
+    b.click("#logout").await;
+    b.until(
+        "login page",
+        "location.pathname === '/login' && document.querySelector('#f-username')",
+    )
+    .await;
+    b.type_into("#f-username", "ana").await;
+    b.type_into("#f-password", "wrong password").await;
+    b.click("#login-submit").await;
+    b.until(
+        "login error",
+        "document.querySelector('[role=alert]')?.innerText.includes('Wrong username or password')",
+    )
+    .await;
+    b.shot("02-login").await;
+    b.type_into("#f-password", PASSWORD).await;
+    b.click("#login-submit").await;
+    b.until(
+        "dashboard",
+        "location.pathname === '/' && document.querySelector('main h1')",
+    )
+    .await;
+
+    // Create an ingest token in the settings: shown once, with a copy button.
+    b.goto(&server.url("/settings#tokens")).await;
+    b.until("token form", "document.querySelector('#token-form')")
+        .await;
+    b.type_into("#s-token-project", "studio").await;
+    b.type_into("#s-token-service", "render").await;
+    b.click("#token-form button[type=submit]").await;
+    b.until(
+        "new token",
+        "document.querySelector('#new-token')?.innerText.startsWith('fl_')",
+    )
+    .await;
+    let token = b.text("#new-token").await;
+    assert!(
+        b.text("#snippet-curl").await.contains(&token),
+        "snippets carry the token"
+    );
+    b.click("#copy-token").await;
+    b.shot("03-settings-tokens").await;
+
+    // The token works; the project now exists for the project picker.
+    send(
+        &server,
+        &token,
+        json!({"level": "info", "message": "first line"}),
+    )
+    .await;
+
+    // Logs: history, then live lines as they are ingested.
+    b.goto(&server.url("/logs?project=studio")).await;
+    b.until("history", "[...document.querySelectorAll('#loglines li')].some(li => li.innerText.includes('first line'))").await;
+    b.until(
+        "live",
+        "document.querySelector('#conn').dataset.state === 'live'",
+    )
+    .await;
+    send(
+        &server,
+        &token,
+        json!([
+            {"level": "info", "message": "live line one"},
+            {"level": "warn", "message": "live line two"},
+        ]),
+    )
+    .await;
+    b.until(
+        "live lines",
+        "document.querySelector('#loglines').innerText.includes('live line two')",
+    )
+    .await;
+    // Newest first.
+    let first = b
+        .js("return document.querySelector('#loglines li').innerText;")
+        .await;
+    assert!(first.as_str().unwrap().contains("live line two"), "{first}");
+
+    // Pause: lines are buffered and counted, not shown; resume shows them.
+    b.click("#pause").await;
+    send(
+        &server,
+        &token,
+        json!([
+            {"level": "info", "message": "while paused 1"},
+            {"level": "info", "message": "while paused 2"},
+            {"level": "info", "message": "while paused 3"},
+        ]),
+    )
+    .await;
+    b.until(
+        "paused counter",
+        "document.querySelector('#buffered').innerText.startsWith('3 new lines')",
+    )
+    .await;
+    assert!(
+        !b.text("#loglines").await.contains("while paused"),
+        "paused lines stay out of the list"
+    );
+    b.shot("04-logs-paused").await;
+    b.click("#pause").await;
+    b.until(
+        "resumed",
+        "document.querySelector('#loglines').innerText.includes('while paused 3')",
+    )
+    .await;
+    assert_eq!(b.text("#buffered").await, "");
+
+    // Raw line on demand.
+    b.js("document.querySelector('#loglines li summary').click(); return 1;")
+        .await;
+    b.until("raw line", "document.querySelector('#loglines li pre.raw')?.innerText.includes('\"service\": \"render\"')").await;
+
+    // The connection indicator shows the outage and recovers by itself.
+    server.restart_same_addr().await;
+    b.until(
+        "reconnected",
+        "document.querySelector('#conn').dataset.state === 'live'",
+    )
+    .await;
+    send(
+        &server,
+        &token,
+        json!({"level": "info", "message": "after the restart"}),
+    )
+    .await;
+    b.until(
+        "line after restart",
+        "document.querySelector('#loglines').innerText.includes('after the restart')",
+    )
+    .await;
+
+    // Filter by level.
+    b.client
+        .find(Locator::Css("#f-level"))
+        .await
+        .unwrap()
+        .select_by_value("warn")
+        .await
+        .unwrap();
+    b.click("#log-filters button[type=submit]").await;
+    b.until("filtered", "document.querySelector('#loglines').innerText.includes('live line two') && !document.querySelector('#loglines').innerText.includes('first line')").await;
+    b.shot("05-logs-filtered").await;
+
+    // An error becomes an issue; its log line links to it.
+    send(
+        &server,
+        &token,
+        json!({"level": "error", "message": "TankError: no such shot sh010", "tags": ["nuke"]}),
+    )
+    .await;
+    b.until(
+        "issue link on the live line",
+        "document.querySelector('#loglines a.issue-link')",
+    )
+    .await;
+    b.shot("06-logs-live").await;
+    b.click("#loglines a.issue-link").await;
+    b.until(
+        "issue page",
+        "document.querySelector('#issue-title')?.innerText.includes('TankError')",
+    )
+    .await;
+    assert!(b.text("#issue-status").await.contains("unresolved"));
+
+    // Resolve it; a new event reopens it as a regression, live.
+    b.click("#resolve").await;
+    b.until("resolved", "document.querySelector('#issue-status').innerText.includes('resolved') && !document.querySelector('#issue-status').innerText.includes('unresolved')").await;
+    send(
+        &server,
+        &token,
+        json!({"level": "error", "message": "TankError: no such shot sh010"}),
+    )
+    .await;
+    b.until("regressed", "document.querySelector('#issue-status').innerText.includes('unresolved') && document.querySelector('#issue-regressed')").await;
+    b.until(
+        "toast",
+        "document.querySelector('#toasts').innerText.includes('Regression')",
+    )
+    .await;
+    b.until(
+        "history",
+        "document.querySelector('#history').innerText.includes('ana')",
+    )
+    .await;
+    b.shot("07-issue").await;
+
+    // Issues list: the issue with its sparkline; bulk resolve.
+    b.goto(&server.url("/issues?project=studio")).await;
+    b.until(
+        "issue list",
+        "document.querySelector('#issues-table a.issue-title')",
+    )
+    .await;
+    assert_eq!(
+        b.js("return document.querySelectorAll('#issues-table svg.spark').length;")
+            .await,
+        json!(1)
+    );
+    b.shot("08-issues").await;
+    b.click("#select-all").await;
+    b.click("#bulk-resolve").await;
+    b.until("bulk resolved", "document.querySelector('#no-issues')")
+        .await;
+
+    // The regression happened while the user was not on the dashboard: the
+    // red dot says so on every page until the dashboard is seen.
+    assert!(!b.dot_hidden().await);
+    b.goto(&server.url("/")).await;
+    b.until("dashboard", "document.querySelector('#count-unresolved')")
+        .await;
+    b.goto(&server.url("/logs?project=studio")).await;
+    b.until(
+        "live again",
+        "document.querySelector('#conn').dataset.state === 'live'",
+    )
+    .await;
+    assert!(b.dot_hidden().await);
+
+    // A new issue while on another page: a notification and the red dot.
+    send(
+        &server,
+        &token,
+        json!({"level": "critical", "message": "DiskFull: /render/cache is full"}),
+    )
+    .await;
+    b.until("nav dot", "!document.querySelector('#nav-dot').hidden")
+        .await;
+    b.until(
+        "toast for the new issue",
+        "document.querySelector('#toasts').innerText.includes('DiskFull')",
+    )
+    .await;
+    b.shot("09-nav-dot").await;
+
+    // The dashboard clears the dot and shows notices as they come.
+    b.goto(&server.url("/")).await;
+    b.until(
+        "dashboard loaded",
+        "document.querySelector('#count-unresolved')",
+    )
+    .await;
+    assert!(b.dot_hidden().await);
+    send(
+        &server,
+        &token,
+        json!({"level": "error", "message": "PermissionError: cannot write /mnt/out"}),
+    )
+    .await;
+    b.until(
+        "dashboard notice",
+        "document.querySelector('#notices .banner')?.innerText.includes('PermissionError')",
+    )
+    .await;
+    b.until(
+        "counts refreshed",
+        "document.querySelector('#count-unresolved .n').innerText === '2'",
+    )
+    .await;
+    b.until(
+        "charts",
+        "document.querySelectorAll('svg.chart').length === 2",
+    )
+    .await;
+    b.until(
+        "services table",
+        "document.querySelector('#services').innerText.includes('render')",
+    )
+    .await;
+    b.shot("10-dashboard").await;
+
+    // "/" focuses the search field.
+    b.goto(&server.url("/issues?project=studio")).await;
+    b.until("issues page", "document.querySelector('#f-q')")
+        .await;
+    b.js("document.body.dispatchEvent(new KeyboardEvent('keydown', {key: '/', bubbles: true})); return 1;").await;
+    assert_eq!(
+        b.js("return document.activeElement.id;").await,
+        json!("f-q")
+    );
+
+    // Settings pages render.
+    for (tab, ready) in [
+        ("users", "#users"),
+        ("alerts", "#channel-form"),
+        ("deliveries", "#s-delivery-status"),
+        ("retention", "#retention"),
+        ("setup", "#snippets"),
+        ("projects", "#project-form"),
+    ] {
+        b.goto(&server.url(&format!("/settings#{tab}"))).await;
+        b.until(tab, &format!("document.querySelector('{ready}')"))
+            .await;
+        b.shot(&format!("11-settings-{tab}")).await;
+    }
+    b.client.clone().close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_markup_is_shown_as_text_and_never_runs() {
+    let server = Server::start_default().await;
+    let b = Browser::start().await;
+    set_up_admin(&b, &server).await;
+    let token = server.ingest_token("studio", "render");
+    let payloads = [
+        "<script>window.__xss='script'</script>",
+        "\"><img src=x onerror=\"window.__xss='img'\">",
+        "<svg onload=\"window.__xss='svg'\"></svg>",
+        "javascript:window.__xss='href'",
+        "</pre><iframe srcdoc=\"<script>parent.__xss='iframe'</script>\"></iframe>",
+    ];
+    for (i, p) in payloads.iter().enumerate() {
+        send(
+            &server,
+            &token,
+            json!({
+                "level": "error",
+                "message": format!("Boom{i}Error: {p}"),
+                "tags": [p],
+                "host": p,
+                "attributes": {"payload": p, "k": i},
+            }),
+        )
+        .await;
+    }
+    // Pages that show the payloads.
+    b.goto(&server.url("/logs?project=studio")).await;
+    b.until(
+        "log lines",
+        "document.querySelectorAll('#loglines li').length >= 5",
+    )
+    .await;
+    b.js("document.querySelectorAll('#loglines li summary').forEach(s => s.click()); return 1;")
+        .await;
+    b.until(
+        "raw lines",
+        "document.querySelectorAll('#loglines pre.raw').length >= 5",
+    )
+    .await;
+    let text = b.text("#loglines").await;
+    assert!(
+        text.contains("<script>window.__xss='script'</script>"),
+        "shown literally: {text}"
+    );
+    b.assert_no_xss("logs").await;
+    b.shot("20-xss-logs").await;
+
+    b.goto(&server.url("/issues?project=studio&status=")).await;
+    b.until(
+        "issues",
+        "document.querySelectorAll('#issues-table a.issue-title').length === 5",
+    )
+    .await;
+    b.assert_no_xss("issues").await;
+    let first = b
+        .js("return document.querySelector('#issues-table a.issue-title').getAttribute('href');")
+        .await;
+    b.goto(&server.url(first.as_str().unwrap())).await;
+    b.until("issue", "document.querySelector('#event-message')")
+        .await;
+    b.assert_no_xss("issue").await;
+    assert_eq!(
+        b.js("return document.querySelectorAll('iframe, img[src=x], main script').length;")
+            .await,
+        json!(0)
+    );
+    b.goto(&server.url("/")).await;
+    b.until("dashboard", "document.querySelector('#count-unresolved')")
+        .await;
+    b.assert_no_xss("dashboard").await;
+    b.shot("21-xss-dashboard").await;
+    b.client.clone().close().await.unwrap();
+}

@@ -1,0 +1,675 @@
+//! The web UI's server side over plain HTTP: first-run setup, sessions,
+//! CSRF and origin checks, users, the pages and assets with their security
+//! headers, the dashboard overview, issue notices, issue links and
+//! sparklines.
+
+mod common;
+
+use common::{Resp, Server, into_resp, wait_until};
+use futures_util::StreamExt;
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const PASSWORD: &str = "a long enough password";
+
+/// A cookie-carrying client of one browser session.
+struct Session {
+    cookie: String,
+    csrf: String,
+}
+
+fn cookie_of(r: &Resp) -> String {
+    let set = r
+        .headers
+        .get("set-cookie")
+        .expect("a Set-Cookie header")
+        .to_str()
+        .unwrap();
+    assert!(set.contains("HttpOnly"), "{set}");
+    assert!(set.contains("SameSite=Strict"), "{set}");
+    set.split(';').next().unwrap().to_string()
+}
+
+async fn request(
+    server: &Server,
+    method: Method,
+    path: &str,
+    session: Option<&Session>,
+    csrf: Option<&str>,
+    body: Option<Value>,
+) -> Resp {
+    let mut req = server.http.request(method, server.url(path));
+    if let Some(s) = session {
+        req = req.header("cookie", &s.cookie);
+    }
+    if let Some(c) = csrf {
+        req = req.header("x-csrf-token", c);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    into_resp(req.send().await.unwrap()).await
+}
+
+async fn setup(server: &Server) -> Session {
+    let r = request(
+        server,
+        Method::POST,
+        "/api/v1/setup",
+        None,
+        None,
+        Some(json!({"admin_token": server.admin, "username": "ana", "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    Session {
+        cookie: cookie_of(&r),
+        csrf: r.json["csrf"].as_str().unwrap().to_string(),
+    }
+}
+
+#[tokio::test]
+async fn setup_login_sessions_and_csrf() {
+    let server = Server::start_default().await;
+
+    // Before setup: pages send to /setup, the API says setup is needed.
+    let r = request(&server, Method::GET, "/api/v1/setup", None, None, None).await;
+    assert_eq!(r.json, json!({"needed": true}));
+    let no_redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = no_redirect.get(server.url("/logs")).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/setup");
+
+    // Setup needs a valid admin token, a valid name and a long password.
+    for (body, status, error) in [
+        (
+            json!({"admin_token": "fl_nope", "username": "ana", "password": PASSWORD}),
+            401,
+            "unauthorized",
+        ),
+        (
+            json!({"admin_token": server.admin, "username": "a b", "password": PASSWORD}),
+            400,
+            "invalid username",
+        ),
+        (
+            json!({"admin_token": server.admin, "username": "ana", "password": "short"}),
+            400,
+            "invalid password",
+        ),
+        (
+            json!({"admin_token": server.admin, "username": "ana"}),
+            400,
+            "malformed json",
+        ),
+    ] {
+        request(
+            &server,
+            Method::POST,
+            "/api/v1/setup",
+            None,
+            None,
+            Some(body),
+        )
+        .await
+        .assert_error(status, error);
+    }
+    let read = server.read_token("studio");
+    request(
+        &server,
+        Method::POST,
+        "/api/v1/setup",
+        None,
+        None,
+        Some(json!({"admin_token": read, "username": "ana", "password": PASSWORD})),
+    )
+    .await
+    .assert_error(401, "unauthorized");
+
+    let ana = setup(&server).await;
+    // Only once.
+    request(
+        &server,
+        Method::POST,
+        "/api/v1/setup",
+        None,
+        None,
+        Some(json!({"admin_token": server.admin, "username": "eve", "password": PASSWORD})),
+    )
+    .await
+    .assert_error(409, "conflict");
+
+    // The session reads the API like an admin token.
+    let r = request(
+        &server,
+        Method::GET,
+        "/api/v1/session",
+        Some(&ana),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(r.json["user"]["username"], "ana");
+    assert_eq!(r.json["csrf"], ana.csrf.as_str());
+    let r = request(
+        &server,
+        Method::GET,
+        "/api/v1/projects",
+        Some(&ana),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    // State changes need the CSRF token...
+    let create = json!({"name": "studio"});
+    request(
+        &server,
+        Method::POST,
+        "/api/v1/projects",
+        Some(&ana),
+        None,
+        Some(create.clone()),
+    )
+    .await
+    .assert_error(403, "forbidden");
+    request(
+        &server,
+        Method::POST,
+        "/api/v1/projects",
+        Some(&ana),
+        Some("fl_wrong"),
+        Some(create.clone()),
+    )
+    .await
+    .assert_error(403, "forbidden");
+    let r = request(
+        &server,
+        Method::POST,
+        "/api/v1/projects",
+        Some(&ana),
+        Some(&ana.csrf),
+        Some(create),
+    )
+    .await;
+    assert!(r.status == 201 || r.status == 200, "{}", r.text);
+    // ...and a foreign Origin is refused even for reads.
+    let r = server
+        .http
+        .get(server.url("/api/v1/projects"))
+        .header("cookie", &ana.cookie)
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // A bearer token needs no CSRF token.
+    let r = server
+        .send(
+            Method::POST,
+            "/api/v1/projects",
+            Some(&server.admin),
+            &[],
+            Some(json!({"name": "other"})),
+        )
+        .await;
+    assert!(r.status == 201 || r.status == 200, "{}", r.text);
+
+    // Login: wrong password or user → 401; right → a new session.
+    for body in [
+        json!({"username": "ana", "password": "wrong password"}),
+        json!({"username": "bob", "password": PASSWORD}),
+    ] {
+        request(
+            &server,
+            Method::POST,
+            "/api/v1/session",
+            None,
+            None,
+            Some(body),
+        )
+        .await
+        .assert_error(401, "unauthorized");
+    }
+    let r = request(
+        &server,
+        Method::POST,
+        "/api/v1/session",
+        None,
+        None,
+        Some(json!({"username": "ana", "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let second = Session {
+        cookie: cookie_of(&r),
+        csrf: r.json["csrf"].as_str().unwrap().to_string(),
+    };
+    assert_ne!(second.cookie, ana.cookie);
+
+    // Users: list, create, duplicate, change password, delete.
+    let r = request(
+        &server,
+        Method::GET,
+        "/api/v1/users",
+        Some(&ana),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(r.json["users"].as_array().unwrap().len(), 1);
+    let r = request(
+        &server,
+        Method::POST,
+        "/api/v1/users",
+        Some(&ana),
+        Some(&ana.csrf),
+        Some(json!({"username": "bob", "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let bob_id = r.json["id"].as_i64().unwrap();
+    request(
+        &server,
+        Method::POST,
+        "/api/v1/users",
+        Some(&ana),
+        Some(&ana.csrf),
+        Some(json!({"username": "bob", "password": PASSWORD})),
+    )
+    .await
+    .assert_error(409, "conflict");
+    let r = request(
+        &server,
+        Method::PUT,
+        &format!("/api/v1/users/{bob_id}/password"),
+        Some(&ana),
+        Some(&ana.csrf),
+        Some(json!({"password": "bob's new password"})),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let r = request(
+        &server,
+        Method::POST,
+        "/api/v1/session",
+        None,
+        None,
+        Some(json!({"username": "bob", "password": "bob's new password"})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let bob = Session {
+        cookie: cookie_of(&r),
+        csrf: r.json["csrf"].as_str().unwrap().to_string(),
+    };
+    request(
+        &server,
+        Method::PUT,
+        "/api/v1/users/999/password",
+        Some(&ana),
+        Some(&ana.csrf),
+        Some(json!({"password": PASSWORD})),
+    )
+    .await
+    .assert_error(404, "not found");
+    // Deleting bob ends his sessions.
+    let r = request(
+        &server,
+        Method::DELETE,
+        &format!("/api/v1/users/{bob_id}"),
+        Some(&ana),
+        Some(&ana.csrf),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let ok = wait_until(
+        Duration::from_secs(5),
+        Duration::from_millis(100),
+        async || {
+            request(
+                &server,
+                Method::GET,
+                "/api/v1/projects",
+                Some(&bob),
+                None,
+                None,
+            )
+            .await
+            .status
+                == 401
+        },
+    )
+    .await;
+    assert!(ok, "a deleted user's session stops working");
+    // The last user cannot be deleted.
+    let users = request(
+        &server,
+        Method::GET,
+        "/api/v1/users",
+        Some(&ana),
+        None,
+        None,
+    )
+    .await;
+    let ana_id = users.json["users"][0]["id"].as_i64().unwrap();
+    request(
+        &server,
+        Method::DELETE,
+        &format!("/api/v1/users/{ana_id}"),
+        Some(&ana),
+        Some(&ana.csrf),
+        None,
+    )
+    .await
+    .assert_error(409, "conflict");
+    // Ingest tokens cannot manage users.
+    let ingest = server.ingest_token("studio", "render");
+    let r = server.get("/api/v1/users", Some(&ingest), &[]).await;
+    r.assert_error(403, "forbidden");
+
+    // Logout ends the session; the cookie is cleared.
+    let r = request(
+        &server,
+        Method::DELETE,
+        "/api/v1/session",
+        Some(&ana),
+        Some(&ana.csrf),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 204);
+    assert!(
+        r.headers["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    let r = request(
+        &server,
+        Method::GET,
+        "/api/v1/projects",
+        Some(&ana),
+        None,
+        None,
+    )
+    .await;
+    r.assert_error(401, "unauthorized");
+    // The other session lives on.
+    let r = request(
+        &server,
+        Method::GET,
+        "/api/v1/projects",
+        Some(&second),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let _ = second.csrf;
+    let _ = bob.csrf;
+}
+
+#[tokio::test]
+async fn pages_and_assets_are_served_with_strict_headers() {
+    let server = Server::start_default().await;
+    let ana = setup(&server).await;
+    for path in ["/", "/logs", "/issues", "/issues/1", "/settings"] {
+        let r = request(&server, Method::GET, path, Some(&ana), None, None).await;
+        assert_eq!(r.status, 200, "{path}");
+        assert!(
+            r.headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
+        let csp = r.headers["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+            "{csp}"
+        );
+        assert!(
+            r.text.contains(&format!("content=\"{}\"", ana.csrf)),
+            "the page carries the CSRF token"
+        );
+        assert!(r.text.contains("data-user=\"ana\""));
+    }
+    // Without a session: to the login page, remembering where to go.
+    let no_redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = no_redirect
+        .get(server.url("/issues/7"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/login?next=/issues/7");
+    let r = no_redirect.get(server.url("/setup")).send().await.unwrap();
+    assert_eq!(r.headers()["location"], "/login", "setup is over");
+    let r = request(&server, Method::GET, "/issues/abc", Some(&ana), None, None).await;
+    assert_eq!(r.status, 404);
+
+    for (name, ctype) in [
+        ("app.js", "text/javascript"),
+        ("logs.js", "text/javascript"),
+        ("app.css", "text/css"),
+        ("favicon.svg", "image/svg+xml"),
+    ] {
+        let r = server.get(&format!("/ui/{name}"), None, &[]).await;
+        assert_eq!(r.status, 200, "{name}");
+        assert_eq!(r.headers["content-type"], ctype);
+        assert_eq!(r.headers["x-content-type-options"], "nosniff");
+        let etag = r.headers["etag"].to_str().unwrap().to_string();
+        let again = server
+            .http
+            .get(server.url(&format!("/ui/{name}")))
+            .header("if-none-match", &etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), 304);
+    }
+    assert_eq!(server.get("/ui/nope.js", None, &[]).await.status, 404);
+    assert_eq!(server.get("/ui/..%2Fsecret", None, &[]).await.status, 404);
+}
+
+#[tokio::test]
+async fn overview_sparklines_links_and_live_notices() {
+    let server = Server::start_default().await;
+    let admin = server.admin.clone();
+    let render = server.ingest_token("studio", "render");
+    let comp = server.ingest_token("studio", "comp");
+    let _idle = server.ingest_token("studio", "idle");
+
+    // Notices stream before anything happens.
+    let notices = server
+        .http
+        .get(server.url("/api/v1/issues/live"))
+        .query(&[("project", "studio")])
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(notices.status(), 200);
+    assert!(
+        notices.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let mut stream = notices.bytes_stream();
+
+    let mut batch = Vec::new();
+    for i in 0..6 {
+        batch.push(json!({"level": "info", "message": format!("frame {i} done")}));
+    }
+    batch.push(json!({"level": "error", "message": "TankError: no such shot sh010"}));
+    batch.push(json!({"level": "error", "message": "TankError: no such shot sh020"}));
+    server.ingest(&render, &Value::Array(batch)).await;
+    server.ingest(&comp, &json!([{"level": "warn", "message": "slow"}, {"level": "critical", "message": "DiskFull: cache"}])).await;
+
+    // Two new issues are announced.
+    let mut seen = String::new();
+    let got = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(chunk) = stream.next().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+            if seen.matches("event: issue").count() >= 2 {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(got.is_ok(), "two notices arrive: {seen}");
+    assert!(
+        seen.contains("\"kind\":\"new\"")
+            && seen.contains("TankError")
+            && seen.contains("DiskFull"),
+        "{seen}"
+    );
+
+    // Wait for the issues to be recorded.
+    let ok = wait_until(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        async || {
+            server
+                .get("/api/v1/issues", Some(&admin), &[("project", "studio")])
+                .await
+                .json["total"]
+                == 2
+        },
+    )
+    .await;
+    assert!(ok);
+
+    let ov = server
+        .get("/api/v1/projects/studio/overview", Some(&admin), &[])
+        .await;
+    assert_eq!(ov.status, 200, "{}", ov.text);
+    let hourly = ov.json["hourly"].as_array().unwrap();
+    let daily = ov.json["daily"].as_array().unwrap();
+    assert_eq!(hourly.len(), 24);
+    assert_eq!(daily.len(), 30);
+    let last = &hourly[23];
+    assert_eq!(last["info"], 6, "{last}");
+    assert_eq!(last["error"], 2);
+    assert_eq!(last["warn"], 1);
+    assert_eq!(last["critical"], 1);
+    assert_eq!(daily[29]["info"], 6);
+    assert_eq!(ov.json["issues"]["unresolved"], 2);
+    assert_eq!(ov.json["issues"]["new_since"], 2);
+    let services = ov.json["services"].as_array().unwrap();
+    let names: Vec<&str> = services
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["comp", "idle", "render"]);
+    assert_eq!(services[2]["entries_24h"], 8);
+    assert_eq!(services[2]["errors_24h"], 2);
+    assert_eq!(services[2]["error_rate_24h"], 0.25);
+    assert_eq!(services[1]["entries_24h"], 0);
+    assert!(services[1]["last_seen"].is_null());
+
+    // Sparklines: 24 hourly counts, the last one holding today's events.
+    let list = server
+        .get(
+            "/api/v1/issues",
+            Some(&admin),
+            &[
+                ("project", "studio"),
+                ("sparkline", "24h"),
+                ("sort", "count"),
+            ],
+        )
+        .await;
+    let first = &list.json["issues"][0];
+    let spark = first["sparkline"].as_array().unwrap();
+    assert_eq!(spark.len(), 24);
+    assert_eq!(spark[23], 2, "{first}");
+    assert_eq!(spark.iter().map(|v| v.as_u64().unwrap()).sum::<u64>(), 2);
+    server
+        .get("/api/v1/issues", Some(&admin), &[("sparkline", "7d")])
+        .await
+        .assert_error(400, "invalid parameter");
+
+    // Log lines that became events carry their issue; issue-links says the same.
+    let logs = server
+        .get(
+            "/api/v1/logs",
+            Some(&admin),
+            &[("project", "studio"), ("level", "error")],
+        )
+        .await;
+    let entries = logs.json["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 3);
+    for e in entries {
+        assert!(e["issue_id"].is_i64(), "{e}");
+    }
+    let infos = server
+        .get(
+            "/api/v1/logs",
+            Some(&admin),
+            &[("project", "studio"), ("q", "frame")],
+        )
+        .await;
+    assert!(infos.json["entries"][0].get("issue_id").is_none());
+    let ids: Vec<String> = entries.iter().map(|e| e["id"].to_string()).collect();
+    let info_id = infos.json["entries"][0]["id"].to_string();
+    let links = server
+        .get(
+            "/api/v1/issue-links",
+            Some(&admin),
+            &[("log_ids", &format!("{},{info_id}", ids.join(",")))],
+        )
+        .await;
+    assert_eq!(links.status, 200, "{}", links.text);
+    let map = links.json["links"].as_object().unwrap();
+    assert_eq!(map.len(), 3);
+    assert!(!map.contains_key(&info_id));
+    server
+        .get("/api/v1/issue-links", Some(&admin), &[("log_ids", "1,x")])
+        .await
+        .assert_error(400, "invalid parameter");
+    let many: Vec<String> = (1..=1001).map(|i| i.to_string()).collect();
+    server
+        .get(
+            "/api/v1/issue-links",
+            Some(&admin),
+            &[("log_ids", &many.join(","))],
+        )
+        .await
+        .assert_error(400, "invalid parameter");
+    server
+        .get("/api/v1/issue-links", Some(&render), &[("log_ids", "1")])
+        .await
+        .assert_error(403, "forbidden");
+
+    // Overview errors.
+    server
+        .get("/api/v1/projects/nope/overview", Some(&admin), &[])
+        .await
+        .assert_error(404, "not found");
+    server
+        .get("/api/v1/projects/studio/overview", Some(&render), &[])
+        .await
+        .assert_error(403, "forbidden");
+    let other = server.read_token("other");
+    server
+        .get("/api/v1/projects/studio/overview", Some(&other), &[])
+        .await
+        .assert_error(403, "forbidden");
+
+    // Settings (read-only, from the config).
+    let s = server.get("/api/v1/settings", Some(&admin), &[]).await;
+    assert_eq!(s.status, 200);
+    assert!(s.json["retention_days"]["info"].as_f64().unwrap() > 0.0);
+    assert_eq!(s.json["issue_level"], "error");
+}
