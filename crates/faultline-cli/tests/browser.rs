@@ -6,9 +6,11 @@
 
 mod common;
 
+use base64::Engine;
 use common::{Server, free_port, wait_until};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -34,8 +36,16 @@ fn screenshot_dir() -> PathBuf {
 
 impl Browser {
     async fn start() -> Browser {
+        Browser::start_with(&[]).await
+    }
+
+    /// With extra Chromium flags.
+    async fn start_with(extra: &[&str]) -> Browser {
         let port = free_port();
+        // Its own process group: dropping the browser ends chromedriver and
+        // every Chromium process it started, even after a failed test.
         let driver = Command::new("chromedriver")
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -49,19 +59,27 @@ impl Browser {
         .await;
         assert!(up, "chromedriver did not start");
         let profile = tempfile::tempdir().unwrap();
+        let mut args: Vec<String> = [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--window-size=1360,1000",
+        ]
+        .iter()
+        .chain(extra)
+        .map(|a| a.to_string())
+        .collect();
+        args.push(format!("--user-data-dir={}", profile.path().display()));
         let mut caps = serde_json::Map::new();
         caps.insert(
             "goog:chromeOptions".into(),
-            json!({
-                "binary": "/usr/bin/chromium",
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                    "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                    "--window-size=1360,1000",
-                    format!("--user-data-dir={}", profile.path().display()),
-                ],
-            }),
+            json!({"binary": "/usr/bin/chromium", "args": args}),
         );
         let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
             .capabilities(caps)
@@ -167,6 +185,8 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        let group = format!("-{}", self.driver.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -323,7 +343,7 @@ async fn a_user_logs_in_watches_logs_live_and_triages_issues() {
     assert_eq!(b.text("#buffered").await, "");
 
     // Raw line on demand.
-    b.js("document.querySelector('#loglines li summary').click(); return 1;")
+    b.js("document.querySelector('#loglines li .line').click(); return 1;")
         .await;
     b.until("raw line", "document.querySelector('#loglines li pre.raw')?.innerText.includes('\"service\": \"render\"')").await;
 
@@ -515,7 +535,8 @@ async fn a_user_logs_in_watches_logs_live_and_triages_issues() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn injected_markup_is_shown_as_text_and_never_runs() {
     let server = Server::start_default().await;
-    let b = Browser::start().await;
+    // This browser prefers a dark theme: the pages follow it.
+    let b = Browser::start_with(&["--force-dark-mode"]).await;
     set_up_admin(&b, &server).await;
     let token = server.ingest_token("studio", "render");
     let payloads = [
@@ -546,7 +567,7 @@ async fn injected_markup_is_shown_as_text_and_never_runs() {
         "document.querySelectorAll('#loglines li').length >= 5",
     )
     .await;
-    b.js("document.querySelectorAll('#loglines li summary').forEach(s => s.click()); return 1;")
+    b.js("document.querySelectorAll('#loglines li .line').forEach(s => s.click()); return 1;")
         .await;
     b.until(
         "raw lines",
@@ -584,6 +605,350 @@ async fn injected_markup_is_shown_as_text_and_never_runs() {
     b.until("dashboard", "document.querySelector('#count-unresolved')")
         .await;
     b.assert_no_xss("dashboard").await;
+    let dark = b
+        .js("return [matchMedia('(prefers-color-scheme: dark)').matches, getComputedStyle(document.body).backgroundColor];")
+        .await;
+    assert_eq!(
+        dark,
+        json!([true, "rgb(15, 17, 21)"]),
+        "the dark theme follows the OS"
+    );
     b.shot("21-xss-dashboard").await;
+    b.client.clone().close().await.unwrap();
+}
+
+/// Every form control has an accessible name.
+async fn assert_labelled(b: &Browser, page: &str) {
+    let unlabelled = b
+        .js("return [...document.querySelectorAll('input, select, textarea')].filter(e => e.type !== 'hidden' && !e.closest('label') && !e.getAttribute('aria-label') && !(e.id && document.querySelector(`label[for=\"${e.id}\"]`))).map(e => e.outerHTML);")
+        .await;
+    assert_eq!(unlabelled, json!([]), "unlabelled controls on {page}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incident_details_settings_alerts_and_deliveries() {
+    // Deliveries fail fast so the dead-letter queue fills within the test.
+    let server =
+        Server::start_with_config("[alerts]\nretry_base = \"50ms\"\nmax_attempts = 1\n").await;
+    let b = Browser::start().await;
+    set_up_admin(&b, &server).await;
+    assert_labelled(&b, "settings").await;
+
+    // An agent's incident: stack trace, context, environment, attachment.
+    let tk = server.ingest_token("studio", "tk-maya");
+    let log = "2026-11-22 06:39:58 [4242 INFO sgtk] loading shot\n<b>not bold</b>\n2026-11-22 06:40:00 [4242 ERROR sgtk] TankError: no such shot sh010\n";
+    let incident = json!({
+        "idempotency_key": "browser-1",
+        "service": "tk-maya",
+        "level": "error",
+        "message": "Traceback (most recent call last):\n  File \"/opt/tk/core/engine.py\", line 88, in start\n    self._load()\n  File \"/usr/lib/python3/json/decoder.py\", line 130, in _load\n    raise TankError(\"no such shot %s\" % shot)\ntank.errors.TankError: no such shot sh010",
+        "title": "alice - TankError",
+        "fingerprint": "0123456789abcdef",
+        "context": {"before": ["loading shot", "resolving paths"], "after": ["engine shut down"]},
+        "environment": {"os": "Linux 6.1", "hostname": "ws-12", "user": "alice"},
+        "tags": ["desktop"],
+        "attachments": [{
+            "name": "tk-maya.log",
+            "content_type": "text/plain",
+            "encoding": "identity",
+            "size": log.len(),
+            "data": base64::engine::general_purpose::STANDARD.encode(log),
+        }],
+    });
+    let r = server
+        .http
+        .post(server.url("/api/v1/incidents"))
+        .bearer_auth(&tk)
+        .json(&incident)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    b.goto(&server.url("/issues?project=studio")).await;
+    b.until(
+        "issue row",
+        "document.querySelector('#issues-table a.issue-title')",
+    )
+    .await;
+    assert_labelled(&b, "issues").await;
+    b.click("#issues-table a.issue-title").await;
+    b.until("event", "document.querySelector('#event-context')")
+        .await;
+    assert!(b.text("#event-context").await.contains("resolving paths"));
+    assert!(
+        b.text("#event").await.contains("ws-12"),
+        "environment table"
+    );
+    b.click("#attachments button").await;
+    b.until(
+        "preview",
+        "document.querySelector('.attachment-preview')?.innerText.includes('<b>not bold</b>')",
+    )
+    .await;
+    let href = b
+        .js("return document.querySelector('#attachments a').getAttribute('href');")
+        .await;
+    let download = server
+        .http
+        .get(server.url(href.as_str().unwrap()))
+        .bearer_auth(&server.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(download.text().await.unwrap(), log);
+    b.shot("12-incident").await;
+
+    // Settings → Alerts: a webhook channel whose receiver fails, a rule.
+    let receiver = common::Receiver::start().await;
+    receiver.answer(500);
+    b.goto(&server.url("/settings#alerts")).await;
+    b.until("channel form", "document.querySelector('#channel-form')")
+        .await;
+    assert_labelled(&b, "alerts").await;
+    b.type_into("#channel-form input[name=name]", "hook").await;
+    b.type_into("#channel-form input[name=url]", &receiver.url("/hook"))
+        .await;
+    b.click("#channel-form button[type=submit]").await;
+    b.until(
+        "channel listed",
+        "document.querySelector('#channels')?.innerText.includes('hook')",
+    )
+    .await;
+    b.type_into("#rule-form input[name=name]", "every new issue")
+        .await;
+    b.client
+        .find(Locator::Css("#s-condition"))
+        .await
+        .unwrap()
+        .select_by_value("new_issue")
+        .await
+        .unwrap();
+    b.click("#rule-form button[type=submit]").await;
+    b.until(
+        "rule listed",
+        "document.querySelector('#rules')?.innerText.includes('every new issue')",
+    )
+    .await;
+    b.shot("13-settings-alerts").await;
+    // A bad channel is refused with the server's reason.
+    b.type_into("#channel-form input[name=name]", "broken")
+        .await;
+    b.type_into("#channel-form input[name=url]", "not a url")
+        .await;
+    b.click("#channel-form button[type=submit]").await;
+    b.until(
+        "channel error",
+        "document.querySelector('#channel-form [role=alert]')",
+    )
+    .await;
+
+    // A new issue fires the rule; the delivery fails and is dead-lettered.
+    send(
+        &server,
+        &tk,
+        json!({"level": "error", "message": "KeyError: 'frame_range'"}),
+    )
+    .await;
+    b.goto(&server.url("/settings#deliveries")).await;
+    b.until(
+        "deliveries page",
+        "document.querySelector('#s-delivery-status')",
+    )
+    .await;
+    let dead = wait_until(WAIT, Duration::from_millis(200), async || {
+        let r = server
+            .get(
+                "/api/v1/notifications",
+                Some(&server.admin),
+                &[("status", "dead")],
+            )
+            .await;
+        r.json["notifications"]
+            .as_array()
+            .is_some_and(|n| !n.is_empty())
+    })
+    .await;
+    assert!(dead, "the notification is dead-lettered");
+    b.client.refresh().await.unwrap();
+    b.until(
+        "dead letter shown",
+        "document.querySelector('#deliveries')?.innerText.includes('hook')",
+    )
+    .await;
+    b.shot("14-settings-deliveries").await;
+    // Retry sends it again (and it fails again).
+    assert_eq!(receiver.received().len(), 1);
+    b.click("#deliveries button").await;
+    let retried = wait_until(WAIT, Duration::from_millis(100), async || {
+        receiver.received().len() == 2
+    })
+    .await;
+    assert!(retried, "retried from the UI");
+    let dead_again = wait_until(WAIT, Duration::from_millis(100), async || {
+        let r = server
+            .get(
+                "/api/v1/notifications",
+                Some(&server.admin),
+                &[("status", "dead")],
+            )
+            .await;
+        r.json["notifications"]
+            .as_array()
+            .is_some_and(|n| n.len() == 1)
+    })
+    .await;
+    assert!(dead_again);
+    b.client.refresh().await.unwrap();
+    b.until("dead letter again", "document.querySelector('#deliveries')")
+        .await;
+    b.click("#deliveries button.danger").await;
+    b.until("discarded", "document.querySelector('#no-deliveries')")
+        .await;
+
+    // Tokens: revoke one (after confirming); it stops working.
+    b.goto(&server.url("/settings#tokens")).await;
+    b.until(
+        "tokens",
+        "document.querySelector('#tokens tbody tr button.danger')",
+    )
+    .await;
+    let id = b
+        .js("return [...document.querySelectorAll('#tokens tbody tr')].find(r => r.innerText.includes('tk-maya')).dataset.token;")
+        .await;
+    let row = format!("#tokens tr[data-token=\"{}\"]", id.as_str().unwrap());
+    b.click(&format!("{row} button.danger")).await;
+    b.client.accept_alert().await.unwrap();
+    b.until(
+        "revoked",
+        &format!("document.querySelector('{row}')?.innerText.includes('revoked')"),
+    )
+    .await;
+    let r = server
+        .post_json(&tk, &json!({"message": "after revoke"}))
+        .await;
+    r.assert_error(401, "unauthorized");
+
+    // Users: add one from the UI; they can log in.
+    b.goto(&server.url("/settings#users")).await;
+    b.until("user form", "document.querySelector('#user-form')")
+        .await;
+    b.type_into("#user-form input[name=username]", "bob").await;
+    b.type_into("#user-form input[name=password]", "bob's password")
+        .await;
+    b.click("#user-form button[type=submit]").await;
+    b.until(
+        "bob listed",
+        "document.querySelector('#users').innerText.includes('bob')",
+    )
+    .await;
+    let login = server
+        .http
+        .post(server.url("/api/v1/session"))
+        .json(&json!({"username": "bob", "password": "bob's password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+
+    // History pagination: 100 lines per page, "Load older" for more.
+    let render = server.ingest_token("studio", "render");
+    let lines: Vec<Value> = (0..150)
+        .map(|i| json!({"level": "info", "message": format!("bulk line {i:03}")}))
+        .collect();
+    send(&server, &render, Value::Array(lines)).await;
+    b.goto(&server.url("/logs?project=studio&service=render&live=off"))
+        .await;
+    b.until(
+        "first page",
+        "document.querySelectorAll('#loglines li').length === 100",
+    )
+    .await;
+    assert_labelled(&b, "logs").await;
+    b.click("#older").await;
+    b.until(
+        "second page",
+        "document.querySelectorAll('#loglines li').length === 150",
+    )
+    .await;
+    assert!(b.text("#loglines").await.contains("bulk line 000"));
+    b.client.clone().close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_lines_a_second_stay_in_a_capped_list() {
+    let server = Server::start_default().await;
+    let b = Browser::start().await;
+    set_up_admin(&b, &server).await;
+    let token = server.ingest_token("studio", "render");
+    b.goto(&server.url("/logs?project=studio")).await;
+    b.until(
+        "live",
+        "document.querySelector('#conn').dataset.state === 'live'",
+    )
+    .await;
+    // Long main-thread tasks while the lines arrive, for the report.
+    b.js("window.__long = []; new PerformanceObserver(l => l.getEntries().forEach(e => window.__long.push(e.duration))).observe({type: 'longtask', buffered: false}); return 1;").await;
+    // 5 s at 1,000 lines/s, in 100-line batches every 100 ms.
+    let start = std::time::Instant::now();
+    for batch in 0..50u32 {
+        let lines: Vec<Value> = (0..100)
+            .map(|i| json!({"level": if i % 10 == 0 { "error" } else { "info" }, "message": format!("storm {batch:02}-{i:03} rendering frame")}))
+            .collect();
+        send(&server, &token, Value::Array(lines)).await;
+        let due = start + Duration::from_millis(100 * u64::from(batch + 1));
+        tokio::time::sleep_until(due.into()).await;
+    }
+    b.until(
+        "last line",
+        "document.querySelector('#loglines').innerText.includes('storm 49-099')",
+    )
+    .await;
+    let rows = b
+        .js("return document.querySelectorAll('#loglines li').length;")
+        .await;
+    let rows = rows.as_u64().unwrap();
+    assert!(rows <= 1000, "the list is capped: {rows} rows");
+    assert!(rows >= 900, "the newest lines are all there: {rows} rows");
+    // Newest first, nothing lost among the kept lines.
+    let ids = b.js("return [...document.querySelectorAll('#loglines li[data-id]')].map(li => Number(li.dataset.id));").await;
+    let ids: Vec<u64> = ids
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    let mut sorted = ids.clone();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    sorted.dedup();
+    assert_eq!(ids.len(), sorted.len(), "no line twice");
+    let long = b.js("return window.__long;").await;
+    let long: Vec<f64> = long
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let worst = long.iter().cloned().fold(0.0, f64::max);
+    let frames = b.js("return window.__faultlineRenderMs;").await;
+    let mut frames: Vec<f64> = frames
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    frames.sort_by(f64::total_cmp);
+    let pct = |p: f64| frames[((frames.len() - 1) as f64 * p) as usize];
+    eprintln!(
+        "1,000 lines/s for 5 s: {rows} rows kept; {} render frames, ms per frame p50 {:.1} p99 {:.1} max {:.1}; {} long tasks (> 50 ms) on the main thread, longest {worst:.0} ms",
+        frames.len(),
+        pct(0.5),
+        pct(0.99),
+        pct(1.0),
+        long.len()
+    );
+    // The page still answers at once.
+    b.click("#pause").await;
+    assert!(b.text("#pause").await.starts_with("Resume"));
+    b.shot("15-logs-storm").await;
     b.client.clone().close().await.unwrap();
 }

@@ -1,7 +1,7 @@
 // Logs: filters, history with cursor pagination, and live mode over a
 // WebSocket with pause/resume, a connection indicator that recovers by
 // itself, and a capped DOM so 1,000 lines/s stay smooth.
-import { api, h, replace, fmtTime, levelBadge, select, setQuery, LEVELS, errorBox } from './lib.js';
+import { api, h, fmtTime, select, setQuery, LEVELS, errorBox } from './lib.js';
 
 /** Rows kept in the list; older rows leave the DOM (history can reload them). */
 export const MAX_ROWS = 1000;
@@ -62,36 +62,66 @@ export async function mount(main, { project }) {
     if (cell && !cell.firstChild) cell.append(h('a', { href: `/issues/${issueId}`, class: 'issue-link' }, `issue #${issueId}`));
   }
 
+  // One prototype row, cloned per line (much cheaper than building each).
+  const proto = h('li', {},
+    h('div', { class: 'line', tabIndex: 0, attrs: { role: 'button', 'aria-expanded': 'false' } },
+      h('span', { class: 'ts' }), h('span', { class: 'lvl' }), h('span', { class: 'svc' }),
+      h('span', { class: 'msg' }), h('span', { class: 'issue' })));
+
   function row(e) {
-    const details = h('details', {},
-      h('summary', { class: 'line' },
-        h('span', { class: 'ts' }, fmtTime(e.timestamp)), levelBadge(e.level),
-        h('span', { class: 'svc', title: e.service }, e.service),
-        h('span', { class: 'msg' }, e.message),
-        h('span', { class: 'issue' })));
-    details.addEventListener('toggle', () => {
-      if (details.open && !details.querySelector('.raw')) details.append(h('pre', { class: 'raw' }, JSON.stringify(e, null, 2)));
-    }, { once: false });
-    const li = h('li', { dataset: { id: e.id, level: e.level } }, details);
+    const li = proto.cloneNode(true);
+    li.dataset.id = e.id;
+    li.dataset.level = e.level;
+    const [ts, lvl, svc, msg] = li.firstChild.children;
+    ts.textContent = fmtTime(e.timestamp);
+    lvl.textContent = e.level;
+    lvl.className = `lvl lvl-${e.level}`;
+    svc.textContent = e.service;
+    svc.title = e.service;
+    msg.textContent = e.message;
     li._entry = e;
     if (e.issue_id) issueLink(li, e.issue_id);
     else if (LEVELS.indexOf(e.level) >= 4) pendingLinks.set(e.id, [li, 0]);
     return li;
   }
 
+  /** Shows or hides a line's raw entry (one handler for the whole list). */
+  function toggleRaw(line) {
+    const li = line.parentElement;
+    const raw = li.querySelector('.raw');
+    if (raw) raw.remove(); else li.append(h('pre', { class: 'raw' }, JSON.stringify(li._entry, null, 2)));
+    line.setAttribute('aria-expanded', String(!raw));
+  }
+  list.addEventListener('click', (ev) => {
+    if (ev.target.closest('a')) return;
+    const line = ev.target.closest('.line');
+    if (line) toggleRaw(line);
+  });
+  list.addEventListener('keydown', (ev) => {
+    if ((ev.key === 'Enter' || ev.key === ' ') && ev.target.classList.contains('line')) {
+      ev.preventDefault();
+      toggleRaw(ev.target);
+    }
+  });
+
   function notice(text) {
     return h('li', { class: 'notice-line' }, text);
   }
 
   function trim() {
-    let trimmed = false;
-    while (list.children.length > MAX_ROWS) { list.lastElementChild.remove(); trimmed = true; }
-    if (trimmed) {
+    let last = null;
+    while (list.children.length > MAX_ROWS) {
+      const li = list.lastElementChild;
+      li.remove();
+      if (li._entry) { shown.delete(li._entry.id); pendingLinks.delete(li._entry.id); last = li; }
+    }
+    if (last) {
       // History continues after the oldest row still shown.
-      const last = [...list.children].reverse().find((li) => li._entry);
-      if (last) olderCursor = cursorOf(last._entry);
+      let keep = list.lastElementChild;
+      while (keep && !keep._entry) keep = keep.previousElementSibling;
+      if (keep) olderCursor = cursorOf(keep._entry);
       olderBtn.disabled = false;
-      for (const id of [...shown]) if (!list.querySelector(`li[data-id="${id}"]`)) shown.delete(id);
+      status.textContent = '';
     }
   }
 
@@ -154,11 +184,15 @@ export async function mount(main, { project }) {
     pauseBtn.textContent = paused ? `Resume (${(buffer.length + overflow).toLocaleString('en-US')})` : 'Pause';
   }
 
+  // Time spent rendering live lines (ms per frame), for the browser tests.
+  const renderTimes = window.__faultlineRenderMs = [];
   function flush() {
+    const t0 = performance.now();
     scheduled = false;
     const batch = queue;
     queue = [];
     addNewest(batch);
+    if (renderTimes.length < 10000) renderTimes.push(performance.now() - t0);
   }
   function enqueue(item) {
     if (paused) {
