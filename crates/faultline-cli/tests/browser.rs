@@ -420,6 +420,29 @@ async fn a_user_logs_in_watches_logs_live_and_triages_issues() {
     )
     .await;
     b.shot("07-issue").await;
+    // Two events: step to the older one and back.
+    let latest = b
+        .js("return document.querySelector('#event').dataset.event;")
+        .await;
+    b.click("#event-older").await;
+    b.until(
+        "older event",
+        &format!(
+            "document.querySelector('#event').dataset.event !== '{}'",
+            latest.as_str().unwrap()
+        ),
+    )
+    .await;
+    assert!(b.text("#eventBox, #event").await.contains("TankError"));
+    b.click("#event-newer").await;
+    b.until(
+        "newer event",
+        &format!(
+            "document.querySelector('#event').dataset.event === '{}'",
+            latest.as_str().unwrap()
+        ),
+    )
+    .await;
 
     // Issues list: the issue with its sparkline; bulk resolve.
     b.goto(&server.url("/issues?project=studio")).await;
@@ -633,6 +656,30 @@ async fn incident_details_settings_alerts_and_deliveries() {
     let b = Browser::start().await;
     set_up_admin(&b, &server).await;
     assert_labelled(&b, "settings").await;
+    // Projects and services are made here too.
+    b.type_into("#project-form input[name=name]", "pipeline")
+        .await;
+    b.click("#project-form button[type=submit]").await;
+    b.until(
+        "project listed",
+        "document.querySelector('#settings-body table').innerText.includes('pipeline')",
+    )
+    .await;
+    b.type_into("#service-form input[name=service]", "farm")
+        .await;
+    b.client
+        .find(Locator::Css("#service-form select"))
+        .await
+        .unwrap()
+        .select_by_value("pipeline")
+        .await
+        .unwrap();
+    b.click("#service-form button[type=submit]").await;
+    b.until(
+        "service listed",
+        "document.querySelector('#settings-body table').innerText.includes('farm')",
+    )
+    .await;
 
     // An agent's incident: stack trace, context, environment, attachment.
     let tk = server.ingest_token("studio", "tk-maya");
