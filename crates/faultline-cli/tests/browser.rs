@@ -628,6 +628,20 @@ async fn injected_markup_is_shown_as_text_and_never_runs() {
     b.until("dashboard", "document.querySelector('#count-unresolved')")
         .await;
     b.assert_no_xss("dashboard").await;
+    // After logging in, `next` only leads somewhere on this site.
+    let nexts = b
+        .client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             import('/ui/login.js').then(m => done([
+               '?next=/%5Cevil.example/x', '?next=/%09/evil.example', '?next=https://evil.example/',
+               '?next=javascript:alert(1)', '?next=/issues/3%3Fx%3D1%23h',
+             ].map(q => m.safeNext(q))));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(nexts, json!(["/", "/", "/", "/", "/issues/3?x=1#h"]));
     let dark = b
         .js("return [matchMedia('(prefers-color-scheme: dark)').matches, getComputedStyle(document.body).backgroundColor];")
         .await;

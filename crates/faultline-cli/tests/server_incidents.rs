@@ -147,6 +147,13 @@ async fn incidents_become_events_once_with_attachments() {
             .unwrap()
             .starts_with("inline")
     );
+    // A sender's file is never a page of this origin: inline is plain text,
+    // and every download is sandboxed.
+    assert_eq!(r.headers["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(
+        r.headers["content-security-policy"],
+        "default-src 'none'; sandbox"
+    );
     let other_reader = s.read_token("elsewhere");
     s.get(&url, Some(&other_reader), &[])
         .await

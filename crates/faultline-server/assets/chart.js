@@ -14,8 +14,13 @@ export function stackedBars(buckets, { title, label, height = 140 }) {
   const max = Math.max(1, ...totals);
   const bw = (w - left) / Math.max(1, buckets.length);
   const y = (v) => top + (height - top - bottom) * (1 - v / max);
-  const svg = s('svg', { class: 'chart', viewBox: `0 0 ${w} ${height}`, role: 'img', 'aria-label': title });
-  svg.append(s('title', {}, title));
+  const total = totals.reduce((a, b) => a + b, 0);
+  const peak = totals.indexOf(Math.max(...totals));
+  const summary = total
+    ? `${title}: ${fmtNum(total)} in all; the most, ${fmtNum(totals[peak])}, at ${label(buckets[peak].t)} UTC`
+    : `${title}: none`;
+  const svg = s('svg', { class: 'chart', viewBox: `0 0 ${w} ${height}`, role: 'img', 'aria-label': summary });
+  svg.append(s('title', {}, summary));
   svg.append(s('line', { class: 'axis', x1: left, x2: w, y1: y(0), y2: y(0) }));
   svg.append(s('text', { x: left - 4, y: y(max) + 8, 'text-anchor': 'end' }, fmtNum(max)));
   svg.append(s('text', { x: left - 4, y: y(0), 'text-anchor': 'end' }, '0'));
@@ -70,5 +75,7 @@ export function sparkline(counts, title) {
   return svg;
 }
 
-export const hourLabel = (t) => { const d = new Date(t); return `${String(d.getHours()).padStart(2, '0')}:00`; };
-export const dayLabel = (t) => { const d = new Date(t); return `${d.getMonth() + 1}/${d.getDate()}`; };
+// Buckets are UTC hours and days (as the server counts them), so their
+// labels are UTC too: a local label would name the wrong day or half hour.
+export const hourLabel = (t) => { const d = new Date(t); return `${String(d.getUTCHours()).padStart(2, '0')}:00`; };
+export const dayLabel = (t) => { const d = new Date(t); return `${d.getUTCMonth() + 1}/${d.getUTCDate()}`; };

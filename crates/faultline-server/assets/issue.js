@@ -149,8 +149,8 @@ export async function mount(main) {
         h('div', { class: 'card' }, h('div', { class: 'n' }, fmtNum(i.hosts)), h('div', { class: 'label' }, 'hosts')),
         h('div', { class: 'card' }, h('div', {}, levelBadge(i.level), ' ', i.service), h('div', { class: 'label' }, 'level · service'))),
       h('div', { class: 'grid2' },
-        h('section', { class: 'panel' }, h('h2', {}, 'Last 24 hours'), bars(dense(d.histogram.hourly, HOUR, 24), { title: 'Events per hour, last 24 hours', label: hourLabel })),
-        h('section', { class: 'panel' }, h('h2', {}, 'Last 30 days'), bars(dense(d.histogram.daily, DAY, 30), { title: 'Events per day, last 30 days', label: dayLabel }))));
+        h('section', { class: 'panel' }, h('h2', {}, 'Last 24 hours (UTC hours)'), bars(dense(d.histogram.hourly, HOUR, 24), { title: 'Events per hour, last 24 hours', label: hourLabel })),
+        h('section', { class: 'panel' }, h('h2', {}, 'Last 30 days (UTC days)'), bars(dense(d.histogram.daily, DAY, 30), { title: 'Events per day, last 30 days', label: dayLabel }))));
     latestId = d.latest_event ? d.latest_event.id : null;
     oldestId = d.oldest_event ? d.oldest_event.id : null;
     newer.length = 0;

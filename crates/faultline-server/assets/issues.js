@@ -74,6 +74,7 @@ export async function mount(main, { project }) {
             h('td', { class: 'num' }, fmtNum(i.count)), h('td', {}, ago(i.last_seen)), h('td', {}, ago(i.first_seen)))))));
       }
       const pages = Math.max(1, Math.ceil(res.total / LIMIT));
+      if (f.page > pages) { f.page = pages; return load(); }
       replace(pager,
         h('button', { type: 'button', disabled: f.page <= 1, onclick: () => { f.page--; load(); } }, '← Newer'),
         h('span', { class: 'muted' }, `page ${f.page} of ${pages} · ${fmtNum(res.total)} issues`),

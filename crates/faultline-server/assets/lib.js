@@ -139,12 +139,17 @@ export function setProject(p) {
   localStorage.setItem('faultline.project', p);
 }
 
-/** Shows a transient notice in the corner. */
-export function toast(content, ms = 8000) {
+/** Shows a notice in the corner; it stays while hovered or focused, and
+ *  has a close button. */
+export function toast(content, ms = 20000) {
   const box = document.getElementById('toasts');
-  const t = h('div', { class: 'toast' }, content);
+  const t = h('div', { class: 'toast' },
+    h('button', { type: 'button', class: 'link close', attrs: { 'aria-label': 'Dismiss' }, onclick: () => t.remove() }, '×'),
+    content);
   box.append(t);
-  setTimeout(() => t.remove(), ms);
+  const expire = () => { if (!t.matches(':hover, :focus-within')) t.remove(); else setTimeout(expire, 2000); };
+  setTimeout(expire, ms);
+  while (box.children.length > 5) box.firstElementChild.remove();
   return t;
 }
 

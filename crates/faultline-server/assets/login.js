@@ -5,10 +5,16 @@ function field(label, name, type, extra = {}) {
   return h('label', {}, label, h('input', { name, type, required: true, id: `f-${name}`, ...extra }));
 }
 
-function safeNext() {
-  const next = new URLSearchParams(location.search).get('next') || '/';
-  // Only paths of this site.
-  return next.startsWith('/') && !next.startsWith('//') ? next : '/';
+/** Where to go after logging in: only somewhere on this site (the browser
+ *  resolves `next` as it would a link, so `/\\evil` tricks are caught). */
+export function safeNext(search = location.search) {
+  const next = new URLSearchParams(search).get('next') || '/';
+  try {
+    const u = new URL(next, location.origin);
+    return u.origin === location.origin ? u.pathname + u.search + u.hash : '/';
+  } catch (_) {
+    return '/';
+  }
 }
 
 export async function mount(main, { page }) {

@@ -42,7 +42,7 @@ export async function mount(main, { project }) {
 
   const conn = h('span', { class: 'conn', id: 'conn', dataset: { state: 'off' }, attrs: { role: 'status', 'aria-live': 'polite' } }, 'not live');
   const liveBtn = h('button', { type: 'button', id: 'live-toggle', attrs: { 'aria-pressed': String(live) } }, 'Live');
-  const pauseBtn = h('button', { type: 'button', id: 'pause' }, 'Pause');
+  const pauseBtn = h('button', { type: 'button', id: 'pause', attrs: { 'aria-pressed': 'false' } }, 'Pause');
   const counter = h('span', { class: 'muted', id: 'buffered' });
   const list = h('ul', { class: 'loglines', id: 'loglines', attrs: { 'aria-label': 'Log lines, newest first' } });
   const olderBtn = h('button', { type: 'button', id: 'older' }, 'Load older');
@@ -55,6 +55,7 @@ export async function mount(main, { project }) {
   // ---- rows
   const shown = new Set();
   let olderCursor = null;
+  let newestMicros = 0;
   const pendingLinks = new Map(); // log id -> [row, attempts]
 
   function issueLink(row, issueId) {
@@ -62,11 +63,14 @@ export async function mount(main, { project }) {
     if (cell && !cell.firstChild) cell.append(h('a', { href: `/issues/${issueId}`, class: 'issue-link' }, `issue #${issueId}`));
   }
 
-  // One prototype row, cloned per line (much cheaper than building each).
-  const proto = h('li', {},
-    h('div', { class: 'line', tabIndex: 0, attrs: { role: 'button', 'aria-expanded': 'false' } },
+  // One prototype row, cloned per line (much cheaper than building each):
+  // a button that shows the raw entry, and beside it the issue link.
+  // Lines are one tab stop (the list); arrow keys move between them.
+  const proto = h('li', { class: 'row' },
+    h('button', { type: 'button', class: 'line', tabIndex: -1, attrs: { 'aria-expanded': 'false' } },
       h('span', { class: 'ts' }), h('span', { class: 'lvl' }), h('span', { class: 'svc' }),
-      h('span', { class: 'msg' }), h('span', { class: 'issue' })));
+      h('span', { class: 'msg' })),
+    h('span', { class: 'issue' }));
 
   function row(e) {
     const li = proto.cloneNode(true);
@@ -80,6 +84,8 @@ export async function mount(main, { project }) {
     svc.title = e.service;
     msg.textContent = e.message;
     li._entry = e;
+    const t = micros(e.timestamp);
+    if (t > newestMicros) newestMicros = t;
     if (e.issue_id) issueLink(li, e.issue_id);
     else if (LEVELS.indexOf(e.level) >= 4) pendingLinks.set(e.id, [li, 0]);
     return li;
@@ -92,16 +98,25 @@ export async function mount(main, { project }) {
     if (raw) raw.remove(); else li.append(h('pre', { class: 'raw' }, JSON.stringify(li._entry, null, 2)));
     line.setAttribute('aria-expanded', String(!raw));
   }
+  list.tabIndex = 0;
   list.addEventListener('click', (ev) => {
-    if (ev.target.closest('a')) return;
     const line = ev.target.closest('.line');
     if (line) toggleRaw(line);
   });
+  list.addEventListener('focus', () => list.querySelector('.line')?.focus());
   list.addEventListener('keydown', (ev) => {
-    if ((ev.key === 'Enter' || ev.key === ' ') && ev.target.classList.contains('line')) {
-      ev.preventDefault();
-      toggleRaw(ev.target);
-    }
+    const line = ev.target.closest?.('.line');
+    if (!line) return;
+    const li = line.parentElement;
+    const go = {
+      ArrowDown: () => li.nextElementSibling, ArrowUp: () => li.previousElementSibling,
+      Home: () => list.firstElementChild, End: () => list.lastElementChild,
+    }[ev.key];
+    if (!go) return;
+    ev.preventDefault();
+    let next = go();
+    while (next && !next.querySelector('.line')) next = ev.key === 'ArrowUp' ? next.previousElementSibling : next.nextElementSibling;
+    next?.querySelector('.line').focus();
   });
 
   function notice(text) {
@@ -172,11 +187,15 @@ export async function mount(main, { project }) {
       status.textContent = '';
     }
   }
-  olderBtn.addEventListener('click', () => loadOlder(false));
+  olderBtn.addEventListener('click', () => {
+    // Reading history: hold live lines so they do not push it away.
+    if (wantLive && !paused) togglePause();
+    loadOlder(false);
+  });
 
   // ---- live
   let ws = null, paused = false, buffer = [], overflow = 0, attempts = 0, retryTimer = null;
-  let queue = [], scheduled = false, lastLiveAt = null, wantLive = false;
+  let queue = [], scheduled = false, wantLive = false;
 
   function setConn(state, text) { conn.dataset.state = state; conn.textContent = text; }
   function updateCounter() {
@@ -210,14 +229,19 @@ export async function mount(main, { project }) {
     return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/api/v1/logs/live?${p}`;
   }
 
-  async function fillGap(since) {
-    // Lines committed while the socket was down.
+  // Lines committed while the socket was not open (before the first open,
+  // or during an outage): everything from a minute before the newest line
+  // shown, minus what is shown. The gap is added as one block.
+  async function fillGap() {
+    if (!newestMicros) return;
     try {
-      const page = await api('/api/v1/logs', { params: { ...params(), since: new Date(since - 5000).toISOString(), limit: 1000 } });
+      const since = new Date(newestMicros / 1000 - 60000).toISOString();
+      const page = await api('/api/v1/logs', { params: { ...params(), since, limit: 1000 } });
       const missing = page.entries.filter((e) => !shown.has(e.id)).reverse();
       if (missing.length) {
         for (const e of missing) enqueue(e);
-        enqueue(notice(`Reconnected: ${missing.length} line(s) from while the connection was down were added.`));
+        const more = page.next_cursor ? ' More may be missing: pause and use the history.' : '';
+        enqueue(notice(`${missing.length} line(s) from while the connection was not open were added here.${more}`));
       }
     } catch (_) { /* the next reconnect tries again */ }
   }
@@ -228,14 +252,12 @@ export async function mount(main, { project }) {
     setConn(attempts ? 'reconnecting' : 'connecting', attempts ? `reconnecting (attempt ${attempts + 1})…` : 'connecting…');
     const sock = new WebSocket(liveUrl());
     ws = sock;
-    const downSince = lastLiveAt;
     sock.onopen = () => {
       attempts = 0;
       setConn('live', 'live');
-      if (downSince) fillGap(downSince);
+      fillGap();
     };
     sock.onmessage = (m) => {
-      lastLiveAt = Date.now();
       const item = JSON.parse(m.data);
       if (item.dropped !== undefined) enqueue(notice(`The server dropped ${item.dropped} line(s) because this view fell behind.`));
       else enqueue(item);
@@ -243,7 +265,6 @@ export async function mount(main, { project }) {
     sock.onclose = () => {
       if (ws !== sock || !wantLive) return;
       ws = null;
-      lastLiveAt = lastLiveAt || Date.now();
       attempts++;
       const delay = Math.min(10000, 500 * 2 ** Math.min(attempts, 5));
       if (attempts > 3) setConn('disconnected', `disconnected, retrying in ${Math.round(delay / 1000)} s`);
@@ -263,7 +284,6 @@ export async function mount(main, { project }) {
     if (!live || (f.range === 'custom' && f.until)) { stopLive(); return; }
     wantLive = true;
     attempts = 0;
-    lastLiveAt = null;
     connect();
   }
 
@@ -273,7 +293,8 @@ export async function mount(main, { project }) {
     sync();
     if (live) startLive(); else stopLive();
   });
-  pauseBtn.addEventListener('click', () => {
+  pauseBtn.addEventListener('click', () => togglePause());
+  function togglePause() {
     paused = !paused;
     if (!paused) {
       const held = buffer, lost = overflow;
@@ -283,20 +304,24 @@ export async function mount(main, { project }) {
     }
     pauseBtn.setAttribute('aria-pressed', String(paused));
     updateCounter();
-  });
+  }
 
   // Issue links for error lines seen live: their events are recorded a
   // moment after the line is committed.
+  let linking = false;
   setInterval(async () => {
-    if (!pendingLinks.size) return;
+    if (!pendingLinks.size || linking) return;
+    linking = true;
     const ids = [...pendingLinks.keys()].slice(0, 500);
     try {
       const { links } = await api('/api/v1/issue-links', { params: { log_ids: ids.join(',') } });
       for (const id of ids) {
-        const [li, n] = pendingLinks.get(id);
+        const pending = pendingLinks.get(id);
+        if (!pending) continue; // trimmed or filtered away meanwhile
+        const [li, n] = pending;
         if (links[id]) { issueLink(li, links[id]); pendingLinks.delete(id); } else if (n >= 5) pendingLinks.delete(id); else pendingLinks.set(id, [li, n + 1]);
       }
-    } catch (_) { /* retried on the next tick */ }
+    } catch (_) { /* retried on the next tick */ } finally { linking = false; }
   }, 1500);
 
   function sync() {

@@ -1,8 +1,10 @@
 //! Web sessions: local users' passwords (Argon2id), session cookies and CSRF.
 //!
 //! A browser logs in with `POST /api/v1/session` and gets an HttpOnly,
-//! SameSite=Strict cookie holding a random session token (only its SHA-256
-//! is stored, like API tokens). Every state-changing request made with that
+//! SameSite=Lax cookie holding a random session token (only its SHA-256
+//! is stored, like API tokens). Lax, not Strict, so a link to an issue in a
+//! chat or a ticket opens it for a logged-in user; writes are protected by
+//! the CSRF token and the origin check, not by the cookie's scope. Every state-changing request made with that
 //! cookie must carry the session's CSRF token in `X-CSRF-Token`, and a
 //! cookie-authenticated request whose `Origin` is another site is refused
 //! ([`csrf_guard`]). Requests with `Authorization: Bearer` are not affected:
@@ -32,14 +34,13 @@ pub const MAX_PASSWORD: usize = 1024;
 
 /// Hashes a password with Argon2id (the crate's defaults: 19 MiB, 2 passes),
 /// as a PHC string that carries its salt and parameters.
-pub fn hash_password(password: &str) -> Result<String, ApiError> {
+pub fn hash_password(password: &str) -> Result<String, String> {
     let bytes: [u8; 16] = rand::random();
-    let salt = SaltString::encode_b64(&bytes)
-        .map_err(|e| ApiError::Internal(format!("password salt: {e}")))?;
+    let salt = SaltString::encode_b64(&bytes).map_err(|e| format!("password salt: {e}"))?;
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
-        .map_err(|e| ApiError::Internal(format!("password hashing failed: {e}")))
+        .map_err(|e| format!("password hashing failed: {e}"))
 }
 
 /// Whether `password` matches a stored PHC hash (false for a malformed one).
@@ -54,19 +55,18 @@ pub fn verify_password(password: &str, stored: &str) -> bool {
 }
 
 /// Checks a new password's length.
-pub fn check_password(password: &str) -> Result<(), ApiError> {
+pub fn check_password(password: &str) -> Result<(), String> {
     let n = password.chars().count();
     if !(MIN_PASSWORD..=MAX_PASSWORD).contains(&n) {
-        return Err(ApiError::bad(
-            "invalid password",
-            format!("a password has {MIN_PASSWORD} to {MAX_PASSWORD} characters"),
+        return Err(format!(
+            "a password has {MIN_PASSWORD} to {MAX_PASSWORD} characters"
         ));
     }
     Ok(())
 }
 
 /// Checks a username: 1–64 letters, digits, `.`, `_`, `-` or `@`.
-pub fn check_username(name: &str) -> Result<(), ApiError> {
+pub fn check_username(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name
@@ -75,10 +75,7 @@ pub fn check_username(name: &str) -> Result<(), ApiError> {
     if ok {
         Ok(())
     } else {
-        Err(ApiError::bad(
-            "invalid username",
-            "a username has 1 to 64 letters, digits, '.', '_', '-' or '@'",
-        ))
+        Err("a username has 1 to 64 letters, digits, '.', '_', '-' or '@'".into())
     }
 }
 
@@ -104,7 +101,7 @@ pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
 pub fn set_cookie(token: &str, secure: bool) -> HeaderValue {
     let secure = if secure { "; Secure" } else { "" };
     let value = format!(
-        "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+        "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
         SESSION_LIFETIME.as_secs()
     );
     HeaderValue::from_str(&value).expect("session tokens are ASCII")
@@ -112,15 +109,21 @@ pub fn set_cookie(token: &str, secure: bool) -> HeaderValue {
 
 /// `Set-Cookie` that removes the session cookie.
 pub fn clear_cookie() -> HeaderValue {
-    HeaderValue::from_static("faultline_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")
+    HeaderValue::from_static("faultline_session=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0")
 }
 
 /// Whether the request's `Origin` (if any) is this server: browsers send it
-/// on cross-origin requests, WebSocket handshakes and every POST.
-fn same_origin(headers: &HeaderMap) -> bool {
+/// on cross-origin requests, WebSocket handshakes and every POST. It matches
+/// when its host is the request's `Host`, or when it is the origin of the
+/// configured `public_url` (a reverse proxy may rewrite `Host`).
+fn same_origin(headers: &HeaderMap, public_url: &str) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return true;
     };
+    let origin = origin.trim_end_matches('/');
+    if !public_url.is_empty() && origin.eq_ignore_ascii_case(url_origin(public_url)) {
+        return true;
+    }
     let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
         return false;
     };
@@ -131,22 +134,71 @@ fn same_origin(headers: &HeaderMap) -> bool {
     origin_host.eq_ignore_ascii_case(host)
 }
 
+/// `scheme://host[:port]` of a URL.
+fn url_origin(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let end = url[after_scheme..]
+        .find('/')
+        .map_or(url.len(), |i| after_scheme + i);
+    &url[..end]
+}
+
+/// Whether the browser reached us over HTTPS (directly per `public_url`,
+/// or through a proxy that says so).
+pub fn is_https(headers: &HeaderMap, public_url: &str) -> bool {
+    public_url.starts_with("https://")
+        || headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("https"))
+}
+
 /// Middleware: a request authenticated by the session cookie (and no bearer
 /// token) must come from our own origin, and when it changes state, carry
 /// the session's CSRF token. Anything else passes through unchanged.
 pub async fn csrf_guard(
+    state: axum::extract::State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let api = request.uri().path().starts_with("/api/");
+    let mut response = check_request(state, request, next).await;
+    // API answers are per-user data: never cached by a browser or proxy.
+    if api && !response.headers().contains_key(header::CACHE_CONTROL) {
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+async fn check_request(
     axum::extract::State(state): axum::extract::State<Arc<AppState>>,
     request: Request,
     next: Next,
 ) -> Response {
     let headers = request.headers();
+    if is_login(&request) {
+        // A cross-site form cannot send JSON: no logging a victim in as
+        // someone else (login CSRF).
+        let json = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        if !json || !same_origin(headers, &state.config.public_url) {
+            return ApiError::Forbidden(
+                "log in with Content-Type: application/json from this site".into(),
+            )
+            .into_response();
+        }
+    }
     if headers.contains_key(header::AUTHORIZATION) {
         return next.run(request).await;
     }
     let Some(token) = session_cookie(headers) else {
         return next.run(request).await;
     };
-    if !same_origin(headers) {
+    if !same_origin(headers, &state.config.public_url) {
         return ApiError::Forbidden("cross-origin request refused".into()).into_response();
     }
     let safe = matches!(
@@ -154,7 +206,7 @@ pub async fn csrf_guard(
         Method::GET | Method::HEAD | Method::OPTIONS
     );
     // Logging in replaces whatever session the cookie names.
-    let login = request.uri().path() == "/api/v1/session" && request.method() == Method::POST;
+    let login = is_login(&request);
     if !safe && !login {
         let sent = headers
             .get(CSRF_HEADER)
@@ -174,6 +226,12 @@ pub async fn csrf_guard(
         }
     }
     next.run(request).await
+}
+
+/// Logging in or setting up (which logs in).
+fn is_login(request: &Request) -> bool {
+    request.method() == Method::POST
+        && matches!(request.uri().path(), "/api/v1/session" | "/api/v1/setup")
 }
 
 /// Compares two secrets in time independent of where they differ.
@@ -214,14 +272,24 @@ mod tests {
         );
         assert_eq!(session_cookie(&h), Some("fl_abc"));
         h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8470"));
-        assert!(same_origin(&h));
+        assert!(same_origin(&h, ""));
         h.insert(
             header::ORIGIN,
             HeaderValue::from_static("http://127.0.0.1:8470"),
         );
-        assert!(same_origin(&h));
+        assert!(same_origin(&h, ""));
         h.insert(header::ORIGIN, HeaderValue::from_static("http://evil.test"));
-        assert!(!same_origin(&h));
+        assert!(!same_origin(&h, ""));
+        // Behind a proxy that rewrites Host: the public URL's origin.
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://logs.studio.example"),
+        );
+        assert!(!same_origin(&h, ""));
+        assert!(same_origin(&h, "https://logs.studio.example/faultline"));
+        assert!(!same_origin(&h, "https://other.example"));
+        assert_eq!(url_origin("https://a.b:8443/x/y"), "https://a.b:8443");
+        assert_eq!(url_origin("http://a.b"), "http://a.b");
         assert!(constant_eq("abc", "abc"));
         assert!(!constant_eq("abc", "abd"));
         assert!(!constant_eq("abc", "ab"));

@@ -86,14 +86,21 @@ pub(crate) fn find_user(conn: &Connection, username: &str) -> Result<Option<(Use
 }
 
 pub(crate) fn set_password(conn: &mut Connection, id: i64, password_hash: &str) -> Result<()> {
-    let changed = conn
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db("begin changing a password"))?;
+    let changed = tx
         .prepare_cached("UPDATE users SET password_hash = ?2 WHERE id = ?1")
         .and_then(|mut s| s.execute(params![id, password_hash]))
         .map_err(db("change a password"))?;
     if changed == 0 {
         return Err(not_found(id));
     }
-    Ok(())
+    // Whoever knew the old password is logged out.
+    tx.prepare_cached("DELETE FROM sessions WHERE user_id = ?1")
+        .and_then(|mut s| s.execute([id]))
+        .map_err(db("end a user's sessions"))?;
+    tx.commit().map_err(db("commit changing a password"))
 }
 
 pub(crate) fn delete_user(conn: &mut Connection, id: i64) -> Result<()> {

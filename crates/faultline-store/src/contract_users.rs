@@ -250,9 +250,28 @@ fn users_are_unique_and_listed(store: &dyn Store) {
 fn passwords_change_and_users_go(store: &dyn Store) {
     let alice = store.create_user("alice", "old", T0).expect("create");
     let bob = store.create_user("bob", "bob-hash", T0).expect("create");
+    let far = T0 + 1_000 * HOUR;
+    store
+        .create_session("alice-session", alice.id, "c", T0, far)
+        .expect("session");
+    store
+        .create_session("bob-session", bob.id, "c", T0, far)
+        .expect("session");
     store
         .set_user_password(alice.id, "new")
         .expect("set_user_password");
+    assert_eq!(
+        store.find_session("alice-session", T0 + 1).expect("find"),
+        None,
+        "a new password ends the user's sessions"
+    );
+    assert!(
+        store
+            .find_session("bob-session", T0 + 1)
+            .expect("find")
+            .is_some(),
+        "other users stay logged in"
+    );
     let (_, hash) = store.find_user("alice").expect("find").expect("exists");
     assert_eq!(hash, "new");
     let (_, hash) = store.find_user("bob").expect("find").expect("exists");

@@ -42,7 +42,7 @@ pub trait UserStore {
     fn count_users(&self) -> Result<u64>;
     /// The user and their stored password hash.
     fn find_user(&self, username: &str) -> Result<Option<(User, String)>>;
-    /// NotFound when no such user.
+    /// NotFound when no such user; ends the user's sessions.
     fn set_user_password(&self, id: i64, password_hash: &str) -> Result<()>;
     /// NotFound when no such user; deletes the user's sessions too.
     fn delete_user(&self, id: i64) -> Result<()>;

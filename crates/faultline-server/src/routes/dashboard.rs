@@ -99,9 +99,15 @@ pub async fn live_issues(
     let project = super::query::readable_project_param(params, &principal)?;
     let rx = state.notices.subscribe();
     let stop = state.shutdown.clone();
+    let mut ticker = tokio::time::interval(state.config.ping_interval);
+    ticker.reset();
+    let access = super::live::Access {
+        auth: state.auth.clone(),
+        headers,
+    };
     let stream = futures_util::stream::unfold(
-        (rx, stop, project),
-        |(mut rx, mut stop, project)| async move {
+        (rx, stop, project, ticker, access),
+        |(mut rx, mut stop, project, mut ticker, access)| async move {
             loop {
                 let notice: IssueNotice = tokio::select! {
                     r = rx.recv() => match r {
@@ -109,6 +115,13 @@ pub async fn live_issues(
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                     },
+                    _ = ticker.tick() => {
+                        // Logged out or revoked since: end the stream.
+                        if !access.still_valid().await {
+                            return None;
+                        }
+                        continue;
+                    }
                     _ = stop.changed() => return None,
                 };
                 if project.as_ref().is_some_and(|p| *p != notice.project) {
@@ -116,7 +129,7 @@ pub async fn live_issues(
                 }
                 let data = serde_json::to_string(&notice).expect("notices serialize");
                 let event = Event::default().event("issue").data(data);
-                return Some((Ok(event), (rx, stop, project)));
+                return Some((Ok(event), (rx, stop, project, ticker, access)));
             }
         },
     );
@@ -130,16 +143,17 @@ pub async fn live_issues(
 /// Most log ids one `issue-links` call may ask about.
 const MAX_LINK_IDS: usize = 1000;
 
-/// `GET /api/v1/issue-links?log_ids=1,2,3`: `{"links": {"<log id>": <issue
-/// id>}}` for the entries that became issue events (the live view asks for
-/// the error lines it shows).
+/// `GET /api/v1/issue-links?log_ids=1,2,3` (admin): `{"links": {"<log id>":
+/// <issue id>}}` for the entries that became issue events (the live view
+/// asks for the error lines it shows).
 pub async fn issue_links(
     state: State,
     headers: HeaderMap,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
-    let principal = state.auth.authenticate(&headers).await?;
-    principal.readable_project(None)?;
+    // Issue ids of any project: for administrators (the UI). Read tokens
+    // see `issue_id` on the entries of their own project's queries.
+    state.auth.authenticate(&headers).await?.require_admin()?;
     let mut ids = Vec::new();
     for (k, v) in params {
         match k.as_str() {

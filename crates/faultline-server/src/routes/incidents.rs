@@ -470,11 +470,9 @@ pub async fn download(
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?
     .map_err(|e| ApiError::Internal(format!("a stored attachment does not decompress: {e}")))?;
-    let disposition = if params.inline.is_some() {
-        "inline"
-    } else {
-        "attachment"
-    };
+    // Attachments come from senders (ingest tokens): never let one be a
+    // page of this origin. Inline only as plain text; always sandboxed.
+    let inline = params.inline.is_some();
     let filename: String = r
         .name
         .chars()
@@ -488,17 +486,28 @@ pub async fn download(
         .collect();
     let mut resp = content.into_response();
     let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
+    let content_type = if inline {
+        HeaderValue::from_static("text/plain; charset=utf-8")
+    } else {
         HeaderValue::from_str(&r.content_type)
-            .unwrap_or(HeaderValue::from_static("application/octet-stream")),
-    );
+            .unwrap_or(HeaderValue::from_static("application/octet-stream"))
+    };
+    h.insert(header::CONTENT_TYPE, content_type);
+    let disposition = if inline { "inline" } else { "attachment" };
     if let Ok(v) = HeaderValue::from_str(&format!("{disposition}; filename=\"{filename}\"")) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; sandbox"),
+    );
+    h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
     );
     Ok(resp)
 }

@@ -28,12 +28,29 @@ pub async fn live(
     let sub = state.hub.subscribe(filter);
     let stop = state.shutdown.clone();
     let ping = state.config.ping_interval;
+    let access = Access {
+        auth: state.auth.clone(),
+        headers,
+    };
     Ok(match ws {
         Ok(ws) => ws
-            .on_upgrade(move |socket| websocket(socket, sub, stop, ping))
+            .on_upgrade(move |socket| websocket(socket, sub, stop, ping, access))
             .into_response(),
-        Err(_) => sse(sub, stop, ping).into_response(),
+        Err(_) => sse(sub, stop, ping, access).into_response(),
     })
+}
+
+/// The credentials a stream was opened with, checked again at every ping:
+/// a revoked token, a logout or a deleted user ends the stream.
+pub struct Access {
+    pub auth: std::sync::Arc<crate::auth::Authenticator>,
+    pub headers: HeaderMap,
+}
+
+impl Access {
+    pub async fn still_valid(&self) -> bool {
+        self.auth.authenticate(&self.headers).await.is_ok()
+    }
 }
 
 fn item_json(item: &LiveItem) -> String {
@@ -48,6 +65,7 @@ async fn websocket(
     mut sub: Subscription,
     mut stop: watch::Receiver<bool>,
     ping: Duration,
+    access: Access,
 ) {
     let mut ticker = tokio::time::interval(ping);
     ticker.tick().await;
@@ -60,6 +78,10 @@ async fn websocket(
                 }
             }
             _ = ticker.tick() => {
+                if !access.still_valid().await {
+                    let _ = socket.send(Message::Close(None)).await;
+                    break;
+                }
                 if let Some(n) = sub.take_dropped() {
                     let notice = item_json(&LiveItem::Dropped(n));
                     if socket.send(Message::Text(notice.into())).await.is_err() {
@@ -86,20 +108,33 @@ fn sse(
     sub: Subscription,
     stop: watch::Receiver<bool>,
     ping: Duration,
+    access: Access,
 ) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
-    let stream = futures_util::stream::unfold((sub, stop), |(mut sub, mut stop)| async move {
-        tokio::select! {
-            item = sub.next() => {
-                let item = item?;
-                let kind = match item {
-                    LiveItem::Entry(_) => "entry",
-                    LiveItem::Dropped(_) => "dropped",
-                };
-                let event = Event::default().event(kind).data(item_json(&item));
-                Some((Ok(event), (sub, stop)))
+    let mut ticker = tokio::time::interval(ping);
+    ticker.reset();
+    let stream = futures_util::stream::unfold(
+        (sub, stop, ticker, access),
+        |(mut sub, mut stop, mut ticker, access)| async move {
+            loop {
+                tokio::select! {
+                    item = sub.next() => {
+                        let item = item?;
+                        let kind = match item {
+                            LiveItem::Entry(_) => "entry",
+                            LiveItem::Dropped(_) => "dropped",
+                        };
+                        let event = Event::default().event(kind).data(item_json(&item));
+                        return Some((Ok(event), (sub, stop, ticker, access)));
+                    }
+                    _ = ticker.tick() => {
+                        if !access.still_valid().await {
+                            return None;
+                        }
+                    }
+                    _ = stop.changed() => return None,
+                }
             }
-            _ = stop.changed() => None,
-        }
-    });
+        },
+    );
     Sse::new(stream).keep_alive(KeepAlive::new().interval(ping).text("ping"))
 }

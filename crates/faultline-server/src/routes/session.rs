@@ -45,11 +45,19 @@ struct Credentials {
     password: String,
 }
 
-/// Runs a password hash or check off the async threads (Argon2 takes tens
-/// of milliseconds by design).
+/// Password hashes computed at once: each takes ~19 MiB and tens of
+/// milliseconds by design, so a flood of logins queues here instead of
+/// exhausting memory (and guessing stays slow).
+static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// Runs a password hash or check off the async threads, two at a time.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {
+    let _permit = HASHING
+        .acquire()
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))
@@ -58,6 +66,7 @@ async fn blocking<T: Send + 'static>(
 /// Starts a session for `user` and answers with its cookie and CSRF token.
 async fn start_session(
     state: &State,
+    headers: &HeaderMap,
     user: User,
     status: StatusCode,
 ) -> Result<Response, ApiError> {
@@ -68,7 +77,7 @@ async fn start_session(
     state
         .with_store(move |s| s.create_session(&hash, id, &c, now, expires))
         .await?;
-    let secure = state.config.public_url.starts_with("https://");
+    let secure = session::is_https(headers, &state.config.public_url);
     let mut response = (
         status,
         Json(json!({"user": user_json(&user), "csrf": csrf})),
@@ -102,7 +111,7 @@ pub async fn login(state: State, headers: HeaderMap, body: Body) -> Result<Respo
     match user {
         Some(user) if ok => {
             tracing::info!(user = %user.username, "logged in");
-            start_session(&state, user, StatusCode::OK).await
+            start_session(&state, &headers, user, StatusCode::OK).await
         }
         _ => {
             tracing::warn!(user = %c.username, "failed login");
@@ -167,13 +176,20 @@ pub async fn setup(state: State, headers: HeaderMap, body: Body) -> Result<Respo
         }
     }
     let user = create(&state, b.username, b.password).await?;
-    start_session(&state, user, StatusCode::CREATED).await
+    start_session(&state, &headers, user, StatusCode::CREATED).await
+}
+
+/// A new password's hash, off the async threads.
+async fn hashed(password: String) -> Result<String, ApiError> {
+    check_password(&password).map_err(|e| ApiError::bad("invalid password", e))?;
+    blocking(move || hash_password(&password))
+        .await?
+        .map_err(ApiError::Internal)
 }
 
 async fn create(state: &State, username: String, password: String) -> Result<User, ApiError> {
-    check_username(&username)?;
-    check_password(&password)?;
-    let hash = blocking(move || hash_password(&password)).await??;
+    check_username(&username).map_err(|e| ApiError::bad("invalid username", e))?;
+    let hash = hashed(password).await?;
     let now = now_micros();
     state
         .with_store(move |s| s.create_user(&username, &hash, now))
@@ -218,12 +234,12 @@ pub async fn set_password(
     state.auth.authenticate(&headers).await?.require_admin()?;
     let id = parse_id(&id)?;
     let b: PasswordBody = parse_json(&state, &headers, body).await?;
-    check_password(&b.password)?;
-    let password = b.password;
-    let hash = blocking(move || hash_password(&password)).await??;
+    let hash = hashed(b.password).await?;
     state
         .with_store(move |s| s.set_user_password(id, &hash))
         .await?;
+    // The store ended the user's sessions; forget cached ones.
+    state.auth.invalidate();
     Ok(StatusCode::NO_CONTENT)
 }
 
