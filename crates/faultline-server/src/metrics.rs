@@ -70,4 +70,42 @@ fn describe() {
         Unit::Bytes,
         "Size of the store on disk."
     );
+    describe_counter!(
+        "faultline_events_recorded_total",
+        "Issue events recorded (entries at or above the issue level, and incidents), by project, service and level."
+    );
+    describe_counter!("faultline_issues_created_total", "New issues.");
+    describe_counter!(
+        "faultline_issue_regressions_total",
+        "Resolved issues reopened by a new event."
+    );
+    describe_gauge!(
+        "faultline_issue_processor_lag_seconds",
+        Unit::Seconds,
+        "How far the issue processor is behind the newest committed entry."
+    );
+    describe_counter!(
+        "faultline_issue_feed_overflows_total",
+        "Times the issue processor's channel was full and it caught up from the store."
+    );
+    describe_counter!(
+        "faultline_alerts_fired_total",
+        "Alert rule firings, by rule."
+    );
+    describe_counter!(
+        "faultline_notifications_total",
+        "Notification delivery attempts, by outcome (sent, failed, dead)."
+    );
+    describe_counter!(
+        "faultline_incidents_total",
+        "Agent incidents received, by whether they repeated an earlier one."
+    );
+    describe_counter!(
+        "faultline_agent_dropped_incidents_total",
+        "Incidents agents reported they dropped before sending (as they tell with their next incident)."
+    );
+    describe_counter!(
+        "faultline_tickets_total",
+        "Tracker ticket operations, by outcome."
+    );
 }
