@@ -70,6 +70,99 @@ pub enum ProjectCmd {
     },
 }
 
+#[derive(Subcommand)]
+pub enum UserCmd {
+    /// Create a web UI user; the password is read from standard input (one
+    /// line), e.g. `echo "$PASSWORD" | faultline user create ana`.
+    Create {
+        #[command(flatten)]
+        dir: DataDir,
+        username: String,
+    },
+    /// List users.
+    List {
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Set a user's password (read from standard input); ends their sessions.
+    SetPassword {
+        #[command(flatten)]
+        dir: DataDir,
+        username: String,
+    },
+    /// Delete a user (and their sessions).
+    Delete {
+        #[command(flatten)]
+        dir: DataDir,
+        username: String,
+    },
+}
+
+/// The first line of standard input, checked as a new password.
+fn read_password() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("cannot read the password from standard input")?;
+    let password = line.trim_end_matches(['\n', '\r']).to_string();
+    faultline_server::session::check_password(&password)
+        .map_err(|e| anyhow::anyhow!("{e} (read from standard input)"))?;
+    Ok(password)
+}
+
+fn hash(password: &str) -> anyhow::Result<String> {
+    faultline_server::session::hash_password(password).map_err(|e| anyhow::anyhow!(e))
+}
+
+fn user_id(store: &dyn Store, username: &str) -> anyhow::Result<i64> {
+    match store.find_user(username)? {
+        Some((u, _)) => Ok(u.id),
+        None => bail!("no user named {username:?}"),
+    }
+}
+
+pub fn user(cmd: UserCmd) -> anyhow::Result<()> {
+    match cmd {
+        UserCmd::Create { dir, username } => {
+            faultline_server::session::check_username(&username).map_err(|e| anyhow::anyhow!(e))?;
+            let password = read_password()?;
+            let store = open(&dir.data_dir)?;
+            let u = store.create_user(&username, &hash(&password)?, now_micros())?;
+            eprintln!("created user {} (id {})", u.username, u.id);
+        }
+        UserCmd::List { dir } => {
+            let store = open(&dir.data_dir)?;
+            println!("{:>5}  {:<24}  {:<27}  LAST LOGIN", "ID", "USER", "CREATED");
+            for u in store.list_users()? {
+                let login = u
+                    .last_login
+                    .map(format_rfc3339_micros)
+                    .unwrap_or_else(|| "never".into());
+                println!(
+                    "{:>5}  {:<24}  {:<27}  {login}",
+                    u.id,
+                    u.username,
+                    format_rfc3339_micros(u.created_at)
+                );
+            }
+        }
+        UserCmd::SetPassword { dir, username } => {
+            let password = read_password()?;
+            let store = open(&dir.data_dir)?;
+            let id = user_id(store.as_ref(), &username)?;
+            store.set_user_password(id, &hash(&password)?)?;
+            eprintln!("password of {username} changed; their sessions ended");
+        }
+        UserCmd::Delete { dir, username } => {
+            let store = open(&dir.data_dir)?;
+            let id = user_id(store.as_ref(), &username)?;
+            store.delete_user(id)?;
+            eprintln!("deleted user {username}");
+        }
+    }
+    Ok(())
+}
+
 fn open(dir: &Path) -> anyhow::Result<Box<dyn Store>> {
     if !dir.join(faultline_server::DB_FILE).exists() {
         std::fs::create_dir_all(dir)

@@ -34,6 +34,12 @@ enum Command {
         #[command(subcommand)]
         cmd: admin::ProjectCmd,
     },
+    /// Create, list and delete web UI users; set passwords (works while
+    /// the server runs).
+    User {
+        #[command(subcommand)]
+        cmd: admin::UserCmd,
+    },
     /// Group messages (one per line) as the server does: prints
     /// `<group id>\t<template>` for each input line.
     Group(GroupArgs),
@@ -72,6 +78,7 @@ fn main() -> ExitCode {
         Command::Server(args) => run_server(args),
         Command::Token { cmd } => admin::token(cmd),
         Command::Project { cmd } => admin::project(cmd),
+        Command::User { cmd } => admin::user(cmd),
         Command::Group(args) => group(args),
         Command::Client(cmd) => runtime().and_then(|rt| rt.block_on(client::run(cmd))),
     };

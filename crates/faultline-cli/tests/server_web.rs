@@ -826,3 +826,107 @@ async fn logins_need_json_from_this_site_and_old_credentials_end_streams() {
         .await
         .assert_error(403, "forbidden");
 }
+
+/// `faultline user ARGS --data-dir DIR` with `stdin`.
+fn user_cli(server: &Server, args: &[&str], stdin: &str) -> std::process::Output {
+    let mut cmd = std::process::Command::new(common::BIN);
+    cmd.arg("user")
+        .args(args)
+        .arg("--data-dir")
+        .arg(&server.data_dir);
+    common::run_with_stdin(
+        cmd,
+        Some(stdin.as_bytes().to_vec()),
+        Duration::from_secs(30),
+    )
+    .0
+}
+
+#[tokio::test]
+async fn the_cli_manages_users_while_the_server_runs() {
+    let server = Server::start_default().await;
+    let out = user_cli(&server, &["create", "bob"], "bob's password\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let login = |password: &'static str| {
+        let server = &server;
+        async move {
+            request(
+                server,
+                Method::POST,
+                "/api/v1/session",
+                None,
+                None,
+                Some(json!({"username": "bob", "password": password})),
+            )
+            .await
+        }
+    };
+    assert_eq!(login("bob's password").await.status, 200);
+    let list = user_cli(&server, &["list"], "");
+    assert!(String::from_utf8_lossy(&list.stdout).contains("bob"));
+
+    // Bad input: one line on stderr, non-zero exit, nothing changed.
+    for (args, stdin, says) in [
+        (vec!["create", "bob"], "another password\n", "conflict"),
+        (vec!["create", "a b"], "a long password\n", "username"),
+        (vec!["create", "carol"], "short\n", "8 to 1024 characters"),
+        (
+            vec!["set-password", "nobody"],
+            "a long password\n",
+            "no user named",
+        ),
+        (vec!["delete", "nobody"], "", "no user named"),
+    ] {
+        let out = user_cli(&server, &args, stdin);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} must fail");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    }
+
+    // A new password from the CLI ends the sessions and works at once.
+    let r = login("bob's password").await;
+    let bob = Session {
+        cookie: cookie_of(&r),
+        csrf: r.json["csrf"].as_str().unwrap().to_string(),
+    };
+    let out = user_cli(&server, &["set-password", "bob"], "bob's new password\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ended = wait_until(
+        Duration::from_secs(5),
+        Duration::from_millis(100),
+        async || {
+            request(
+                &server,
+                Method::GET,
+                "/api/v1/projects",
+                Some(&bob),
+                None,
+                None,
+            )
+            .await
+            .status
+                == 401
+        },
+    )
+    .await;
+    assert!(ended, "the old session ends");
+    login("bob's password")
+        .await
+        .assert_error(401, "unauthorized");
+    assert_eq!(login("bob's new password").await.status, 200);
+    let out = user_cli(&server, &["delete", "bob"], "");
+    assert!(out.status.success());
+    login("bob's new password")
+        .await
+        .assert_error(401, "unauthorized");
+    let _ = bob.csrf;
+}
