@@ -3,10 +3,11 @@
 
 use crate::Plan;
 use crate::report::{Report, Verdict, fmt_num};
-use crate::run::{Results, latency_text, mb};
+use crate::run::{Ingest, QueryResults, Results, UiResults, latency_text, mb};
 use crate::server::Window;
 use crate::stats::{Summary, Tally, round3};
 use serde_json::{Value, json};
+use std::time::Duration;
 
 /// Targets of the foundation.
 const TARGET_HALF_LOAD_P99_MS: f64 = 50.0;
@@ -15,6 +16,8 @@ const TARGET_RSS_LOAD_MB: f64 = 150.0;
 const TARGET_RSS_IDLE_MB: f64 = 30.0;
 const TARGET_FULLTEXT_P50_MS: f64 = 50.0;
 const TARGET_PAGE_P50_MS: f64 = 10.0;
+/// The web UI issue's target: a page's server time, here its p99.
+const TARGET_UI_PAGE_MS: f64 = 100.0;
 
 fn ms(s: Option<Summary>, pick: fn(&Summary) -> f64) -> String {
     s.map_or("-".into(), |s| format!("{} ms", fmt_num(pick(&s))))
@@ -37,6 +40,20 @@ fn share(rate: f64, of: f64) -> f64 {
 /// The human table.
 pub fn table(plan: &Plan, r: &Results) -> Report {
     let mut t = Report::default();
+    if let Some(i) = &r.ingest {
+        ingest_rows(plan, i, &mut t);
+    }
+    if let Some(q) = &r.query {
+        query_rows(plan, q, &mut t);
+    }
+    if let Some(u) = &r.ui {
+        ui_rows(u, &mut t);
+    }
+    notes(plan, r, &mut t);
+    t
+}
+
+fn ingest_rows(plan: &Plan, r: &Ingest, t: &mut Report) {
     let rate = r.sustained_rate();
     let sustained = Summary::of(&r.sustained.latencies);
     let half = Summary::of(&r.half.tally.latencies);
@@ -112,8 +129,10 @@ pub fn table(plan: &Plan, r: &Results) -> Report {
         TARGET_RSS_IDLE_MB,
         "MB",
     );
+}
 
-    if let Some(q) = &r.query {
+fn query_rows(plan: &Plan, q: &QueryResults, t: &mut Report) {
+    {
         t.info(
             "store filled to",
             format!(
@@ -123,6 +142,8 @@ pub fn table(plan: &Plan, r: &Results) -> Report {
                     .map_or(String::new(), |b| format!(", {:.0} MB", b / 1e6)),
                 if q.fill.timed_out {
                     " (TIME LIMIT)"
+                } else if q.fill.disk_full {
+                    " (STOPPED: DISK NEARLY FULL)"
                 } else {
                     ""
                 },
@@ -176,15 +197,170 @@ pub fn table(plan: &Plan, r: &Results) -> Report {
             "MB",
         );
     }
+}
 
-    notes(plan, r, &mut t);
-    t
+/// `p50 / p99 ms` of some durations.
+fn p50_p99(d: &[Duration]) -> String {
+    Summary::of(d).map_or("-".into(), |s| {
+        format!("{} / {}", fmt_num(s.p50_ms), fmt_num(s.p99_ms))
+    })
+}
+
+/// A request's path without the project parameter, for the table.
+fn short(path: &str) -> String {
+    path.replace("project=bench&", "")
+        .replace("?project=bench", "")
+        .replace("/projects/bench/", "/projects/P/")
+}
+
+fn ui_rows(u: &UiResults, t: &mut Report) {
+    let s = &u.seeded;
+    t.info(
+        "ui: issues in project bench (seeded)",
+        format!(
+            "{} ({} events; {} resolved, {} ignored, {} regressed; {} seen in 48 h)",
+            s.issues, s.events, s.resolved, s.ignored, s.regressed, s.recent_48h
+        ),
+    );
+    for p in &u.pages {
+        let Some(page) = Summary::of(&p.page) else {
+            t.at_most(
+                format!("ui page: {}", p.name),
+                None,
+                TARGET_UI_PAGE_MS,
+                "ms",
+            );
+            continue;
+        };
+        t.at_most(
+            format!(
+                "ui page: {} p99 (p50 {}, n {})",
+                p.name,
+                fmt_num(page.p50_ms),
+                page.n
+            ),
+            Some(page.p99_ms),
+            TARGET_UI_PAGE_MS,
+            "ms",
+        );
+        let slowest = p
+            .requests
+            .iter()
+            .filter_map(|(path, d)| Some((path, Summary::of(d)?)))
+            .max_by(|a, b| a.1.p50_ms.total_cmp(&b.1.p50_ms));
+        if let Some((path, s)) = slowest {
+            t.info(
+                "  slowest request p50 / p99",
+                format!(
+                    "{} / {} ms  {}",
+                    fmt_num(s.p50_ms),
+                    fmt_num(s.p99_ms),
+                    short(path)
+                ),
+            );
+        }
+    }
+}
+
+fn ui_notes(u: &UiResults, t: &mut Report) {
+    t.note(format!(
+        "ui: a page = its HTML shell and the API requests its module makes on load, one after the other, from sending the first to the last byte of the last (no browser time); the dashboard's five API requests run at once as in the browser (Promise.all) and count as the slowest; {} loads of each page round robin after a cold one; logged in through POST /api/v1/setup in {} ms",
+        u.pages.first().map_or(0, |p| p.page.len()),
+        fmt_num(u.login.as_secs_f64() * 1e3)
+    ));
+    if !u.quiet {
+        t.note(format!(
+            "WARNING: the server was still busy {:.0} s after the fill when the ui pages were measured",
+            u.quiet_after.as_secs_f64()
+        ));
+    }
+    t.note(format!(
+        "CPU in cores (server / load generator / other processes, iowait): ui pages {}",
+        cpu_text(&u.w_ui)
+    ));
+    for p in &u.pages {
+        let requests: Vec<String> = p
+            .requests
+            .iter()
+            .map(|(path, d)| format!("{} {}", short(path), p50_p99(d)))
+            .collect();
+        let returned = match p.returned {
+            (n, Some(total)) => format!("; {n} of {total} returned"),
+            (n, None) if p.group == "logs" => format!("; {n} returned"),
+            _ => String::new(),
+        };
+        t.note(format!(
+            "ui {} (first load {} ms{returned}), p50 / p99 ms: {}",
+            p.name,
+            fmt_num(p.first.as_secs_f64() * 1e3),
+            requests.join(", ")
+        ));
+    }
 }
 
 fn notes(plan: &Plan, r: &Results, t: &mut Report) {
+    if let Some(i) = &r.ingest {
+        ingest_notes(r.cores, i, t);
+    }
+    if let Some(q) = &r.query {
+        t.note(format!(
+            "CPU in cores (server / load generator / other processes, iowait): fill {}; queries {}",
+            cpu_text(&q.w_fill),
+            cpu_text(&q.w_query)
+        ));
+    }
+    let parts = |label: &str, p: Option<(u64, u64)>| {
+        p.map(|(anon, file)| {
+            format!(
+                "{label}: {} MB anonymous (heap), {} MB file-backed",
+                fmt_num(mb(anon)),
+                fmt_num(mb(file))
+            )
+        })
+    };
+    if let Some(n) = r
+        .ingest
+        .as_ref()
+        .and_then(|i| parts("idle RSS after load", i.idle_parts))
+    {
+        t.note(n);
+    }
+    if let Some(n) = r
+        .query
+        .as_ref()
+        .and_then(|q| parts("idle RSS after fill+queries", q.idle_parts))
+    {
+        t.note(n);
+    }
+    if let Some(kib) = r.startup_rss {
+        t.note(format!(
+            "server RSS right after start: {} MB",
+            fmt_num(mb(kib))
+        ));
+    }
+    if let Some(q) = r
+        .query
+        .as_ref()
+        .filter(|q| q.fulltext.returned as u64 != q.fill.rare_stored.min(100))
+    {
+        t.note(format!(
+            "the full-text query returned {} entries; {} carry the word",
+            q.fulltext.returned, q.fill.rare_stored
+        ));
+    }
+    if let Some(u) = &r.ui {
+        ui_notes(u, t);
+    }
+    t.note(format!(
+        "entries: mean message {:.0} bytes, {:.0} bytes of JSON per entry, {} per batch",
+        r.message_bytes, r.entry_json_bytes, plan.batch
+    ));
+}
+
+fn ingest_notes(cores: usize, r: &Ingest, t: &mut Report) {
     t.note(format!(
         "CPU in cores of {} (server / load generator / other processes, iowait): {}",
-        r.cores,
+        cores,
         [
             ("sustained", &r.w_sustained),
             ("half load", &r.w_half),
@@ -195,13 +371,6 @@ fn notes(plan: &Plan, r: &Results, t: &mut Report) {
         .collect::<Vec<_>>()
         .join("; ")
     ));
-    if let Some(q) = &r.query {
-        t.note(format!(
-            "CPU in cores (same order): fill {}; queries {}",
-            cpu_text(&q.w_fill),
-            cpu_text(&q.w_query)
-        ));
-    }
     let busy = [&r.w_sustained, &r.w_half, &r.w_live]
         .iter()
         .map(|w| w.other_cores)
@@ -233,45 +402,6 @@ fn notes(plan: &Plan, r: &Results, t: &mut Report) {
             r.half.tally.batches + r.half.tally.error_count()
         ));
     }
-    let parts = |label: &str, p: Option<(u64, u64)>| {
-        p.map(|(anon, file)| {
-            format!(
-                "{label}: {} MB anonymous (heap), {} MB file-backed",
-                fmt_num(mb(anon)),
-                fmt_num(mb(file))
-            )
-        })
-    };
-    if let Some(n) = parts("idle RSS after load", r.idle_parts) {
-        t.note(n);
-    }
-    if let Some(n) = r
-        .query
-        .as_ref()
-        .and_then(|q| parts("idle RSS after fill+queries", q.idle_parts))
-    {
-        t.note(n);
-    }
-    if let Some(kib) = r.startup_rss {
-        t.note(format!(
-            "server RSS right after start: {} MB",
-            fmt_num(mb(kib))
-        ));
-    }
-    if let Some(q) = r
-        .query
-        .as_ref()
-        .filter(|q| q.fulltext.returned as u64 != q.fill.rare_stored.min(100))
-    {
-        t.note(format!(
-            "the full-text query returned {} entries; {} carry the word",
-            q.fulltext.returned, q.fill.rare_stored
-        ));
-    }
-    t.note(format!(
-        "entries: mean message {:.0} bytes, {:.0} bytes of JSON per entry, {} per batch",
-        r.message_bytes, r.entry_json_bytes, plan.batch
-    ));
 }
 
 fn window_json(w: &Window) -> Value {
@@ -301,15 +431,6 @@ fn mb_json(kib: Option<u64>) -> Value {
 
 /// The JSON line.
 pub fn json(plan: &Plan, r: &Results, report: &Report) -> Value {
-    let rate = r.sustained_rate();
-    let mut sustained = tally_json(&r.sustained, r.sustained_secs);
-    sustained["share_of_plain"] = json!(round3(share(rate, r.plain.rows_per_sec())));
-    sustained["share_of_fts5"] = json!(round3(share(rate, r.fts.rows_per_sec())));
-    sustained["phase"] = window_json(&r.w_sustained);
-    let mut half = tally_json(&r.half.tally, r.half.elapsed.as_secs_f64());
-    half["target_entries_per_sec"] = json!(round3(r.half_rate));
-    half["late_batches"] = json!(r.half.late);
-    half["phase"] = window_json(&r.w_half);
     let query = r.query.as_ref().map(|q| {
         json!({
             "stored_entries": q.stored,
@@ -319,6 +440,7 @@ pub fn json(plan: &Plan, r: &Results, report: &Report) -> Value {
                 "entries_per_sec": round3(q.fill_rate()),
                 "errors": q.fill.tally.errors_json(),
                 "timed_out": q.fill.timed_out,
+                "disk_full": q.fill.disk_full,
                 "rare_entries": q.fill.rare_stored,
                 "phase": window_json(&q.w_fill),
             },
@@ -337,48 +459,110 @@ pub fn json(plan: &Plan, r: &Results, report: &Report) -> Value {
             "idle_rss_mb": mb_json(q.idle_rss),
         })
     });
-    json!({
+    let ui = r.ui.as_ref().map(ui_json);
+    let mut out = json!({
         "bench": "faultline",
         "config": {
             "argv": std::env::args().collect::<Vec<_>>(),
             "binary": plan.exe.display().to_string(),
             "clients": plan.clients,
             "batch": plan.batch,
-            "duration_secs": plan.sustained.as_secs(),
+            "duration_secs": plan.ingest.then_some(plan.sustained.as_secs()),
             "stored_goal": plan.query.then_some(plan.stored),
+            "issues_seeded": plan.ui.then_some(plan.issues),
             "server_env": plan.server_env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
             "machine_cores": r.cores,
             "mean_message_bytes": round3(r.message_bytes),
             "mean_entry_json_bytes": round3(r.entry_json_bytes),
         },
-        "baseline": {
-            "plain_rows_per_sec": round3(r.plain.rows_per_sec()),
-            "plain_rows": r.plain.rows,
-            "fts5_rows_per_sec": round3(r.fts.rows_per_sec()),
-            "fts5_rows": r.fts.rows,
-            "commit_latency": r.commit.json(),
-        },
-        "sustained": sustained,
-        "half_load": half,
-        "live": {
-            "markers_acked": r.live.acked,
-            "markers_seen": r.live.seen,
-            "markers_early": r.live.early,
-            "entries_received": r.live.entries,
-            "dropped": r.live.dropped,
-            "delay": Summary::of(&r.live.delays).map(|s| s.json()),
-            "load": tally_json(&r.live.load.tally, r.live.load.elapsed.as_secs_f64()),
-            "phase": window_json(&r.w_live),
-        },
+        "baseline": null,
+        "sustained": null,
+        "half_load": null,
+        "live": null,
         "rss": {
             "startup_mb": mb_json(r.startup_rss),
-            "load_max_mb": mb_json(r.load_rss()),
-            "idle_mb": mb_json(r.idle_rss),
         },
         "query": query,
+        "ui": ui,
         "verdicts": {
             "pass": report.count(Verdict::Pass),
             "miss": report.count(Verdict::Miss),
         },
+    });
+    if let Some(i) = &r.ingest {
+        let rate = i.sustained_rate();
+        let mut sustained = tally_json(&i.sustained, i.sustained_secs);
+        sustained["share_of_plain"] = json!(round3(share(rate, i.plain.rows_per_sec())));
+        sustained["share_of_fts5"] = json!(round3(share(rate, i.fts.rows_per_sec())));
+        sustained["phase"] = window_json(&i.w_sustained);
+        let mut half = tally_json(&i.half.tally, i.half.elapsed.as_secs_f64());
+        half["target_entries_per_sec"] = json!(round3(i.half_rate));
+        half["late_batches"] = json!(i.half.late);
+        half["phase"] = window_json(&i.w_half);
+        out["baseline"] = json!({
+            "plain_rows_per_sec": round3(i.plain.rows_per_sec()),
+            "plain_rows": i.plain.rows,
+            "fts5_rows_per_sec": round3(i.fts.rows_per_sec()),
+            "fts5_rows": i.fts.rows,
+            "commit_latency": i.commit.json(),
+        });
+        out["sustained"] = sustained;
+        out["half_load"] = half;
+        out["live"] = json!({
+            "markers_acked": i.live.acked,
+            "markers_seen": i.live.seen,
+            "markers_early": i.live.early,
+            "entries_received": i.live.entries,
+            "dropped": i.live.dropped,
+            "delay": Summary::of(&i.live.delays).map(|s| s.json()),
+            "load": tally_json(&i.live.load.tally, i.live.load.elapsed.as_secs_f64()),
+            "phase": window_json(&i.w_live),
+        });
+        out["rss"]["load_max_mb"] = mb_json(i.load_rss());
+        out["rss"]["idle_mb"] = mb_json(i.idle_rss);
+    }
+    out
+}
+
+fn ui_json(u: &UiResults) -> Value {
+    let s = &u.seeded;
+    let pages: Vec<Value> = u
+        .pages
+        .iter()
+        .map(|p| {
+            let page = Summary::of(&p.page);
+            json!({
+                "name": p.name,
+                "page": p.group,
+                "parallel_step": p.parallel,
+                "latency": page.map(|s| s.json()),
+                "pass": page.is_some_and(|s| s.p99_ms <= TARGET_UI_PAGE_MS),
+                "first_ms": round3(p.first.as_secs_f64() * 1e3),
+                "returned": p.returned.0,
+                "total": p.returned.1,
+                "requests": p.requests.iter().map(|(path, d)| json!({
+                    "path": path,
+                    "latency": Summary::of(d).map(|s| s.json()),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({
+        "target_page_p99_ms": TARGET_UI_PAGE_MS,
+        "seeded": {
+            "issues": s.issues,
+            "events": s.events,
+            "resolved": s.resolved,
+            "ignored": s.ignored,
+            "regressed": s.regressed,
+            "seen_last_48h": s.recent_48h,
+            "with_search_word": s.with_word,
+            "secs": round3(s.elapsed.as_secs_f64()),
+        },
+        "login_ms": round3(u.login.as_secs_f64() * 1e3),
+        "quiet_after_secs": round3(u.quiet_after.as_secs_f64()),
+        "quiet": u.quiet,
+        "pages": pages,
+        "phase": window_json(&u.w_ui),
     })
 }

@@ -6,10 +6,17 @@
 //! cargo build --release -p faultline-cli
 //! cargo run --release -p faultline-bench -- [--faultline PATH] [--clients N]
 //!     [--duration SECS] [--stored ENTRIES] [--skip-query] [--quick]
+//!     [--ui-only | --skip-ui] [--issues N] [--ui-samples N]
 //! ```
 //!
-//! `--quick` is a smoke run (5 s phases, 200,000 stored entries); the full
-//! run with defaults takes several minutes, most of it filling the store.
+//! `--quick` is a smoke run (5 s phases, 200,000 stored entries, 10,000
+//! issues); the full run with defaults takes 10–15 minutes, most of it
+//! filling the store. `--ui-only` skips the baseline and the ingest phases
+//! (steps 1 and 3–6) and measures the web UI pages on the same filled store:
+//!
+//! ```text
+//! cargo run --release -p faultline-bench -- --ui-only      # 10 M entries, 100,000 issues
+//! ```
 //!
 //! # What is measured, in order
 //! 1. **Baseline** (before the server starts): plain SQLite inserting the same
@@ -17,7 +24,9 @@
 //!    WAL, `synchronous=FULL`; once without an index and once with a
 //!    contentless FTS5 table on the message. This is the ceiling the pipeline
 //!    is compared with.
-//! 2. The server is started as `faultline server --listen 127.0.0.1:PORT
+//! 2. `--issues` issues (100,000) are written into the `bench` project of
+//!    the new data directory through the store itself (see [`seed`]), then
+//!    the server is started as `faultline server --listen 127.0.0.1:PORT
 //!    --data-dir TMP` (a free port, a temporary directory), tokens are made
 //!    with `faultline token create` (ten ingest tokens for `bench/svc0..9`
 //!    and an admin token). The server is stopped by its PID when the
@@ -40,7 +49,24 @@
 //!    per request, about 100 entries carry a rare word), then, with the
 //!    admin token, a full-text query for that word (50 times) and a
 //!    newest-first page of one service (100 times); memory is sampled
-//!    throughout and once more when idle.
+//!    throughout and once more when idle. The fill stops early when the
+//!    disk has less than `--min-free-gb` left.
+//! 8. **Web UI pages** (unless `--skip-ui`; see [`ui`]): once the server is
+//!    quiet (its issue processor caught up with the fill), a user is made
+//!    through first-run setup (`POST /api/v1/setup` with the admin token)
+//!    and every page is loaded as a browser loads it, with the session
+//!    cookie: the HTML shell and the API requests its module makes, each
+//!    timed to the last byte of its body. Pages: logs (plain, one service,
+//!    errors, the rare word) over the filled store; issues (each sort, a
+//!    search, any status, a service, a level, each sort on a deep page)
+//!    over the 100,000 issues; the dashboard (its five API requests at once,
+//!    as the browser sends them). `--ui-samples` loads of each page (40)
+//!    after a cold one, round robin; p50 and p99 per page and per request;
+//!    a page passes when its p99 is at most 100 ms (the web UI's target).
+//!    Issues are written before the server starts because the store has no
+//!    API to write 100,000 issues quickly, and in the same data directory
+//!    (not a second server) so the issue pages are measured on the store
+//!    the log pages use, 10 M entries beside the issues.
 //!
 //! The server, the load generator and anything else running share the
 //! machine's cores; the notes under the table say how much CPU each used in
@@ -57,8 +83,10 @@ mod prom;
 mod query;
 mod report;
 mod run;
+mod seed;
 mod server;
 mod stats;
+mod ui;
 
 use anyhow::anyhow;
 use clap::Parser;
@@ -86,9 +114,31 @@ struct Args {
     /// [default: 10000000, --quick: 200000].
     #[arg(long)]
     stored: Option<u64>,
-    /// Skip filling the store and the query figures.
+    /// Skip filling the store, the query figures and the web UI pages.
     #[arg(long)]
     skip_query: bool,
+    /// Skip the baseline and the ingest phases: seed the issues, fill the
+    /// store, then the query figures and the web UI pages.
+    #[arg(long, conflicts_with_all = ["skip_query", "skip_ui"])]
+    ui_only: bool,
+    /// Skip the web UI pages (and seeding their issues).
+    #[arg(long)]
+    skip_ui: bool,
+    /// Issues written into the `bench` project before the server starts,
+    /// for the web UI pages [default: 100000, --quick: 10000].
+    #[arg(long)]
+    issues: Option<u64>,
+    /// Loads of each web UI page after its first (cold) one
+    /// [default: 40, --quick: 10].
+    #[arg(long)]
+    ui_samples: Option<usize>,
+    /// Longest the web UI page loads may take, in seconds.
+    #[arg(long, default_value_t = 1800)]
+    max_ui_secs: u64,
+    /// Keep the server's data directory after the run (its path is
+    /// printed), e.g. to look at query plans.
+    #[arg(long)]
+    keep_data: bool,
     /// Smoke run with small numbers.
     #[arg(long)]
     quick: bool,
@@ -104,6 +154,10 @@ struct Args {
     /// Longest the fill may take, in seconds.
     #[arg(long, default_value_t = 3600)]
     max_fill_secs: u64,
+    /// The fill stops early when the disk of the data directory has less
+    /// than this many GB free (the machine's disk is shared).
+    #[arg(long, default_value_t = 2.0)]
+    min_free_gb: f64,
     /// Seed of the entry generator.
     #[arg(long, default_value_t = 0x5EED)]
     seed: u64,
@@ -133,9 +187,18 @@ struct Plan {
     fill_batch: usize,
     fill_clients: usize,
     max_fill: Duration,
+    min_free_bytes: u64,
     baseline_rows: u64,
     baseline_limit: Duration,
+    /// Baseline and ingest phases.
+    ingest: bool,
     query: bool,
+    /// Seed issues and measure the web UI pages (after the fill).
+    ui: bool,
+    issues: u64,
+    ui_samples: usize,
+    ui_limit: Duration,
+    keep_data: bool,
     seed: u64,
     server_env: Vec<(String, String)>,
 }
@@ -168,9 +231,22 @@ impl Plan {
             fill_batch: args.fill_batch,
             fill_clients: args.fill_clients.unwrap_or(args.clients * 2).clamp(1, 256),
             max_fill: Duration::from_secs(args.max_fill_secs.max(1)),
+            min_free_bytes: (args.min_free_gb.max(0.0) * 1e9) as u64,
             baseline_rows: if args.quick { 200_000 } else { 2_000_000 },
             baseline_limit: Duration::from_secs(if args.quick { 3 } else { 10 }),
+            ingest: !args.ui_only,
             query: !args.skip_query,
+            ui: !args.skip_query && !args.skip_ui,
+            issues: args
+                .issues
+                .unwrap_or(if args.quick { 10_000 } else { 100_000 })
+                .max(1),
+            ui_samples: args
+                .ui_samples
+                .unwrap_or(if args.quick { 10 } else { 40 })
+                .max(1),
+            ui_limit: Duration::from_secs(args.max_ui_secs.max(1)),
+            keep_data: args.keep_data,
             seed: args.seed,
             server_env: args.server_env,
         })
@@ -233,7 +309,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!("{}", report.render());
     println!();
     println!("{line}");
-    if results.sustained.error_count() > 0 {
+    if results
+        .ingest
+        .as_ref()
+        .is_some_and(|i| i.sustained.error_count() > 0)
+    {
         eprintln!("last lines of the server log:\n{}", results.server_log);
     }
     Ok(())

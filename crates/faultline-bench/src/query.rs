@@ -6,7 +6,7 @@ use crate::load::Target;
 use crate::stats::{Outcome, Summary, Tally};
 use anyhow::{Context, bail};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -23,10 +23,15 @@ pub struct Fill {
     pub rare_stored: u64,
     /// The time limit ended the fill before the goal.
     pub timed_out: bool,
+    /// The disk was nearly full: the fill stopped before the goal.
+    pub disk_full: bool,
 }
 
 /// Sends `goal` more entries with `clients` clients in `batch`-entry arrays,
-/// printing progress every 5 s through `progress`, for at most `limit`.
+/// printing progress every 5 s through `progress`, for at most `limit`;
+/// stops early when `disk_low` (asked every 5 s) says so: the machine's
+/// disk is shared.
+#[allow(clippy::too_many_arguments)]
 pub async fn fill(
     target: &Target,
     clients: usize,
@@ -35,6 +40,7 @@ pub async fn fill(
     limit: Duration,
     seed: u64,
     progress: impl Fn(u64, Duration) + Send + 'static,
+    disk_low: impl Fn() -> bool + Send + 'static,
 ) -> Fill {
     let start = Instant::now();
     let deadline = start + limit;
@@ -42,16 +48,21 @@ pub async fn fill(
     let next_batch = Arc::new(AtomicU64::new(0));
     let rare_sent = Arc::new(AtomicU64::new(0));
     let rare_stored = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
     let stride = (goal / batch as u64 / RARE_COUNT).max(1);
 
     let reporter = {
         let accepted = accepted.clone();
+        let stop = stop.clone();
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(Duration::from_secs(5));
             ticks.tick().await;
             loop {
                 ticks.tick().await;
                 progress(accepted.load(Ordering::Relaxed), start.elapsed());
+                if disk_low() {
+                    stop.store(true, Ordering::Relaxed);
+                }
             }
         })
     };
@@ -63,10 +74,14 @@ pub async fn fill(
         let next_batch = next_batch.clone();
         let rare_sent = rare_sent.clone();
         let rare_stored = rare_stored.clone();
+        let stop = stop.clone();
         set.spawn(async move {
             let mut generator = Generator::new(seed ^ ((client as u64 + 1) << 40));
             let mut tally = Tally::default();
-            while accepted.load(Ordering::Relaxed) < goal && Instant::now() < deadline {
+            while accepted.load(Ordering::Relaxed) < goal
+                && Instant::now() < deadline
+                && !stop.load(Ordering::Relaxed)
+            {
                 let k = next_batch.fetch_add(1, Ordering::Relaxed);
                 let service = (k as usize) % SERVICES;
                 let rare = k % stride == stride / 2
@@ -96,8 +111,10 @@ pub async fn fill(
         tally.merge(done.expect("a fill client does not panic"));
     }
     reporter.abort();
+    let disk_full = stop.load(Ordering::Relaxed);
     Fill {
-        timed_out: tally.accepted < goal,
+        timed_out: tally.accepted < goal && !disk_full,
+        disk_full,
         tally,
         elapsed: start.elapsed(),
         rare_stored: rare_stored.load(Ordering::Relaxed),

@@ -10,8 +10,10 @@ use crate::load::{self, Paced, Target};
 use crate::prom::{HistogramDelta, Scrape};
 use crate::query::{self, Fill, QueryTimes};
 use crate::report::fmt_num;
+use crate::seed::{self, Seeded};
 use crate::server::{self, Meter, RssSampler, Server, Window, rss_kib, rss_parts_kib};
 use crate::stats::{Summary, Tally};
+use crate::ui::{self, PageTimes};
 use anyhow::Context;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,11 +23,21 @@ pub struct Results {
     pub cores: usize,
     pub message_bytes: f64,
     pub entry_json_bytes: f64,
+    pub startup_rss: Option<u64>,
+    /// The baseline and ingest phases (not with `--ui-only`).
+    pub ingest: Option<Ingest>,
+    pub query: Option<QueryResults>,
+    pub ui: Option<UiResults>,
+    /// The end of the server's stderr.
+    pub server_log: String,
+}
+
+/// The baseline and the ingest phases.
+pub struct Ingest {
     pub plain: Baseline,
     pub fts: Baseline,
     /// One `batch`-row commit with FTS5.
     pub commit: Summary,
-    pub startup_rss: Option<u64>,
     pub sustained: Tally,
     pub sustained_secs: f64,
     pub w_sustained: Window,
@@ -41,12 +53,9 @@ pub struct Results {
     pub idle_rss: Option<u64>,
     /// (anonymous, file-backed) parts of it, KiB.
     pub idle_parts: Option<(u64, u64)>,
-    pub query: Option<QueryResults>,
-    /// The end of the server's stderr.
-    pub server_log: String,
 }
 
-impl Results {
+impl Ingest {
     /// Entries/s of the sustained phase (202s only).
     pub fn sustained_rate(&self) -> f64 {
         self.sustained.accepted as f64 / self.sustained_secs.max(1e-9)
@@ -59,6 +68,19 @@ impl Results {
             .filter_map(|w| w.rss_max_kib)
             .max()
     }
+}
+
+/// The web UI's pages (see [`crate::ui`]).
+pub struct UiResults {
+    pub seeded: Seeded,
+    /// `POST /api/v1/setup` (creates the user, Argon2id hash included).
+    pub login: Duration,
+    /// How long the server took to go quiet after the fill (its issue
+    /// processor catching up), and whether it did.
+    pub quiet_after: Duration,
+    pub quiet: bool,
+    pub pages: Vec<PageTimes>,
+    pub w_ui: Window,
 }
 
 /// The store filled and queried.
@@ -127,28 +149,73 @@ pub async fn measure(plan: &Plan) -> anyhow::Result<Results> {
     ));
 
     // 1. Baseline, before the server runs.
-    let (plain, fts, commit) = run_baseline(plan).await?;
-    progress(format!(
-        "baseline: plain {:.0} rows/s ({} rows), FTS5 {:.0} rows/s ({} rows), one {}-row commit {}",
-        plain.rows_per_sec(),
-        plain.rows,
-        fts.rows_per_sec(),
-        fts.rows,
-        plan.batch,
-        latency_text(&Some(commit))
-    ));
+    let baseline = if plan.ingest {
+        let (plain, fts, commit) = run_baseline(plan).await?;
+        progress(format!(
+            "baseline: plain {:.0} rows/s ({} rows), FTS5 {:.0} rows/s ({} rows), one {}-row commit {}",
+            plain.rows_per_sec(),
+            plain.rows,
+            fts.rows_per_sec(),
+            fts.rows,
+            plan.batch,
+            latency_text(&Some(commit))
+        ));
+        Some((plain, fts, commit))
+    } else {
+        None
+    };
 
-    // 2. The server and its tokens.
+    // 2. The issues of the UI phase, written before the server starts;
+    //    then the server and its tokens.
     let http = reqwest::Client::builder()
         .no_proxy()
         .tcp_nodelay(true)
         .timeout(Duration::from_secs(30))
         .build()
         .context("cannot build the HTTP client")?;
-    let server = Server::start(&plan.exe, &plan.server_env, &http).await?;
+    let mut seeded = None;
+    let server = Server::start(
+        &plan.exe,
+        &plan.server_env,
+        &http,
+        plan.keep_data,
+        |data_dir| {
+            if plan.ui {
+                let db = data_dir.join("faultline.db");
+                progress(format!(
+                    "seed: {} issues in project {} ({})",
+                    plan.issues,
+                    seed::PROJECT,
+                    db.display()
+                ));
+                let s = seed::seed(&db, plan.issues, faultline_model::now_micros(), plan.seed)?;
+                progress(format!(
+                    "seed: {} issues, {} events in {:.1} s ({} resolved, {} ignored, {} regressed, {} seen in the last 48 h, {} with \"{}\")",
+                    s.issues,
+                    s.events,
+                    s.elapsed.as_secs_f64(),
+                    s.resolved,
+                    s.ignored,
+                    s.regressed,
+                    s.recent_48h,
+                    s.with_word,
+                    seed::SEARCH_WORD
+                ));
+                seeded = Some(s);
+            }
+            Ok(())
+        },
+    )
+    .await?;
     let base = server.base_url();
     let pid = server.pid;
     progress(format!("server pid {pid} on {base}"));
+    if plan.keep_data {
+        progress(format!(
+            "the data directory {} is kept after the run",
+            server.data_dir().display()
+        ));
+    }
     let mut tokens = Vec::new();
     for i in 0..generate::SERVICES {
         let service = format!("svc{i}");
@@ -166,20 +233,83 @@ pub async fn measure(plan: &Plan) -> anyhow::Result<Results> {
         Duration::from_secs(4 * 3600),
     );
     let startup_rss = rss_kib(pid);
-    let in_flight = plan.clients * 4;
 
+    // 3–6. Ingest phases.
+    let mut stored = 0;
+    let ingest = match baseline {
+        Some(baseline) => {
+            let (i, n) = ingest_phases(
+                plan, baseline, &target, &http, &server, &admin, &sampler, ticks,
+            )
+            .await?;
+            stored = n;
+            Some(i)
+        }
+        None => None,
+    };
+
+    // 7. Fill and query.
+    let query = if plan.query {
+        let q = fill_and_query(
+            plan,
+            &target,
+            server.data_dir(),
+            &http,
+            &base,
+            &admin,
+            &sampler,
+            stored,
+            ticks,
+            pid,
+        )
+        .await?;
+        Some(q)
+    } else {
+        None
+    };
+
+    // 8. The web UI's pages.
+    let ui = match seeded {
+        Some(seeded) if plan.query => {
+            Some(ui_phase(plan, &base, &admin, &sampler, ticks, pid, seeded).await?)
+        }
+        _ => None,
+    };
+
+    Ok(Results {
+        cores,
+        message_bytes,
+        entry_json_bytes,
+        startup_rss,
+        ingest,
+        query,
+        ui,
+        server_log: server.log_tail(),
+    })
+}
+
+/// Warm-up, sustained ingest, half load, live tail and idle memory; with
+/// the baseline, what they measured and how many entries they stored.
+#[allow(clippy::too_many_arguments)]
+async fn ingest_phases(
+    plan: &Plan,
+    (plain, fts, commit): (Baseline, Baseline, Summary),
+    target: &Target,
+    http: &reqwest::Client,
+    server: &Server,
+    admin: &str,
+    sampler: &RssSampler,
+    ticks: f64,
+) -> anyhow::Result<(Ingest, u64)> {
+    let base = server.base_url();
+    let pid = server.pid;
+    let in_flight = plan.clients * 4;
     progress(format!(
         "warm-up {} s (not reported)",
         plan.warmup.as_secs()
     ));
-    let (warm, _) = load::closed_loop(
-        &target,
-        plan.clients,
-        plan.batch,
-        plan.warmup,
-        plan.seed ^ 1,
-    )
-    .await;
+    let (warm, _) =
+        load::closed_loop(target, plan.clients, plan.batch, plan.warmup, plan.seed ^ 1).await;
     let mut stored = warm.accepted;
 
     // 3. Sustained ingest.
@@ -189,12 +319,12 @@ pub async fn measure(plan: &Plan) -> anyhow::Result<Results> {
         plan.batch,
         plan.sustained.as_secs()
     ));
-    let before = Scrape::fetch(&http, &base).await;
+    let before = Scrape::fetch(http, &base).await;
     let meter = Meter::begin(pid, ticks);
     let (sustained, elapsed) =
-        load::closed_loop(&target, plan.clients, plan.batch, plan.sustained, plan.seed).await;
-    let w_sustained = meter.end(&sampler);
-    let after = Scrape::fetch(&http, &base).await;
+        load::closed_loop(target, plan.clients, plan.batch, plan.sustained, plan.seed).await;
+    let w_sustained = meter.end(sampler);
+    let after = Scrape::fetch(http, &base).await;
     stored += sustained.accepted;
     let sustained_secs = elapsed.as_secs_f64();
     let rate = sustained.accepted as f64 / sustained_secs;
@@ -212,10 +342,10 @@ pub async fn measure(plan: &Plan) -> anyhow::Result<Results> {
         "half load: {half_rate:.0} entries/s open-loop for {} s",
         plan.half.as_secs()
     ));
-    let before = Scrape::fetch(&http, &base).await;
+    let before = Scrape::fetch(http, &base).await;
     let meter = Meter::begin(pid, ticks);
     let half = load::open_loop(
-        &target,
+        target,
         half_rate,
         plan.batch,
         plan.half,
@@ -223,8 +353,8 @@ pub async fn measure(plan: &Plan) -> anyhow::Result<Results> {
         plan.seed ^ 2,
     )
     .await;
-    let w_half = meter.end(&sampler);
-    let after = Scrape::fetch(&http, &base).await;
+    let w_half = meter.end(sampler);
+    let after = Scrape::fetch(http, &base).await;
     stored += half.tally.accepted;
     progress(format!(
         "half load: {:.0} entries/s achieved, errors {}, {}",
@@ -245,9 +375,9 @@ pub async fn measure(plan: &Plan) -> anyhow::Result<Results> {
     );
     let meter = Meter::begin(pid, ticks);
     let live = live::run(
-        &target,
+        target,
         &ws_url,
-        &admin,
+        admin,
         half_rate,
         plan.batch,
         plan.half,
@@ -255,7 +385,7 @@ pub async fn measure(plan: &Plan) -> anyhow::Result<Results> {
         plan.seed ^ 3,
     )
     .await?;
-    let w_live = meter.end(&sampler);
+    let w_live = meter.end(sampler);
     stored += live.load.tally.accepted + live.acked as u64 * plan.batch as u64;
     progress(format!(
         "live tail: {}/{} markers seen, {} dropped, delay {}",
@@ -271,25 +401,10 @@ pub async fn measure(plan: &Plan) -> anyhow::Result<Results> {
     let idle_rss = rss_kib(pid);
     let idle_parts = rss_parts_kib(pid);
 
-    // 7. Fill and query.
-    let query = if plan.query {
-        let q = fill_and_query(
-            plan, &target, &http, &base, &admin, &sampler, stored, ticks, pid,
-        )
-        .await?;
-        Some(q)
-    } else {
-        None
-    };
-
-    Ok(Results {
-        cores,
-        message_bytes,
-        entry_json_bytes,
+    let ingest = Ingest {
         plain,
         fts,
         commit,
-        startup_rss,
         sustained,
         sustained_secs,
         w_sustained,
@@ -303,8 +418,75 @@ pub async fn measure(plan: &Plan) -> anyhow::Result<Results> {
         w_live,
         idle_rss,
         idle_parts,
-        query,
-        server_log: server.log_tail(),
+    };
+    Ok((ingest, stored))
+}
+
+/// Waits (at most `limit`) until the server used less than 5 % of a core
+/// over a second: the issue processor has caught up with the fill.
+async fn wait_quiet(pid: u32, ticks: f64, limit: Duration) -> (Duration, bool) {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        let t0 = server::cpu_ticks(Some(pid)).unwrap_or(0);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let t1 = server::cpu_ticks(Some(pid)).unwrap_or(0);
+        if (t1.saturating_sub(t0) as f64) / ticks < 0.05 {
+            return (start.elapsed(), true);
+        }
+    }
+    (start.elapsed(), false)
+}
+
+async fn ui_phase(
+    plan: &Plan,
+    base: &str,
+    admin: &str,
+    sampler: &RssSampler,
+    ticks: f64,
+    pid: u32,
+    seeded: Seeded,
+) -> anyhow::Result<UiResults> {
+    progress("ui: waiting for the server to go quiet (issue processor catching up)");
+    let (quiet_after, quiet) = wait_quiet(pid, ticks, Duration::from_secs(180)).await;
+    progress(format!(
+        "ui: {} after {:.0} s",
+        if quiet { "quiet" } else { "still busy" },
+        quiet_after.as_secs_f64()
+    ));
+    let (browser, login) = ui::log_in(base, admin).await?;
+    progress(format!(
+        "ui: logged in as {} through first-run setup in {:.0} ms",
+        ui::USERNAME,
+        login.as_secs_f64() * 1e3
+    ));
+    // Page 500 of 100,000 issues (about 70 % unresolved): well inside.
+    let deep = u32::try_from(seeded.issues / 200).map_or(500, |p| p.clamp(1, 500));
+    let pages = ui::pages(seed::PROJECT, query::RARE_WORD, seed::SEARCH_WORD, deep);
+    progress(format!(
+        "ui: {} pages × {} loads (+1 cold), round robin",
+        pages.len(),
+        plan.ui_samples
+    ));
+    let meter = Meter::begin(pid, ticks);
+    let times = ui::measure(&browser, &pages, plan.ui_samples, plan.ui_limit).await?;
+    let w_ui = meter.end(sampler);
+    for t in &times {
+        if let Some(s) = Summary::of(&t.page) {
+            progress(format!(
+                "ui: {}: p50 {} / p99 {} ms",
+                t.name,
+                fmt_num(s.p50_ms),
+                fmt_num(s.p99_ms)
+            ));
+        }
+    }
+    Ok(UiResults {
+        seeded,
+        login,
+        quiet_after,
+        quiet,
+        pages: times,
+        w_ui,
     })
 }
 
@@ -332,6 +514,7 @@ async fn run_baseline(plan: &Plan) -> anyhow::Result<(Baseline, Baseline, Summar
 async fn fill_and_query(
     plan: &Plan,
     target: &Target,
+    data_dir: &std::path::Path,
     http: &reqwest::Client,
     base: &str,
     admin: &str,
@@ -351,6 +534,8 @@ async fn fill_and_query(
         plan.max_fill.as_secs()
     ));
     let meter = Meter::begin(pid, ticks);
+    let dir = data_dir.to_path_buf();
+    let min_free = plan.min_free_bytes;
     let fill = query::fill(
         target,
         plan.fill_clients,
@@ -366,6 +551,16 @@ async fn fill_and_query(
                 done as f64 * 100.0 / goal as f64,
                 rss_kib(pid).map_or("?".into(), |k| fmt_num(mb(k)))
             ));
+        },
+        move || {
+            let low = server::free_bytes(&dir).is_some_and(|b| b < min_free);
+            if low {
+                progress(format!(
+                    "fill: stopping, less than {} GB free on the disk",
+                    min_free / 1_000_000_000
+                ));
+            }
+            low
         },
     )
     .await;

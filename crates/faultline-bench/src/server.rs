@@ -28,17 +28,26 @@ pub struct Server {
 impl Server {
     /// Starts `exe server --listen 127.0.0.1:PORT --data-dir TMP/data` and
     /// waits until `GET /healthz` answers 200 (at most 30 s). `env` is added
-    /// to the server's environment.
+    /// to the server's environment. `prepare` runs first, with the (new,
+    /// empty) data directory, to put data there before the server opens it.
+    /// With `keep`, the temporary directory stays after the run.
     pub async fn start(
         exe: &Path,
         env: &[(String, String)],
         http: &reqwest::Client,
+        keep: bool,
+        prepare: impl FnOnce(&Path) -> anyhow::Result<()>,
     ) -> anyhow::Result<Server> {
-        let tmp = tempfile::Builder::new()
+        let mut tmp = tempfile::Builder::new()
             .prefix("faultline-bench-")
             .tempdir()
             .context("cannot create a temporary directory")?;
+        if keep {
+            tmp.disable_cleanup(true);
+        }
         let data_dir = tmp.path().join("data");
+        std::fs::create_dir_all(&data_dir).context("cannot create the data directory")?;
+        prepare(&data_dir)?;
         let log_path = tmp.path().join("server.log");
         let addr = free_port()?;
         let log = File::create(&log_path).context("cannot create the server log file")?;
@@ -66,6 +75,10 @@ impl Server {
         };
         server.wait_healthy(http).await?;
         Ok(server)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
     }
 
     pub fn base_url(&self) -> String {
@@ -154,6 +167,20 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Bytes free on the file system of `path` (`df -Pk`), if known.
+pub fn free_bytes(path: &Path) -> Option<u64> {
+    let out = Command::new("df").arg("-Pk").arg(path).output().ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    let kib: u64 = text
+        .lines()
+        .nth(1)?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
 }
 
 /// A loopback address with a port that was free a moment ago.

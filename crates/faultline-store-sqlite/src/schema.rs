@@ -341,6 +341,23 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX sessions_user ON sessions (user_id);
     "#,
+    // 6: issue lists (see issues.rs, `list_issues`): each sort of a
+    // project's issues walks an index in order, and the filters (status,
+    // service, level) and counts read index entries, not rows.
+    r#"
+    DROP INDEX issues_project_last_seen;
+    CREATE INDEX issues_last_seen ON issues (project_id, last_seen, status, service_id, level);
+    CREATE INDEX issues_status_last_seen ON issues (project_id, status, last_seen, service_id, level);
+    CREATE INDEX issues_first_seen ON issues (project_id, first_seen, status);
+    CREATE INDEX issues_count ON issues (project_id, count, last_seen, status);
+    -- The project overview's regressed count.
+    CREATE INDEX issues_regressed ON issues (project_id, status) WHERE regressed != 0;
+    -- Issues a text search must check apart (LIKE stops at a NUL).
+    CREATE INDEX issues_nul ON issues (project_id) WHERE instr(title, char(0)) > 0
+        OR instr(culprit, char(0)) > 0 OR instr(exception_type, char(0)) > 0;
+    -- The trend sort: the counts of the last 48 hours in one range.
+    CREATE INDEX issue_counts_hour ON issue_counts (hour, issue_id, count);
+    "#,
 ];
 
 /// The version whose migration creates `text_blocks`, which then needs the
@@ -793,7 +810,11 @@ mod tests {
             "the writer counted every entry"
         );
         conn.execute_batch(
-            "DROP TABLE log_counts; DROP TABLE users; DROP TABLE sessions; \
+            "DROP INDEX issues_last_seen; DROP INDEX issues_status_last_seen; \
+             DROP INDEX issues_first_seen; DROP INDEX issues_count; DROP INDEX issues_regressed; \
+             DROP INDEX issues_nul; DROP INDEX issue_counts_hour; \
+             CREATE INDEX issues_project_last_seen ON issues (project_id, last_seen); \
+             DROP TABLE log_counts; DROP TABLE users; DROP TABLE sessions; \
              DROP INDEX issue_events_log; PRAGMA user_version = 4;",
         )
         .expect("back to version 4");
