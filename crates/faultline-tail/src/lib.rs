@@ -211,6 +211,7 @@ mod identity;
 mod lines;
 mod multiline;
 mod observe;
+mod scan;
 mod tailer;
 mod watch;
 
@@ -223,4 +224,5 @@ pub use identity::{DevIno, FileId, HEAD_BYTES, Head, ParseFileIdError};
 pub use lines::{Line, LineSplitter};
 pub use multiline::{Aggregator, DEFAULT_START_PATTERN, Frame, MultilineRules};
 pub use observe::{Counters, EventLog, OpenReason, TailEvent, TailObserver, TracingObserver};
+pub use scan::{DEFAULT_MIN_READ, ScanFilter};
 pub use tailer::{Ack, FileKey, FileState, Record, Tailer};

@@ -1,0 +1,545 @@
+//! Catch-up scanning: frames a large read without looking at every line.
+//!
+//! A consumer that only cares about some records (the agent: records with
+//! a level word, and the lines around them) says so with a [`ScanFilter`].
+//! For a read of at least [`ScanFilter::min_read`] bytes the tailer then
+//! searches the buffer for the filter's needles (one SIMD multi-literal
+//! pass, plus `memchr`/`memmem` for short needles and line prefixes) and
+//! frames only the neighbourhood of each hit, line by line, exactly as
+//! without the filter. The stretches between are skipped without being
+//! split into lines, converted or matched against the multiline pattern.
+//!
+//! Exactness rests on one property of multiline framing: a line for which
+//! [`MultilineRules::starts_record`] holds (a *starter*) starts a new record
+//! whatever came before it. So framing that resumes at a starter produces
+//! the very records a line-by-line framing produces from there on, and a
+//! skip always goes from a starter to a starter (the record held before
+//! the first one is completed by it and handed out). Record boundaries
+//! near a hit are found by walking back over lines from the hit, testing
+//! each for being a starter.
+//!
+//! What is handed out (a superset of what the filter asks for; every
+//! record handed out is identical to the one a tailer without the filter
+//! returns, offsets and flags included):
+//! - every record that has a line containing a needle or a plain needle,
+//!   or a line starting with a line prefix;
+//! - the `before` records before each record with a needle or prefix, and
+//!   the records after it until they hold `after_lines` lines (counted as
+//!   `str::lines` counts them);
+//! - the `before` records (at least one) before the end of every read, the
+//!   record held at that point, and everything framed outside the scan
+//!   (reads shorter than `min_read`, the unfinished line at either end of a
+//!   read, flushes);
+//! - the first records of every stream until they hold `after_lines`
+//!   lines, and of every other followed file after a record with a needle
+//!   was handed out (a consumer's after-context may span a rotation).
+//!
+//! So a consumer that keeps the last `before` records of a log, or waits
+//! for `after_lines` lines after a record it wants, sees exactly what it
+//! would see without the filter; acknowledged offsets at the end of a poll
+//! are the same too (the records before the end of a read are handed out).
+//! Skipped lines are not counted in [`crate::Counters::lines`] and a line
+//! cut at the cap inside a skipped stretch is not reported.
+
+use std::time::Instant;
+
+use memchr::{memchr, memmem, memrchr};
+
+use crate::lines::{Line, line_text, make_line};
+use crate::multiline::{Aggregator, Frame, MultilineRules};
+
+/// Default [`ScanFilter::min_read`]: 256 KiB.
+pub const DEFAULT_MIN_READ: usize = 256 * 1024;
+
+/// What a consumer wants from a catch-up; set in
+/// [`crate::TailerConfig::scan_filter`]. See the module docs of `scan` in
+/// the crate documentation for what is handed out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanFilter {
+    /// A record with a line that contains one of these is handed out with
+    /// its context. Not empty, no `\n` or `\r`.
+    pub needles: Vec<String>,
+    /// A record with a line that starts with one of these is handed out
+    /// with its context. Not empty, no `\n` or `\r`.
+    pub line_prefixes: Vec<String>,
+    /// A record with a line that contains one of these is handed out,
+    /// without context. Not empty, no `\n` or `\r`.
+    pub plain_needles: Vec<String>,
+    /// Records handed out before each record with a needle or prefix.
+    pub before: usize,
+    /// After each record with a needle or prefix, the records that follow
+    /// are handed out until they hold this many lines.
+    pub after_lines: usize,
+    /// Reads shorter than this are framed line by line (live tailing).
+    /// Default [`DEFAULT_MIN_READ`].
+    pub min_read: usize,
+}
+
+impl ScanFilter {
+    /// A filter for `needles`, without context.
+    pub fn new<I, S>(needles: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        ScanFilter {
+            needles: needles.into_iter().map(Into::into).collect(),
+            line_prefixes: Vec::new(),
+            plain_needles: Vec::new(),
+            before: 0,
+            after_lines: 0,
+            min_read: DEFAULT_MIN_READ,
+        }
+    }
+}
+
+/// Needles of one kind, compiled for checking a line or a record's text.
+#[derive(Debug)]
+struct NeedleSet {
+    /// Needles of 3+ bytes as one literal alternation (SIMD search).
+    long: Option<regex::bytes::Regex>,
+    /// Shorter needles (they slow the alternation down a lot).
+    short: Vec<memmem::Finder<'static>>,
+    /// Line prefixes, and the same after a `\n`.
+    prefixes: Vec<Vec<u8>>,
+    prefixes_nl: Vec<memmem::Finder<'static>>,
+}
+
+impl NeedleSet {
+    fn new(needles: &[String], prefixes: &[String]) -> NeedleSet {
+        let (long, short): (Vec<&String>, Vec<&String>) =
+            needles.iter().partition(|n| n.len() >= 3);
+        NeedleSet {
+            long: literal_alternation(&long),
+            short: short
+                .iter()
+                .map(|n| memmem::Finder::new(n.as_bytes()).into_owned())
+                .collect(),
+            prefixes: prefixes.iter().map(|p| p.as_bytes().to_vec()).collect(),
+            prefixes_nl: prefixes
+                .iter()
+                .map(|p| memmem::Finder::new(format!("\n{p}").as_bytes()).into_owned())
+                .collect(),
+        }
+    }
+
+    /// Whether `text` (a line, or lines joined with `\n`) has a needle or
+    /// a line starting with a prefix.
+    fn in_text(&self, text: &[u8]) -> bool {
+        self.long.as_ref().is_some_and(|r| r.is_match(text))
+            || self.short.iter().any(|f| f.find(text).is_some())
+            || self.prefixes.iter().any(|p| text.starts_with(p))
+            || self.prefixes_nl.iter().any(|f| f.find(text).is_some())
+    }
+}
+
+fn literal_alternation(needles: &[&String]) -> Option<regex::bytes::Regex> {
+    if needles.is_empty() {
+        return None;
+    }
+    let alts: Vec<String> = needles.iter().map(|n| regex::escape(n)).collect();
+    // Unicode off: the needles are matched as bytes.
+    Some(
+        regex::bytes::RegexBuilder::new(&alts.join("|"))
+            .unicode(false)
+            .build()
+            .expect("escaped literals compile"),
+    )
+}
+
+/// One way of finding candidate positions in a buffer.
+#[derive(Debug)]
+enum Probe {
+    /// Needles of 3+ bytes (of every kind).
+    Long(regex::bytes::Regex),
+    /// One short needle.
+    Short(Box<memmem::Finder<'static>>),
+    /// Line prefixes that start with `first`: verified at a line start.
+    Prefix { first: u8, prefixes: Vec<Vec<u8>> },
+}
+
+impl Probe {
+    /// The first candidate at or after `from` in `hay` (a region that
+    /// starts at a line start).
+    fn find(&self, hay: &[u8], from: usize) -> Option<usize> {
+        match self {
+            Probe::Long(r) => r.find_at(hay, from).map(|m| m.start()),
+            Probe::Short(f) => f.find(&hay[from..]).map(|i| from + i),
+            Probe::Prefix { first, prefixes } => {
+                let mut q = from;
+                loop {
+                    let c = q + memchr(*first, &hay[q..])?;
+                    if (c == 0 || hay[c - 1] == b'\n')
+                        && prefixes.iter().any(|p| hay[c..].starts_with(p))
+                    {
+                        return Some(c);
+                    }
+                    q = c + 1;
+                }
+            }
+        }
+    }
+}
+
+/// A compiled [`ScanFilter`].
+#[derive(Debug)]
+pub(crate) struct Scanner {
+    filter: ScanFilter,
+    probes: Vec<Probe>,
+    context: NeedleSet,
+    plain: NeedleSet,
+}
+
+impl Scanner {
+    /// Compiles `filter`; an error names the bad needle.
+    pub(crate) fn new(filter: ScanFilter) -> Result<Scanner, String> {
+        for n in filter
+            .needles
+            .iter()
+            .chain(&filter.line_prefixes)
+            .chain(&filter.plain_needles)
+        {
+            if n.is_empty() || n.contains(['\n', '\r']) {
+                return Err(format!(
+                    "scan filter needle {n:?}: must be non-empty, without \\n or \\r"
+                ));
+            }
+        }
+        let mut probes = Vec::new();
+        let all: Vec<&String> = filter.needles.iter().chain(&filter.plain_needles).collect();
+        let long: Vec<&String> = all.iter().copied().filter(|n| n.len() >= 3).collect();
+        if let Some(r) = literal_alternation(&long) {
+            probes.push(Probe::Long(r));
+        }
+        for n in all.iter().filter(|n| n.len() < 3) {
+            probes.push(Probe::Short(Box::new(
+                memmem::Finder::new(n.as_bytes()).into_owned(),
+            )));
+        }
+        let mut firsts: Vec<u8> = filter
+            .line_prefixes
+            .iter()
+            .map(|p| p.as_bytes()[0])
+            .collect();
+        firsts.sort_unstable();
+        firsts.dedup();
+        for first in firsts {
+            probes.push(Probe::Prefix {
+                first,
+                prefixes: filter
+                    .line_prefixes
+                    .iter()
+                    .filter(|p| p.as_bytes()[0] == first)
+                    .map(|p| p.as_bytes().to_vec())
+                    .collect(),
+            });
+        }
+        Ok(Scanner {
+            context: NeedleSet::new(&filter.needles, &filter.line_prefixes),
+            plain: NeedleSet::new(&filter.plain_needles, &[]),
+            probes,
+            filter,
+        })
+    }
+
+    /// Reads shorter than this are framed line by line.
+    pub(crate) fn min_read(&self) -> usize {
+        self.filter.min_read
+    }
+
+    /// Lines handed out after a wanted record (and at a stream's start).
+    pub(crate) fn after_lines(&self) -> usize {
+        self.filter.after_lines
+    }
+
+    /// Keeps `after_left` (lines still owed to a consumer's after-context)
+    /// up to date for records about to be handed out. Returns whether one
+    /// of them has a needle or prefix.
+    pub(crate) fn account(&self, frames: &[Frame], after_left: &mut usize) -> bool {
+        let mut wanted = false;
+        for f in frames {
+            if self.context.in_text(f.text.as_bytes()) {
+                wanted = true;
+                *after_left = self.filter.after_lines;
+            } else if *after_left > 0 {
+                *after_left = after_left.saturating_sub(f.text.lines().count());
+            }
+        }
+        wanted
+    }
+
+    /// Frames `region` (complete lines only, starting at a line start at
+    /// file offset `base`, splitter clean) into `ff`, skipping what nobody
+    /// wants (see the module docs).
+    pub(crate) fn frame_region(
+        &self,
+        region: &[u8],
+        base: u64,
+        ff: &mut FileFraming<'_>,
+        out: &mut RegionStats,
+    ) {
+        debug_assert_eq!(region.last(), Some(&b'\n'));
+        let n = region.len();
+        let mut cur = Cursor {
+            probes: &self.probes,
+            hay: region,
+            cache: vec![(usize::MAX, None); self.probes.len()],
+        };
+        // Starters found walking back, lowest last: reused when the same
+        // lines are framed forwards.
+        let mut memo: Vec<(usize, bool)> = Vec::new();
+        let mut p = 0;
+        while p < n {
+            let e = line_end(region, p);
+            let starts = take_memo(&mut memo, p).unwrap_or_else(|| ff.starts(&region[p..e - 1]));
+            if !starts || *ff.after_left > 0 {
+                ff.push(self, region, base, (p, e), starts, out);
+                p = e;
+                continue;
+            }
+            // A starter with no after-context owed: the record held is
+            // complete (this line would complete it anyway).
+            ff.flush(self, out);
+            if *ff.after_left > 0 {
+                ff.push(self, region, base, (p, e), true, out);
+                p = e;
+                continue;
+            }
+            let (target, need, cap) = self.choose(&mut cur, region, p, ff);
+            memo.clear();
+            let w = scan_back(region, target, need, p, ff, &mut memo).min(cap);
+            out.skipped += (w - p) as u64;
+            p = w;
+            let target_end = line_end(region, target);
+            while p < target_end {
+                let e = line_end(region, p);
+                let starts =
+                    take_memo(&mut memo, p).unwrap_or_else(|| ff.starts(&region[p..e - 1]));
+                ff.push(self, region, base, (p, e), starts, out);
+                p = e;
+            }
+            memo.clear();
+        }
+    }
+
+    /// At a starter `p` with nothing owed: the line up to which framing must
+    /// go next, how many records before it must be framed too, and a
+    /// starter framing must start at or before (`usize::MAX`: none).
+    ///
+    /// Invariant at every such `p`: the `before` records before `p` were
+    /// handed out, or the next line that wants context (a needle, or the
+    /// end of the read) is at least `before + 1` starter-delimited groups
+    /// away, so its records before are all after `p`. A record wanted
+    /// alone (plain needle) is framed alone only when that keeps holding
+    /// after it; otherwise the line wanting context close behind it is the
+    /// target, and framing starts early enough to cover the plain record.
+    fn choose(
+        &self,
+        cur: &mut Cursor<'_>,
+        region: &[u8],
+        p: usize,
+        ff: &FileFraming<'_>,
+    ) -> (usize, usize, usize) {
+        let n = region.len();
+        // At least one record before a target: when the read ends in the
+        // target's group, the record completed last is handed out, so the
+        // position reached is the same as line by line.
+        let before = self.filter.before.max(1);
+        // No hit: the records before the end of the read (the consumer's
+        // "last records" must be right at the end of every read).
+        let last = line_start(region, n - 1);
+        let Some(h) = cur.next_hit(p) else {
+            return (last, before, usize::MAX);
+        };
+        let l = line_start(region, h);
+        let le = line_end(region, l);
+        if self.wants_context(&region[l..le - 1]) {
+            return (l, before, usize::MAX);
+        }
+        // The start of the plain line's group.
+        let group = scan_back(region, l, 0, p, ff, &mut Vec::new());
+        // Look for a line wanting context in the rest of the plain line's
+        // group and the `before + 1` groups after it.
+        let mut next = cur.next_hit(le);
+        let mut q = le;
+        let mut groups = 0;
+        loop {
+            if q >= n {
+                return (last, before, group);
+            }
+            let qe = line_end(region, q);
+            if ff.starts(&region[q..qe - 1]) {
+                groups += 1;
+                if groups > before + 1 {
+                    return (group, 0, usize::MAX);
+                }
+            }
+            if next.is_some_and(|h2| h2 < qe) {
+                if self.wants_context(&region[q..qe - 1]) {
+                    return (q, before, group);
+                }
+                next = cur.next_hit(qe);
+            }
+            q = qe;
+        }
+    }
+
+    /// Whether a raw line with a hit wants context (anything but a line
+    /// with only plain needles).
+    fn wants_context(&self, line: &[u8]) -> bool {
+        self.context.in_text(line) || !self.plain.in_text(line)
+    }
+}
+
+/// Walks back from the line at `target` to the starter that begins the
+/// `need`-th starter-delimited group before the target's, never below
+/// `floor` (a starter). Each group holds at least one record, so framing
+/// from there gives at least `need` records before the target's record.
+fn scan_back(
+    region: &[u8],
+    target: usize,
+    need: usize,
+    floor: usize,
+    ff: &FileFraming<'_>,
+    memo: &mut Vec<(usize, bool)>,
+) -> usize {
+    let mut q = target;
+    let mut e = line_end(region, q);
+    let mut starters = 0;
+    loop {
+        if q <= floor {
+            return floor;
+        }
+        let starts = ff.starts(&region[q..e - 1]);
+        memo.push((q, starts));
+        if starts {
+            starters += 1;
+            if starters > need {
+                return q;
+            }
+        }
+        e = q;
+        q = line_start(region, q - 1);
+    }
+}
+
+fn take_memo(memo: &mut Vec<(usize, bool)>, p: usize) -> Option<bool> {
+    match memo.last() {
+        Some(&(q, s)) if q == p => {
+            memo.pop();
+            Some(s)
+        }
+        _ => None,
+    }
+}
+
+/// Start of the line holding byte `i`.
+fn line_start(region: &[u8], i: usize) -> usize {
+    memrchr(b'\n', &region[..i]).map_or(0, |j| j + 1)
+}
+
+/// Just past the `\n` of the line starting at `p` (the region ends with one).
+fn line_end(region: &[u8], p: usize) -> usize {
+    p + memchr(b'\n', &region[p..]).expect("region ends with a newline") + 1
+}
+
+/// The next candidate of any probe, each probe searching every byte once.
+struct Cursor<'a> {
+    probes: &'a [Probe],
+    hay: &'a [u8],
+    /// Per probe: (searched from, first candidate at or after it).
+    cache: Vec<(usize, Option<usize>)>,
+}
+
+impl Cursor<'_> {
+    fn next_hit(&mut self, from: usize) -> Option<usize> {
+        let mut best: Option<usize> = None;
+        for (probe, cache) in self.probes.iter().zip(&mut self.cache) {
+            let (searched, hit) = *cache;
+            let hit = if searched <= from && hit.is_none_or(|h| h >= from) {
+                hit
+            } else {
+                let h = probe.find(self.hay, from);
+                *cache = (from, h);
+                h
+            };
+            if let Some(h) = hit {
+                best = Some(best.map_or(h, |b| b.min(h)));
+            }
+        }
+        best
+    }
+}
+
+/// Counts of a framed region.
+#[derive(Debug, Default)]
+pub(crate) struct RegionStats {
+    /// Bytes skipped (not framed).
+    pub skipped: u64,
+    /// Offsets of framed lines cut at the cap.
+    pub truncated: Vec<u64>,
+    /// Framed lines with invalid UTF-8.
+    pub lossy: u64,
+    /// A framed record has a needle or prefix.
+    pub wanted: bool,
+}
+
+/// The framing state of one file, borrowed from the tailer.
+pub(crate) struct FileFraming<'a> {
+    pub rules: Option<&'a MultilineRules>,
+    pub agg: Option<&'a mut Aggregator>,
+    pub max_line: usize,
+    pub now: Instant,
+    pub after_left: &'a mut usize,
+    pub frames: &'a mut Vec<Frame>,
+}
+
+impl FileFraming<'_> {
+    /// Whether the raw line (without its `\n`) is a starter; every line is
+    /// one without multiline rules.
+    fn starts(&self, raw: &[u8]) -> bool {
+        match self.rules {
+            Some(r) => r.starts_record(&line_text(raw, self.max_line, false, false).0),
+            None => true,
+        }
+    }
+
+    /// Frames the complete line `region[p..e]` as the splitter would.
+    fn push(
+        &mut self,
+        sc: &Scanner,
+        region: &[u8],
+        base: u64,
+        (p, e): (usize, usize),
+        starts: bool,
+        out: &mut RegionStats,
+    ) {
+        let line: Line = make_line(
+            base + p as u64,
+            base + e as u64,
+            &region[p..e - 1],
+            self.max_line,
+            false,
+            false,
+        );
+        if line.truncated {
+            out.truncated.push(line.start);
+        }
+        out.lossy += u64::from(line.lossy);
+        let k = self.frames.len();
+        match (self.rules, self.agg.as_deref_mut()) {
+            (Some(r), Some(a)) => a.push_classified(r, line, starts, self.now, self.frames),
+            _ => self.frames.push(line.into()),
+        }
+        out.wanted |= sc.account(&self.frames[k..], self.after_left);
+    }
+
+    /// Hands out the record held.
+    fn flush(&mut self, sc: &Scanner, out: &mut RegionStats) {
+        if let Some(a) = self.agg.as_deref_mut() {
+            let k = self.frames.len();
+            a.flush(self.frames);
+            out.wanted |= sc.account(&self.frames[k..], self.after_left);
+        }
+    }
+}
