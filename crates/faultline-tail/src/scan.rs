@@ -159,20 +159,23 @@ enum Probe {
 }
 
 impl Probe {
-    /// The first candidate at or after `from` in `hay` (a region that
-    /// starts at a line start).
-    fn find(&self, hay: &[u8], from: usize) -> Option<usize> {
+    /// Candidates in `hay` (a region that starts at a line start) go to
+    /// `out`: at least one in every line that has a needle (or starts with
+    /// a prefix), each in its line.
+    fn find_all(&self, hay: &[u8], out: &mut Vec<usize>) {
         match self {
-            Probe::Long(r) => r.find_at(hay, from).map(|m| m.start()),
-            Probe::Short(f) => f.find(&hay[from..]).map(|i| from + i),
+            // Non-overlapping matches: an occurrence skipped overlaps a
+            // match, so it is in a line that has one.
+            Probe::Long(r) => out.extend(r.find_iter(hay).map(|m| m.start())),
+            Probe::Short(f) => out.extend(f.find_iter(hay)),
             Probe::Prefix { first, prefixes } => {
-                let mut q = from;
-                loop {
-                    let c = q + memchr(*first, &hay[q..])?;
+                let mut q = 0;
+                while let Some(i) = memchr(*first, &hay[q..]) {
+                    let c = q + i;
                     if (c == 0 || hay[c - 1] == b'\n')
                         && prefixes.iter().any(|p| hay[c..].starts_with(p))
                     {
-                        return Some(c);
+                        out.push(c);
                     }
                     q = c + 1;
                 }
@@ -270,61 +273,70 @@ impl Scanner {
 
     /// Frames `region` (complete lines only, starting at a line start at
     /// file offset `base`, splitter clean) into `ff`, skipping what nobody
-    /// wants (see the module docs).
+    /// wants (see the module docs). Returns how much of it was consumed:
+    /// all of it, or with `defer` (the caller reads on from there) possibly
+    /// less — when nothing is wanted near the end, framing stops at a
+    /// starter before the records the end would need and leaves them to
+    /// the next read, which sees what follows them.
     pub(crate) fn frame_region(
         &self,
         region: &[u8],
         base: u64,
+        defer: bool,
         ff: &mut FileFraming<'_>,
         out: &mut RegionStats,
-    ) {
+    ) -> usize {
         debug_assert_eq!(region.last(), Some(&b'\n'));
         let n = region.len();
-        let mut cur = Cursor {
-            probes: &self.probes,
-            hay: region,
-            cache: vec![(usize::MAX, None); self.probes.len()],
-        };
+        let hits = self.hits(region);
         // Starters found walking back, lowest last: reused when the same
         // lines are framed forwards.
         let mut memo: Vec<(usize, bool)> = Vec::new();
         let mut p = 0;
         while p < n {
             let e = line_end(region, p);
-            let starts = take_memo(&mut memo, p).unwrap_or_else(|| ff.starts(&region[p..e - 1]));
+            let memo_starts = take_memo(&mut memo, p);
+            let line = ff.line(region, base, (p, e));
+            let starts = memo_starts.unwrap_or_else(|| ff.starts(&line.text));
             if !starts || *ff.after_left > 0 {
-                ff.push(self, region, base, (p, e), starts, out);
+                ff.push(self, &hits, base, line, starts, out);
                 p = e;
                 continue;
             }
             // A starter with no after-context owed: the record held is
             // complete (this line would complete it anyway).
-            ff.flush(self, out);
+            ff.flush(self, &hits, base, out);
             if *ff.after_left > 0 {
-                ff.push(self, region, base, (p, e), true, out);
+                ff.push(self, &hits, base, line, true, out);
                 p = e;
                 continue;
             }
-            let (target, need, cap) = self.choose(&mut cur, region, p, ff);
+            let plan = self.choose(&hits, region, p, ff);
+            let target = plan.target;
             memo.clear();
-            let w = scan_back(region, target, need, p, ff, &mut memo).min(cap);
+            let w = scan_back(region, target, plan.need, p, ff, &mut memo).min(plan.cap);
             out.skipped += (w - p) as u64;
+            if plan.at_end && defer && w > 0 {
+                // Aggregator empty, splitter clean at a starter: the next
+                // read resumes here as if framing had gone on.
+                return w;
+            }
             p = w;
             let target_end = line_end(region, target);
             while p < target_end {
                 let e = line_end(region, p);
-                let starts =
-                    take_memo(&mut memo, p).unwrap_or_else(|| ff.starts(&region[p..e - 1]));
-                ff.push(self, region, base, (p, e), starts, out);
+                let memo_starts = take_memo(&mut memo, p);
+                let line = ff.line(region, base, (p, e));
+                let starts = memo_starts.unwrap_or_else(|| ff.starts(&line.text));
+                ff.push(self, &hits, base, line, starts, out);
                 p = e;
             }
             memo.clear();
         }
+        n
     }
 
-    /// At a starter `p` with nothing owed: the line up to which framing must
-    /// go next, how many records before it must be framed too, and a
-    /// starter framing must start at or before (`usize::MAX`: none).
+    /// At a starter `p` with nothing owed: what to frame next.
     ///
     /// Invariant at every such `p`: the `before` records before `p` were
     /// handed out, or the next line that wants context (a needle, or the
@@ -333,13 +345,7 @@ impl Scanner {
     /// alone (plain needle) is framed alone only when that keeps holding
     /// after it; otherwise the line wanting context close behind it is the
     /// target, and framing starts early enough to cover the plain record.
-    fn choose(
-        &self,
-        cur: &mut Cursor<'_>,
-        region: &[u8],
-        p: usize,
-        ff: &FileFraming<'_>,
-    ) -> (usize, usize, usize) {
+    fn choose(&self, hits: &Hits, region: &[u8], p: usize, ff: &FileFraming<'_>) -> Plan {
         let n = region.len();
         // At least one record before a target: when the read ends in the
         // target's group, the record completed last is handed out, so the
@@ -348,47 +354,126 @@ impl Scanner {
         // No hit: the records before the end of the read (the consumer's
         // "last records" must be right at the end of every read).
         let last = line_start(region, n - 1);
-        let Some(h) = cur.next_hit(p) else {
-            return (last, before, usize::MAX);
+        let plan = |target, need, cap, at_end| Plan {
+            target,
+            need,
+            cap,
+            at_end,
         };
-        let l = line_start(region, h);
+        let Some(k) = hits.next(p) else {
+            return plan(last, before, usize::MAX, true);
+        };
+        let l = hits.lines[k].start;
         let le = line_end(region, l);
-        if self.wants_context(&region[l..le - 1]) {
-            return (l, before, usize::MAX);
+        if hits.lines[k].wants_context() {
+            return plan(l, before, usize::MAX, false);
         }
         // The start of the plain line's group.
         let group = scan_back(region, l, 0, p, ff, &mut Vec::new());
         // Look for a line wanting context in the rest of the plain line's
         // group and the `before + 1` groups after it.
-        let mut next = cur.next_hit(le);
+        let mut next = k + 1;
         let mut q = le;
         let mut groups = 0;
         loop {
             if q >= n {
-                return (last, before, group);
+                return plan(last, before, group, true);
             }
             let qe = line_end(region, q);
-            if ff.starts(&region[q..qe - 1]) {
+            if ff.starts_raw(&region[q..qe - 1]) {
                 groups += 1;
                 if groups > before + 1 {
-                    return (group, 0, usize::MAX);
+                    return plan(group, 0, usize::MAX, false);
                 }
             }
-            if next.is_some_and(|h2| h2 < qe) {
-                if self.wants_context(&region[q..qe - 1]) {
-                    return (q, before, group);
+            if let Some(h) = hits.lines.get(next).filter(|h| h.start == q) {
+                if h.wants_context() {
+                    return plan(q, before, group, false);
                 }
-                next = cur.next_hit(qe);
+                next += 1;
             }
             q = qe;
         }
     }
 
-    /// Whether a raw line with a hit wants context (anything but a line
-    /// with only plain needles).
-    fn wants_context(&self, line: &[u8]) -> bool {
-        self.context.in_text(line) || !self.plain.in_text(line)
+    /// The lines of `region` with a hit, classified.
+    fn hits(&self, region: &[u8]) -> Hits {
+        let mut at = Vec::new();
+        for p in &self.probes {
+            p.find_all(region, &mut at);
+        }
+        at.sort_unstable();
+        let mut lines: Vec<HitLine> = Vec::new();
+        for h in at {
+            if lines.last().is_some_and(|l| h < l.end) {
+                continue;
+            }
+            let start = line_start(region, h);
+            let end = line_end(region, start);
+            let raw = &region[start..end - 1];
+            lines.push(HitLine {
+                start,
+                end,
+                context: self.context.in_text(raw),
+                plain: self.plain.in_text(raw),
+            });
+        }
+        Hits { lines }
     }
+}
+
+/// A line of a region with a hit.
+#[derive(Debug)]
+struct HitLine {
+    start: usize,
+    /// Just past its `\n`.
+    end: usize,
+    /// It has a needle or prefix (its records want context).
+    context: bool,
+    /// It has a plain needle.
+    plain: bool,
+}
+
+impl HitLine {
+    /// Anything but a line with only plain needles.
+    fn wants_context(&self) -> bool {
+        self.context || !self.plain
+    }
+}
+
+/// The lines of a region with a hit, in order.
+#[derive(Debug)]
+struct Hits {
+    lines: Vec<HitLine>,
+}
+
+impl Hits {
+    /// Index of the first hit line starting at or after `from`.
+    fn next(&self, from: usize) -> Option<usize> {
+        let k = self.lines.partition_point(|l| l.start < from);
+        (k < self.lines.len()).then_some(k)
+    }
+
+    /// Whether a line in `from..to` has a needle or prefix.
+    fn context_in(&self, from: usize, to: usize) -> bool {
+        let k = self.lines.partition_point(|l| l.start < from);
+        self.lines[k..]
+            .iter()
+            .take_while(|l| l.start < to)
+            .any(|l| l.context)
+    }
+}
+
+/// What [`Scanner::choose`] decided.
+struct Plan {
+    /// The line framing must go through.
+    target: usize,
+    /// Records before the target's that must be framed too.
+    need: usize,
+    /// A starter framing must start at or before (`usize::MAX`: none).
+    cap: usize,
+    /// The target is the end of the region (nothing wanted before it).
+    at_end: bool,
 }
 
 /// Walks back from the line at `target` to the starter that begins the
@@ -410,7 +495,7 @@ fn scan_back(
         if q <= floor {
             return floor;
         }
-        let starts = ff.starts(&region[q..e - 1]);
+        let starts = ff.starts_raw(&region[q..e - 1]);
         memo.push((q, starts));
         if starts {
             starters += 1;
@@ -443,34 +528,6 @@ fn line_end(region: &[u8], p: usize) -> usize {
     p + memchr(b'\n', &region[p..]).expect("region ends with a newline") + 1
 }
 
-/// The next candidate of any probe, each probe searching every byte once.
-struct Cursor<'a> {
-    probes: &'a [Probe],
-    hay: &'a [u8],
-    /// Per probe: (searched from, first candidate at or after it).
-    cache: Vec<(usize, Option<usize>)>,
-}
-
-impl Cursor<'_> {
-    fn next_hit(&mut self, from: usize) -> Option<usize> {
-        let mut best: Option<usize> = None;
-        for (probe, cache) in self.probes.iter().zip(&mut self.cache) {
-            let (searched, hit) = *cache;
-            let hit = if searched <= from && hit.is_none_or(|h| h >= from) {
-                hit
-            } else {
-                let h = probe.find(self.hay, from);
-                *cache = (from, h);
-                h
-            };
-            if let Some(h) = hit {
-                best = Some(best.map_or(h, |b| b.min(h)));
-            }
-        }
-        best
-    }
-}
-
 /// Counts of a framed region.
 #[derive(Debug, Default)]
 pub(crate) struct RegionStats {
@@ -495,33 +552,42 @@ pub(crate) struct FileFraming<'a> {
 }
 
 impl FileFraming<'_> {
-    /// Whether the raw line (without its `\n`) is a starter; every line is
-    /// one without multiline rules.
-    fn starts(&self, raw: &[u8]) -> bool {
-        match self.rules {
-            Some(r) => r.starts_record(&line_text(raw, self.max_line, false, false).0),
-            None => true,
-        }
-    }
-
-    /// Frames the complete line `region[p..e]` as the splitter would.
-    fn push(
-        &mut self,
-        sc: &Scanner,
-        region: &[u8],
-        base: u64,
-        (p, e): (usize, usize),
-        starts: bool,
-        out: &mut RegionStats,
-    ) {
-        let line: Line = make_line(
+    /// The complete line `region[p..e]` as the splitter would make it.
+    fn line(&self, region: &[u8], base: u64, (p, e): (usize, usize)) -> Line {
+        make_line(
             base + p as u64,
             base + e as u64,
             &region[p..e - 1],
             self.max_line,
             false,
             false,
-        );
+        )
+    }
+
+    /// Whether a line with this text is a starter; every line is one
+    /// without multiline rules.
+    fn starts(&self, text: &str) -> bool {
+        self.rules.is_none_or(|r| r.starts_record(text))
+    }
+
+    /// [`FileFraming::starts`] of a raw line (without its `\n`).
+    fn starts_raw(&self, raw: &[u8]) -> bool {
+        match self.rules {
+            Some(r) => r.starts_record(&line_text(raw, self.max_line, false, false).0),
+            None => true,
+        }
+    }
+
+    /// Frames one complete line of the region.
+    fn push(
+        &mut self,
+        sc: &Scanner,
+        hits: &Hits,
+        base: u64,
+        line: Line,
+        starts: bool,
+        out: &mut RegionStats,
+    ) {
         if line.truncated {
             out.truncated.push(line.start);
         }
@@ -531,15 +597,33 @@ impl FileFraming<'_> {
             (Some(r), Some(a)) => a.push_classified(r, line, starts, self.now, self.frames),
             _ => self.frames.push(line.into()),
         }
-        out.wanted |= sc.account(&self.frames[k..], self.after_left);
+        self.account(sc, hits, base, k, out);
     }
 
     /// Hands out the record held.
-    fn flush(&mut self, sc: &Scanner, out: &mut RegionStats) {
+    fn flush(&mut self, sc: &Scanner, hits: &Hits, base: u64, out: &mut RegionStats) {
         if let Some(a) = self.agg.as_deref_mut() {
             let k = self.frames.len();
             a.flush(self.frames);
-            out.wanted |= sc.account(&self.frames[k..], self.after_left);
+            self.account(sc, hits, base, k, out);
+        }
+    }
+
+    /// [`Scanner::account`] for the frames from `k` on: by the hits of the
+    /// region for frames within it (a line whose text has a needle has it
+    /// in its bytes too), by their text for the others.
+    fn account(&mut self, sc: &Scanner, hits: &Hits, base: u64, k: usize, out: &mut RegionStats) {
+        for f in &self.frames[k..] {
+            let wanted = match f.start.checked_sub(base) {
+                Some(a) => hits.context_in(a as usize, (f.end - base) as usize),
+                None => sc.context.in_text(f.text.as_bytes()),
+            };
+            if wanted {
+                out.wanted = true;
+                *self.after_left = sc.filter.after_lines;
+            } else if *self.after_left > 0 {
+                *self.after_left = self.after_left.saturating_sub(f.text.lines().count());
+            }
         }
     }
 }

@@ -1086,6 +1086,11 @@ impl Tailer {
         }
     }
 
+    /// Reads file `i` from `pos` in chunks of `buf` within `budget` (new
+    /// bytes), framing each (with the scanner when `scan_min` says so).
+    /// The scanner may leave the end of a chunk to the next read (bytes
+    /// read again do not count against the budget, so a step covers the
+    /// same bytes either way).
     #[allow(clippy::too_many_arguments)]
     fn read_chunks(
         &mut self,
@@ -1097,8 +1102,11 @@ impl Tailer {
         out: &mut Vec<Record>,
         budget: &mut usize,
     ) {
+        // Furthest byte read (beyond `pos` when the scanner deferred).
+        let mut read_end = pos;
         loop {
-            let want = buf.len().min(*budget);
+            let again = (read_end - pos) as usize;
+            let want = buf.len().min(budget.saturating_add(again));
             if want == 0 {
                 self.files[i].more = true;
                 return;
@@ -1116,14 +1124,19 @@ impl Tailer {
                     return;
                 }
                 Ok(n) => {
-                    pos += n as u64;
-                    *budget -= n;
-                    self.sink.counters.bytes_read += n as u64;
+                    let new = n.saturating_sub(again);
+                    *budget -= new.min(*budget);
+                    read_end = read_end.max(pos + n as u64);
+                    self.sink.counters.bytes_read += new as u64;
                     t.last_growth = now;
                     t.at_eof = false;
-                    if scan_min.is_some_and(|m| n >= m) {
-                        self.read_scanned(i, &buf[..n], now, out);
+                    if let Some(m) = scan_min.filter(|&m| n >= m) {
+                        // Leave the end to the next read only when there is
+                        // one: a full chunk, and budget for another big one.
+                        let defer = n == want && *budget >= m;
+                        pos += self.read_scanned(i, &buf[..n], defer, now, out) as u64;
                     } else {
+                        pos += n as u64;
                         let lines = &mut self.lines;
                         t.splitter.feed(&buf[..n], &mut |l| lines.push(l));
                         self.emit_lines(i, now, out);
@@ -1141,7 +1154,15 @@ impl Tailer {
     /// Frames a big chunk of file `i` with the scanner: the end of the line
     /// the splitter holds and the unfinished last line go line by line,
     /// the complete lines between through [`Scanner::frame_region`].
-    fn read_scanned(&mut self, i: usize, data: &[u8], now: Instant, out: &mut Vec<Record>) {
+    /// Returns the bytes consumed (all of `data` unless `defer`).
+    fn read_scanned(
+        &mut self,
+        i: usize,
+        data: &[u8],
+        defer: bool,
+        now: Instant,
+        out: &mut Vec<Record>,
+    ) -> usize {
         let mut k = 0;
         if !self.files[i].splitter.is_clean() {
             k = memchr::memchr(b'\n', data).map_or(data.len(), |j| j + 1);
@@ -1175,8 +1196,8 @@ impl Tailer {
                 after_left: &mut t.after_left,
                 frames,
             };
-            scanner.frame_region(&rest[..len], base, &mut ff, &mut stats);
-            t.splitter.advance_clean(base + len as u64);
+            let used = scanner.frame_region(&rest[..len], base, defer, &mut ff, &mut stats);
+            t.splitter.advance_clean(base + used as u64);
             let c = &mut sink.counters;
             c.bytes_skipped += stats.skipped;
             c.lines_lossy += stats.lossy;
@@ -1192,6 +1213,9 @@ impl Tailer {
             if stats.wanted {
                 self.owe_after_context(i);
             }
+            if used < len {
+                return k + used;
+            }
         }
         if len < rest.len() {
             let lines = &mut self.lines;
@@ -1200,6 +1224,7 @@ impl Tailer {
                 .feed(&rest[len..], &mut |l| lines.push(l));
             self.emit_lines(i, now, out);
         }
+        data.len()
     }
 
     /// A record file `i` handed out has a needle: the next records of every

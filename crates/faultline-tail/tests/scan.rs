@@ -303,9 +303,9 @@ fn check(dir: &Path, s: &Setup) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    // 200 cases unless PROPTEST_CASES says otherwise (stress runs).
+    // 100 cases unless PROPTEST_CASES says otherwise (stress runs).
     #![proptest_config(ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(200),
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(100),
         ..ProptestConfig::default()
     })]
 
