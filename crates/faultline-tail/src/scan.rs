@@ -51,9 +51,14 @@ use crate::multiline::{Aggregator, Frame, MultilineRules};
 /// Default [`ScanFilter::min_read`]: 256 KiB.
 pub const DEFAULT_MIN_READ: usize = 256 * 1024;
 
+/// Bytes searched by every probe in turn (within the CPU's L2 cache).
+const SEARCH_WINDOW: usize = 64 * 1024;
+
 /// What a consumer wants from a catch-up; set in
-/// [`crate::TailerConfig::scan_filter`]. See the module docs of `scan` in
-/// the crate documentation for what is handed out.
+/// [`crate::TailerConfig::scan_filter`]. What is handed out: see "Catch-up
+/// scan" in the crate documentation (every record with a needle or prefix
+/// and its context, every record with a plain needle, records identical
+/// to a line-by-line read).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScanFilter {
     /// A record with a line that contains one of these is handed out with
@@ -93,13 +98,11 @@ impl ScanFilter {
     }
 }
 
-/// Needles of one kind, compiled for checking a line or a record's text.
+/// Needles of one kind, compiled for checking a line or a record's text
+/// (short texts: one `memmem` per needle, no regex cache to keep).
 #[derive(Debug)]
 struct NeedleSet {
-    /// Needles of 3+ bytes as one literal alternation (SIMD search).
-    long: Option<regex::bytes::Regex>,
-    /// Shorter needles (they slow the alternation down a lot).
-    short: Vec<memmem::Finder<'static>>,
+    needles: Vec<memmem::Finder<'static>>,
     /// Line prefixes, and the same after a `\n`.
     prefixes: Vec<Vec<u8>>,
     prefixes_nl: Vec<memmem::Finder<'static>>,
@@ -107,11 +110,8 @@ struct NeedleSet {
 
 impl NeedleSet {
     fn new(needles: &[String], prefixes: &[String]) -> NeedleSet {
-        let (long, short): (Vec<&String>, Vec<&String>) =
-            needles.iter().partition(|n| n.len() >= 3);
         NeedleSet {
-            long: literal_alternation(&long),
-            short: short
+            needles: needles
                 .iter()
                 .map(|n| memmem::Finder::new(n.as_bytes()).into_owned())
                 .collect(),
@@ -126,32 +126,50 @@ impl NeedleSet {
     /// Whether `text` (a line, or lines joined with `\n`) has a needle or
     /// a line starting with a prefix.
     fn in_text(&self, text: &[u8]) -> bool {
-        self.long.as_ref().is_some_and(|r| r.is_match(text))
-            || self.short.iter().any(|f| f.find(text).is_some())
+        self.needles.iter().any(|f| f.find(text).is_some())
             || self.prefixes.iter().any(|p| text.starts_with(p))
             || self.prefixes_nl.iter().any(|f| f.find(text).is_some())
     }
 }
 
-fn literal_alternation(needles: &[&String]) -> Option<regex::bytes::Regex> {
-    if needles.is_empty() {
-        return None;
+/// Many needles at once: Teddy (SIMD) when the set allows, else an
+/// Aho-Corasick automaton.
+#[derive(Debug)]
+enum Multi {
+    Packed(aho_corasick::packed::Searcher),
+    Automaton(aho_corasick::AhoCorasick),
+}
+
+impl Multi {
+    fn new(needles: &[&String]) -> Option<Multi> {
+        if needles.is_empty() {
+            return None;
+        }
+        if let Some(s) = aho_corasick::packed::Searcher::new(needles.iter()) {
+            return Some(Multi::Packed(s));
+        }
+        Some(Multi::Automaton(
+            aho_corasick::AhoCorasick::builder()
+                .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+                .build(needles)
+                .expect("literal needles build"),
+        ))
     }
-    let alts: Vec<String> = needles.iter().map(|n| regex::escape(n)).collect();
-    // Unicode off: the needles are matched as bytes.
-    Some(
-        regex::bytes::RegexBuilder::new(&alts.join("|"))
-            .unicode(false)
-            .build()
-            .expect("escaped literals compile"),
-    )
+
+    fn starts(&self, hay: &[u8], out: &mut Vec<usize>, from: usize, to: usize) {
+        let at = |m: aho_corasick::Match| from + m.start();
+        match self {
+            Multi::Packed(s) => out.extend(s.find_iter(hay).map(at).take_while(|&h| h < to)),
+            Multi::Automaton(a) => out.extend(a.find_iter(hay).map(at).take_while(|&h| h < to)),
+        }
+    }
 }
 
 /// One way of finding candidate positions in a buffer.
 #[derive(Debug)]
 enum Probe {
     /// Needles of 3+ bytes (of every kind).
-    Long(regex::bytes::Regex),
+    Long(Multi),
     /// One short needle.
     Short(Box<memmem::Finder<'static>>),
     /// Line prefixes that start with `first`: verified at a line start.
@@ -159,18 +177,27 @@ enum Probe {
 }
 
 impl Probe {
-    /// Candidates in `hay` (a region that starts at a line start) go to
-    /// `out`: at least one in every line that has a needle (or starts with
-    /// a prefix), each in its line.
-    fn find_all(&self, hay: &[u8], out: &mut Vec<usize>) {
+    /// Candidates starting in `hay[from..to]` (`hay`: a region that starts
+    /// at a line start; `to_ext`: `to` plus room for the longest needle) go
+    /// to `out`: at least one in every line that has a needle (or starts
+    /// with a prefix) there, each in its line.
+    fn find_all(
+        &self,
+        hay: &[u8],
+        (from, to, to_ext): (usize, usize, usize),
+        out: &mut Vec<usize>,
+    ) {
+        let win = &hay[from..to_ext];
         match self {
             // Non-overlapping matches: an occurrence skipped overlaps a
             // match, so it is in a line that has one.
-            Probe::Long(r) => out.extend(r.find_iter(hay).map(|m| m.start())),
-            Probe::Short(f) => out.extend(f.find_iter(hay)),
+            Probe::Long(m) => m.starts(win, out, from, to),
+            Probe::Short(f) => {
+                out.extend(f.find_iter(win).map(|h| from + h).take_while(|&h| h < to))
+            }
             Probe::Prefix { first, prefixes } => {
-                let mut q = 0;
-                while let Some(i) = memchr(*first, &hay[q..]) {
+                let mut q = from;
+                while let Some(i) = memchr(*first, &hay[q..to]) {
                     let c = q + i;
                     if (c == 0 || hay[c - 1] == b'\n')
                         && prefixes.iter().any(|p| hay[c..].starts_with(p))
@@ -189,6 +216,8 @@ impl Probe {
 pub(crate) struct Scanner {
     filter: ScanFilter,
     probes: Vec<Probe>,
+    /// Length of the longest needle or prefix.
+    longest: usize,
     context: NeedleSet,
     plain: NeedleSet,
 }
@@ -211,8 +240,8 @@ impl Scanner {
         let mut probes = Vec::new();
         let all: Vec<&String> = filter.needles.iter().chain(&filter.plain_needles).collect();
         let long: Vec<&String> = all.iter().copied().filter(|n| n.len() >= 3).collect();
-        if let Some(r) = literal_alternation(&long) {
-            probes.push(Probe::Long(r));
+        if let Some(m) = Multi::new(&long) {
+            probes.push(Probe::Long(m));
         }
         for n in all.iter().filter(|n| n.len() < 3) {
             probes.push(Probe::Short(Box::new(
@@ -237,7 +266,16 @@ impl Scanner {
                     .collect(),
             });
         }
+        let longest = filter
+            .needles
+            .iter()
+            .chain(&filter.line_prefixes)
+            .chain(&filter.plain_needles)
+            .map(String::len)
+            .max()
+            .unwrap_or(1);
         Ok(Scanner {
+            longest,
             context: NeedleSet::new(&filter.needles, &filter.line_prefixes),
             plain: NeedleSet::new(&filter.plain_needles, &[]),
             probes,
@@ -399,8 +437,17 @@ impl Scanner {
     /// The lines of `region` with a hit, classified.
     fn hits(&self, region: &[u8]) -> Hits {
         let mut at = Vec::new();
-        for p in &self.probes {
-            p.find_all(region, &mut at);
+        // Window by window, so that every probe after the first finds the
+        // bytes in the cache.
+        let n = region.len();
+        let mut from = 0;
+        while from < n {
+            let to = (from + SEARCH_WINDOW).min(n);
+            let to_ext = (to + self.longest.saturating_sub(1)).min(n);
+            for p in &self.probes {
+                p.find_all(region, (from, to, to_ext), &mut at);
+            }
+            from = to;
         }
         at.sort_unstable();
         let mut lines: Vec<HitLine> = Vec::new();
@@ -625,5 +672,59 @@ impl FileFraming<'_> {
                 *self.after_left = self.after_left.saturating_sub(f.text.lines().count());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The windowed search finds exactly the lines a line-by-line check
+    /// finds, needles across window edges included.
+    #[test]
+    fn hits_are_every_line_with_a_needle() {
+        let mut f = ScanFilter::new(["ERROR", "crit", "ersion"]);
+        f.line_prefixes = vec!["<1".into()];
+        f.plain_needles = vec![" v".into()];
+        let sc = Scanner::new(f).unwrap();
+        let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let pieces = [
+            "ERROR", "crit", "ersion", " v", "<1", "<2", "x", "abc ", "\n",
+        ];
+        let mut region = Vec::new();
+        while region.len() < 3 * SEARCH_WINDOW + 1000 {
+            // Needles straddle window edges now and then.
+            let edge = SEARCH_WINDOW - (region.len() % SEARCH_WINDOW);
+            if edge < 4 && next() % 2 == 0 {
+                region.extend_from_slice(b"ERRORcrit");
+            }
+            region.extend_from_slice(pieces[(next() % pieces.len() as u64) as usize].as_bytes());
+        }
+        region.push(b'\n');
+        let hits = sc.hits(&region);
+        let mut want = Vec::new();
+        let mut start = 0;
+        for (i, &b) in region.iter().enumerate() {
+            if b == b'\n' {
+                let line = &region[start..i];
+                let has = ["ERROR", "crit", "ersion", " v"]
+                    .iter()
+                    .any(|n| memmem::find(line, n.as_bytes()).is_some())
+                    || line.starts_with(b"<1");
+                if has {
+                    want.push(start);
+                }
+                start = i + 1;
+            }
+        }
+        let got: Vec<usize> = hits.lines.iter().map(|l| l.start).collect();
+        assert_eq!(got, want);
+        assert!(want.len() > 100);
     }
 }
