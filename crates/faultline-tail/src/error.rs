@@ -38,7 +38,7 @@ pub enum TailError {
     /// Loading or saving the checkpoint failed.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
-    /// A scan filter needle is empty or holds a line break.
+    /// A scan filter needle is empty or holds a line break or U+FFFD.
     #[error("invalid scan filter: {0}")]
     ScanFilter(String),
     /// The checkpoint path has no file name.

@@ -26,18 +26,20 @@
 //! - the `before` records before each record with a needle or prefix, and
 //!   the records after it until they hold `after_lines` lines (counted as
 //!   `str::lines` counts them);
-//! - the `before` records (at least one) before the end of every read, the
-//!   record held at that point, and everything framed outside the scan
-//!   (reads shorter than `min_read`, the unfinished line at either end of a
-//!   read, flushes);
+//! - the `before` records (at least one) before the end of what a poll
+//!   step reads of a file, the record held at that point, and everything
+//!   framed outside the scan (reads shorter than `min_read`, the unfinished
+//!   line at either end of a read, flushes). A read followed by another in
+//!   the same step leaves its hit-free end to that one instead (read again,
+//!   not counted twice against the step's budget);
 //! - the first records of every stream until they hold `after_lines`
 //!   lines, and of every other followed file after a record with a needle
 //!   was handed out (a consumer's after-context may span a rotation).
 //!
 //! So a consumer that keeps the last `before` records of a log, or waits
 //! for `after_lines` lines after a record it wants, sees exactly what it
-//! would see without the filter; acknowledged offsets at the end of a poll
-//! are the same too (the records before the end of a read are handed out).
+//! would see without the filter; a poll step reads the same bytes, and the
+//! offsets reached (what is acknowledged) at its end are the same too.
 //! Skipped lines are not counted in [`crate::Counters::lines`] and a line
 //! cut at the cap inside a skipped stretch is not reported.
 
@@ -62,13 +64,13 @@ const SEARCH_WINDOW: usize = 64 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScanFilter {
     /// A record with a line that contains one of these is handed out with
-    /// its context. Not empty, no `\n` or `\r`.
+    /// its context. Not empty, no `\n`, `\r` or U+FFFD.
     pub needles: Vec<String>,
     /// A record with a line that starts with one of these is handed out
-    /// with its context. Not empty, no `\n` or `\r`.
+    /// with its context. Not empty, no `\n`, `\r` or U+FFFD.
     pub line_prefixes: Vec<String>,
     /// A record with a line that contains one of these is handed out,
-    /// without context. Not empty, no `\n` or `\r`.
+    /// without context. Not empty, no `\n`, `\r` or U+FFFD.
     pub plain_needles: Vec<String>,
     /// Records handed out before each record with a needle or prefix.
     pub before: usize,
@@ -231,9 +233,12 @@ impl Scanner {
             .chain(&filter.line_prefixes)
             .chain(&filter.plain_needles)
         {
-            if n.is_empty() || n.contains(['\n', '\r']) {
+            // A needle found in a record's text must be in its bytes too:
+            // no line break (lines are joined, `\r` stripped), no U+FFFD
+            // (what invalid UTF-8 becomes).
+            if n.is_empty() || n.contains(['\n', '\r', '\u{fffd}']) {
                 return Err(format!(
-                    "scan filter needle {n:?}: must be non-empty, without \\n or \\r"
+                    "scan filter needle {n:?}: must be non-empty, without \\n, \\r or U+FFFD"
                 ));
             }
         }

@@ -389,3 +389,19 @@ fn big_catch_up_skips_most_and_keeps_every_error_with_context() {
     assert_eq!(c.len(), 60);
     assert_eq!(c, consumer(&fast, 20, 10));
 }
+
+#[test]
+fn a_needle_that_cannot_be_found_in_the_bytes_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in ["", "a\nb", "x\r", "\u{fffd}"] {
+        let mut c = TailerConfig::new([dir.path().join("*.log").to_string_lossy().into_owned()]);
+        c.scan_filter = Some(ScanFilter::new([bad]));
+        assert!(
+            matches!(
+                Tailer::new(c),
+                Err(faultline_tail::TailError::ScanFilter(_))
+            ),
+            "{bad:?}"
+        );
+    }
+}
