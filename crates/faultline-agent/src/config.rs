@@ -348,6 +348,10 @@ pub struct AgentConfig {
     pub rescan_interval: Duration,
     /// Multiline flush timeout.
     pub multiline_timeout: Duration,
+    /// Catch-up reads skip the records that cannot matter without framing
+    /// them (`pipeline::scan_filter`). Always on from a configuration;
+    /// tests and `bench scan --line-by-line` turn it off to compare.
+    pub scan_filter: bool,
 }
 
 /// Reads and parses a config file (no validation yet).
@@ -670,6 +674,7 @@ impl AgentConfig {
                 t.multiline_timeout.as_ref(),
                 Duration::from_millis(300),
             )?,
+            scan_filter: true,
         })
     }
 

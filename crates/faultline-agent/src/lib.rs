@@ -26,6 +26,12 @@
 //!                                  (backoff + jitter, Retry-After, dead-letter on 4xx)
 //! ```
 //!
+//! A catch-up (a backlog of 256 KiB or more) does not frame every line:
+//! the tailer's scan filter ([`pipeline::scan_filter`]) hands out only the
+//! records that may pass the matcher's pre-filter or announce versions,
+//! with the context the worker keeps around them, exactly as a
+//! line-by-line read would (`tests/scan.rs`).
+//!
 //! Two threads per source: the tail thread ([`pipeline::SourceWorker`]:
 //! its own tailer and checkpoint file, parsing, matching, context, shipped
 //! lines, acknowledgements) and the incident thread

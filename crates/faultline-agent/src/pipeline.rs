@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use faultline_grouping::{EventInput, Grouper, GrouperConfig, incident_title};
 use faultline_model::{Level, format_rfc3339_micros, now_micros};
 use faultline_tail::{
-    Ack, FileId, MultilineConfig, Record, TailError, Tailer, TailerConfig, WatchMode,
+    Ack, Counters, FileId, MultilineConfig, Record, ScanFilter, TailError, Tailer, TailerConfig,
+    WatchMode,
 };
 use serde::{Deserialize, Serialize};
 
@@ -158,9 +159,13 @@ impl AckTracker {
     }
 }
 
+/// Words on which a record is looked at for component versions (with
+/// `tk-`): the catch-up scan hands out every record holding one.
+const VERSION_HINTS: [&str; 2] = [" v", "ersion"];
+
 /// An error whose record is complete, waiting for its "after" lines.
 struct Pending {
-    key: String,
+    key: Arc<str>,
     record: Record,
     parsed: Parsed,
     before: Vec<String>,
@@ -219,8 +224,8 @@ pub struct SourceWorker {
     tailer: Tailer,
     matcher: Matcher,
     acks: AckTracker,
-    ctx: HashMap<String, StreamCtx>,
-    versions: HashMap<String, BTreeMap<String, String>>,
+    ctx: HashMap<Arc<str>, StreamCtx>,
+    versions: HashMap<Arc<str>, BTreeMap<String, String>>,
     pending: Vec<Pending>,
     to_builder: mpsc::SyncSender<Detected>,
     released: mpsc::Receiver<Vec<Hold>>,
@@ -228,7 +233,7 @@ pub struct SourceWorker {
     lines_hold: HashMap<FileId, u64>,
     spool_error_reported: bool,
     next_compact: Instant,
-    last_key: Option<(Arc<std::path::Path>, String)>,
+    last_key: Option<(Arc<std::path::Path>, Arc<str>)>,
     /// Counters.
     pub stats: WorkerStats,
 }
@@ -291,7 +296,31 @@ pub fn tailer_config(cfg: &AgentConfig, src: &SourceConfig) -> TailerConfig {
         WatchMode::Poll
     };
     t.rescan_interval = cfg.rescan_interval;
+    if cfg.scan_filter {
+        t.scan_filter = scan_filter(cfg, src, &Matcher::new(src.matcher.clone()));
+    }
     t
+}
+
+/// What a catch-up of `src` must hand out (see `faultline_tail::ScanFilter`):
+/// the records that may pass the matcher's pre-filter with the context the
+/// worker keeps around them, and the records that may announce versions.
+/// `None` when every record counts: shipping every line, or a matcher
+/// without pre-filter (`include` regexes, a level below warn).
+pub fn scan_filter(cfg: &AgentConfig, src: &SourceConfig, matcher: &Matcher) -> Option<ScanFilter> {
+    if src.ship_all_lines {
+        return None;
+    }
+    let mut f = ScanFilter::new(matcher.needles()?.iter().cloned());
+    f.line_prefixes = matcher
+        .line_prefixes(src.format)
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    f.plain_needles = VERSION_HINTS.iter().map(|h| h.to_string()).collect();
+    f.before = cfg.context_before;
+    f.after_lines = cfg.context_after;
+    Some(f)
 }
 
 /// Starts a source: its tailer (loads its checkpoint) and the two halves,
@@ -369,6 +398,12 @@ impl SourceWorker {
         self.tailer.files()
     }
 
+    /// The tailer's counters (`bytes_skipped`: what the catch-up scan did
+    /// not even frame).
+    pub fn tail_counters(&self) -> &Counters {
+        self.tailer.counters()
+    }
+
     /// Whether errors still wait for their context.
     pub fn has_pending(&self) -> bool {
         !self.pending.is_empty()
@@ -425,19 +460,19 @@ impl SourceWorker {
             if self.ctx.len() > files.len() {
                 let keys: std::collections::HashSet<String> =
                     files.iter().map(|f| log_key(&f.file.path)).collect();
-                self.ctx.retain(|k, _| keys.contains(k));
+                self.ctx.retain(|k, _| keys.contains(&**k));
             }
         }
     }
 
     /// The log key of a record's file, cached for the last path (a
     /// catch-up reads thousands of records of one file in a row).
-    fn key_of(&mut self, path: &Arc<std::path::Path>) -> String {
+    fn key_of(&mut self, path: &Arc<std::path::Path>) -> Arc<str> {
         match &self.last_key {
-            Some((p, k)) if Arc::ptr_eq(p, path) || **p == **path => k.clone(),
+            Some((p, k)) if Arc::ptr_eq(p, path) || **p == **path => Arc::clone(k),
             _ => {
-                let k = log_key(path);
-                self.last_key = Some((Arc::clone(path), k.clone()));
+                let k: Arc<str> = log_key(path).into();
+                self.last_key = Some((Arc::clone(path), Arc::clone(&k)));
                 k
             }
         }
@@ -448,7 +483,7 @@ impl SourceWorker {
         let id = r.file.id;
         let key = self.key_of(&r.file.path);
         // Versions are announced on lines like `Running tk-core v0.20.5`.
-        if r.text.contains("tk-") && (r.text.contains(" v") || r.text.contains("ersion")) {
+        if r.text.contains("tk-") && VERSION_HINTS.iter().any(|h| r.text.contains(h)) {
             let found = environment::versions_in(&r.text);
             if !found.is_empty() {
                 let v = self.versions.entry(key.clone()).or_default();
@@ -459,7 +494,12 @@ impl SourceWorker {
         }
         // After-context of waiting errors of the same log.
         let after_n = self.cfg.context_after;
-        for p in self.pending.iter_mut().filter(|p| p.key == key) {
+        // (Length first: most waiting errors have their lines already.)
+        for p in self
+            .pending
+            .iter_mut()
+            .filter(|p| p.after.len() < after_n && p.key == key)
+        {
             for l in r.text.lines() {
                 if p.after.len() >= after_n {
                     break;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::multiline::DEFAULT_START_PATTERN;
+use crate::scan::ScanFilter;
 
 /// Where to start reading a file that is already there when the tailer
 /// starts for the first time (no checkpoint file yet).
@@ -112,6 +113,10 @@ pub struct TailerConfig {
     /// Most bytes read in one poll step, so a catch-up of a big file comes
     /// back in batches. Default 4 MiB.
     pub max_read_per_poll: usize,
+    /// What the consumer wants from a catch-up, so that large reads skip
+    /// the records nobody wants without framing them (see [`ScanFilter`]).
+    /// `None` (default): every record is handed out.
+    pub scan_filter: Option<ScanFilter>,
 }
 
 impl TailerConfig {
@@ -136,6 +141,7 @@ impl TailerConfig {
             checkpoint_interval: Duration::from_secs(1),
             forget_after: Duration::from_secs(24 * 3600),
             max_read_per_poll: 4 << 20,
+            scan_filter: None,
         }
     }
 }

@@ -38,6 +38,9 @@ pub enum TailError {
     /// Loading or saving the checkpoint failed.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    /// A scan filter needle is empty or holds a line break or U+FFFD.
+    #[error("invalid scan filter: {0}")]
+    ScanFilter(String),
     /// The checkpoint path has no file name.
     #[error("checkpoint path {0} has no file name")]
     CheckpointPath(PathBuf),

@@ -5,6 +5,8 @@
 //! the rest of a longer line is skipped (counted, not stored) until its
 //! newline, and the line is emitted truncated. Pure: no I/O, no clock.
 
+use std::borrow::Cow;
+
 use memchr::memchr;
 
 /// One line of a file, with the byte range it occupies.
@@ -68,6 +70,20 @@ impl LineSplitter {
     /// Bytes dropped so far because lines exceeded the cap.
     pub fn skipped_bytes(&self) -> u64 {
         self.skipped
+    }
+
+    /// Whether the next byte fed starts a line: nothing held, no over-long
+    /// line being skipped.
+    pub(crate) fn is_clean(&self) -> bool {
+        self.buf.is_empty() && !self.skipping && !self.tail_only && self.pos == self.line_start
+    }
+
+    /// Moves a clean splitter past complete lines that were framed
+    /// elsewhere (the catch-up scan); `offset` must be a line start.
+    pub(crate) fn advance_clean(&mut self, offset: u64) {
+        debug_assert!(self.is_clean() && offset >= self.pos);
+        self.pos = offset;
+        self.line_start = offset;
     }
 
     /// Forgets everything and restarts at `offset` (after a truncation).
@@ -173,16 +189,16 @@ impl LineSplitter {
     }
 }
 
-/// Builds a line from its bytes: strips one trailing `\r` (when the line is
-/// complete), applies the cap on a UTF-8 boundary, converts lossily.
-pub(crate) fn make_line(
-    start: u64,
-    end: u64,
+/// The text of a line as [`make_line`] builds it: one trailing `\r`
+/// stripped (when the line is complete), the cap applied on a UTF-8
+/// boundary, invalid UTF-8 replaced. Borrowed when the bytes are valid
+/// UTF-8. Returns (text, truncated, lossy).
+pub(crate) fn line_text(
     bytes: &[u8],
     max: usize,
     mut truncated: bool,
     partial: bool,
-) -> Line {
+) -> (Cow<'_, str>, bool, bool) {
     let mut b = bytes;
     if !truncated && !partial && b.last() == Some(&b'\r') {
         b = &b[..b.len() - 1];
@@ -199,14 +215,27 @@ pub(crate) fn make_line(
             b = &b[..e.valid_up_to()];
         }
     }
-    let (text, lossy) = match std::str::from_utf8(b) {
-        Ok(s) => (s.to_owned(), false),
-        Err(_) => (String::from_utf8_lossy(b).into_owned(), true),
-    };
+    match std::str::from_utf8(b) {
+        Ok(s) => (Cow::Borrowed(s), truncated, false),
+        Err(_) => (String::from_utf8_lossy(b), truncated, true),
+    }
+}
+
+/// Builds a line from its bytes: strips one trailing `\r` (when the line is
+/// complete), applies the cap on a UTF-8 boundary, converts lossily.
+pub(crate) fn make_line(
+    start: u64,
+    end: u64,
+    bytes: &[u8],
+    max: usize,
+    truncated: bool,
+    partial: bool,
+) -> Line {
+    let (text, truncated, lossy) = line_text(bytes, max, truncated, partial);
     Line {
         start,
         end,
-        text,
+        text: text.into_owned(),
         truncated,
         lossy,
         partial,

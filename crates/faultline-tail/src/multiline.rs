@@ -57,6 +57,17 @@ impl MultilineRules {
             timeout,
         })
     }
+
+    /// Whether `text` starts a new record whatever came before it: it is a
+    /// header, or (with a continuation pattern) it cannot join a record.
+    /// A line for which this is false joins the record held, if any.
+    pub(crate) fn starts_record(&self, text: &str) -> bool {
+        self.start.is_match(text)
+            || self
+                .continuation
+                .as_ref()
+                .is_some_and(|c| !c.is_match(text))
+    }
 }
 
 /// A framed record before it is attached to a file: byte range, text and
@@ -111,14 +122,22 @@ impl Aggregator {
 
     /// Adds the next line; records completed by it go to `out`.
     pub fn push(&mut self, rules: &MultilineRules, line: Line, now: Instant, out: &mut Vec<Frame>) {
-        let is_start = rules.start.is_match(&line.text);
+        let starts = rules.starts_record(&line.text);
+        self.push_classified(rules, line, starts, now, out);
+    }
+
+    /// [`Aggregator::push`] with `starts = rules.starts_record(&line.text)`
+    /// already known.
+    pub(crate) fn push_classified(
+        &mut self,
+        rules: &MultilineRules,
+        line: Line,
+        starts: bool,
+        now: Instant,
+        out: &mut Vec<Frame>,
+    ) {
         if let Some((cur, at)) = &mut self.current {
-            let joins = !is_start
-                && rules
-                    .continuation
-                    .as_ref()
-                    .is_none_or(|c| c.is_match(&line.text));
-            if joins {
+            if !starts {
                 let fits = cur.lines < rules.max_lines
                     && cur.text.len() + 1 + line.text.len() <= rules.max_bytes;
                 if fits {

@@ -152,6 +152,9 @@ pub struct Counters {
     pub lines: u64,
     /// Bytes read from files.
     pub bytes_read: u64,
+    /// Bytes of records not handed out because the scan filter showed
+    /// nobody wants them (neither framed nor counted in `records`/`lines`).
+    pub bytes_skipped: u64,
     /// Lines cut at the line cap.
     pub lines_truncated: u64,
     /// Lines with invalid UTF-8.

@@ -18,9 +18,13 @@ use crate::identity::{
 use crate::lines::{Line, LineSplitter};
 use crate::multiline::{Aggregator, Frame, MultilineRules};
 use crate::observe::{Counters, OpenReason, TailEvent, TailObserver, TracingObserver};
+use crate::scan::{FileFraming, RegionStats, Scanner};
 use crate::watch::Watcher;
 
 const READ_CHUNK: usize = 64 * 1024;
+/// Read size of a catch-up with a scan filter (allocated only while a file
+/// has that much to read, freed when it is read to its end).
+const SCAN_CHUNK: usize = 1 << 20;
 
 /// Which file a record came from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -112,6 +116,8 @@ struct Tracked {
     head: Head,
     splitter: LineSplitter,
     agg: Option<Aggregator>,
+    /// Lines still owed to the consumer's after-context (scan filter).
+    after_left: usize,
     acked: u64,
     emitted: u64,
     away: Option<Away>,
@@ -237,6 +243,7 @@ pub struct Tailer {
     cfg: TailerConfig,
     discovery: Discovery,
     rules: Option<MultilineRules>,
+    scanner: Option<Scanner>,
     watcher: Watcher,
     sink: Sink,
     files: Vec<Tracked>,
@@ -255,6 +262,7 @@ pub struct Tailer {
     next_poll_check: Instant,
     rr: usize,
     buf: Vec<u8>,
+    scan_buf: Vec<u8>,
     lines: Vec<Line>,
     frames: Vec<Frame>,
 }
@@ -311,6 +319,12 @@ impl Tailer {
                 })
             })
             .transpose()?;
+        let scanner = cfg
+            .scan_filter
+            .clone()
+            .map(Scanner::new)
+            .transpose()
+            .map_err(TailError::ScanFilter)?;
         let store = match &cfg.checkpoint_path {
             Some(p) if p.file_name().is_none() => return Err(TailError::CheckpointPath(p.clone())),
             Some(p) => Some(CheckpointStore::new(p)),
@@ -340,6 +354,7 @@ impl Tailer {
         let mut t = Tailer {
             discovery,
             rules,
+            scanner,
             watcher,
             sink: Sink {
                 observer,
@@ -359,6 +374,7 @@ impl Tailer {
             next_poll_check: now + cfg.poll_interval,
             rr: 0,
             buf: vec![0; READ_CHUNK],
+            scan_buf: Vec::new(),
             lines: Vec::new(),
             frames: Vec::new(),
             cfg,
@@ -868,6 +884,9 @@ impl Tailer {
             head: o.head,
             splitter: LineSplitter::new(emitted, self.cfg.max_line_bytes),
             agg: self.rules.as_ref().map(|_| Aggregator::new()),
+            // A new stream's first lines may be a consumer's after-context
+            // of its predecessor (rotation): handed out.
+            after_left: self.scanner.as_ref().map_or(0, Scanner::after_lines),
             acked,
             emitted,
             away,
@@ -996,7 +1015,7 @@ impl Tailer {
         if let Some(a) = &mut t.away {
             a.deleted |= st.nlink == 0;
         }
-        let mut pos = t.splitter.position();
+        let pos = t.splitter.position();
         if st.size < pos {
             self.restart_stream(i, now, out, st.size);
             return;
@@ -1043,14 +1062,57 @@ impl Tailer {
             }
             return;
         }
+        // A catch-up with a scan filter reads big chunks and frames them
+        // with the scanner; anything else goes line by line.
+        let scan_min = self
+            .scanner
+            .as_ref()
+            .map(Scanner::min_read)
+            .filter(|&m| st.size - pos >= m as u64);
+        let mut buf = match scan_min {
+            Some(m) => {
+                let mut b = std::mem::take(&mut self.scan_buf);
+                b.resize(SCAN_CHUNK.max(m).max(READ_CHUNK), 0);
+                b
+            }
+            None => std::mem::take(&mut self.buf),
+        };
+        self.read_chunks(i, &mut buf, pos, scan_min, now, out, budget);
+        match scan_min {
+            // Read to its end: the catch-up is over, free the big buffer.
+            Some(_) if self.files[i].at_eof => {}
+            Some(_) => self.scan_buf = buf,
+            None => self.buf = buf,
+        }
+    }
+
+    /// Reads file `i` from `pos` in chunks of `buf` within `budget` (new
+    /// bytes), framing each (with the scanner when `scan_min` says so).
+    /// The scanner may leave the end of a chunk to the next read (bytes
+    /// read again do not count against the budget, so a step covers the
+    /// same bytes either way).
+    #[allow(clippy::too_many_arguments)]
+    fn read_chunks(
+        &mut self,
+        i: usize,
+        buf: &mut [u8],
+        mut pos: u64,
+        scan_min: Option<usize>,
+        now: Instant,
+        out: &mut Vec<Record>,
+        budget: &mut usize,
+    ) {
+        // Furthest byte read (beyond `pos` when the scanner deferred).
+        let mut read_end = pos;
         loop {
-            let want = self.buf.len().min(*budget);
+            let again = (read_end - pos) as usize;
+            let want = buf.len().min(budget.saturating_add(again));
             if want == 0 {
                 self.files[i].more = true;
                 return;
             }
             let t = &mut self.files[i];
-            match read_at(&t.file, &mut self.buf[..want], pos) {
+            match read_at(&t.file, &mut buf[..want], pos) {
                 Ok(0) => {
                     t.at_eof = true;
                     t.more = false;
@@ -1062,20 +1124,119 @@ impl Tailer {
                     return;
                 }
                 Ok(n) => {
-                    pos += n as u64;
-                    *budget -= n;
-                    self.sink.counters.bytes_read += n as u64;
+                    let new = n.saturating_sub(again);
+                    *budget -= new.min(*budget);
+                    read_end = read_end.max(pos + n as u64);
+                    self.sink.counters.bytes_read += new as u64;
                     t.last_growth = now;
                     t.at_eof = false;
-                    let lines = &mut self.lines;
-                    t.splitter.feed(&self.buf[..n], &mut |l| lines.push(l));
-                    self.emit_lines(i, now, out);
+                    if let Some(m) = scan_min.filter(|&m| n >= m) {
+                        // Leave the end to the next read only when there is
+                        // one: a full chunk, and budget for another big one.
+                        let defer = n == want && *budget >= m;
+                        pos += self.read_scanned(i, &buf[..n], defer, now, out) as u64;
+                    } else {
+                        pos += n as u64;
+                        let lines = &mut self.lines;
+                        t.splitter.feed(&buf[..n], &mut |l| lines.push(l));
+                        self.emit_lines(i, now, out);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     self.sink.io_error(Some(&t.path), "read", &e);
                     return;
                 }
+            }
+        }
+    }
+
+    /// Frames a big chunk of file `i` with the scanner: the end of the line
+    /// the splitter holds and the unfinished last line go line by line,
+    /// the complete lines between through [`Scanner::frame_region`].
+    /// Returns the bytes consumed (all of `data` unless `defer`).
+    fn read_scanned(
+        &mut self,
+        i: usize,
+        data: &[u8],
+        defer: bool,
+        now: Instant,
+        out: &mut Vec<Record>,
+    ) -> usize {
+        let mut k = 0;
+        if !self.files[i].splitter.is_clean() {
+            k = memchr::memchr(b'\n', data).map_or(data.len(), |j| j + 1);
+            let lines = &mut self.lines;
+            self.files[i]
+                .splitter
+                .feed(&data[..k], &mut |l| lines.push(l));
+            self.emit_lines(i, now, out);
+        }
+        let rest = &data[k..];
+        let len = memchr::memrchr(b'\n', rest).map_or(0, |j| j + 1);
+        if len > 0 {
+            let Tailer {
+                files,
+                rules,
+                scanner,
+                frames,
+                sink,
+                cfg,
+                ..
+            } = self;
+            let scanner = scanner.as_ref().expect("scan reads need a scanner");
+            let t = &mut files[i];
+            let base = t.splitter.position();
+            let mut stats = RegionStats::default();
+            let mut ff = FileFraming {
+                rules: rules.as_ref(),
+                agg: t.agg.as_mut(),
+                max_line: cfg.max_line_bytes,
+                now,
+                after_left: &mut t.after_left,
+                frames,
+            };
+            let used = scanner.frame_region(&rest[..len], base, defer, &mut ff, &mut stats);
+            t.splitter.advance_clean(base + used as u64);
+            let c = &mut sink.counters;
+            c.bytes_skipped += stats.skipped;
+            c.lines_lossy += stats.lossy;
+            c.lines_truncated += stats.truncated.len() as u64;
+            for offset in stats.truncated {
+                sink.emit(TailEvent::LineTruncated {
+                    id: t.id,
+                    path: t.path.to_path_buf(),
+                    offset,
+                });
+            }
+            frames_to_records(t, frames, out, &mut sink.counters, None);
+            if stats.wanted {
+                self.owe_after_context(i);
+            }
+            if used < len {
+                return k + used;
+            }
+        }
+        if len < rest.len() {
+            let lines = &mut self.lines;
+            self.files[i]
+                .splitter
+                .feed(&rest[len..], &mut |l| lines.push(l));
+            self.emit_lines(i, now, out);
+        }
+        data.len()
+    }
+
+    /// A record file `i` handed out has a needle: the next records of every
+    /// other file may be a consumer's after-context of it (a log and its
+    /// rotated predecessor share one).
+    fn owe_after_context(&mut self, i: usize) {
+        let Some(n) = self.scanner.as_ref().map(Scanner::after_lines) else {
+            return;
+        };
+        for (j, t) in self.files.iter_mut().enumerate() {
+            if j != i {
+                t.after_left = n;
             }
         }
     }
@@ -1101,7 +1262,10 @@ impl Tailer {
                 _ => self.frames.push(line.into()),
             }
         }
-        frames_to_records(t, &mut self.frames, out, &mut self.sink.counters);
+        let scanner = self.scanner.as_ref();
+        if frames_to_records(t, &mut self.frames, out, &mut self.sink.counters, scanner) {
+            self.owe_after_context(i);
+        }
     }
 
     /// Emits what is held for file `i`: the unfinished line and the
@@ -1116,7 +1280,10 @@ impl Tailer {
         if let Some(agg) = &mut t.agg {
             agg.flush(&mut self.frames);
         }
-        frames_to_records(t, &mut self.frames, out, &mut self.sink.counters);
+        let scanner = self.scanner.as_ref();
+        if frames_to_records(t, &mut self.frames, out, &mut self.sink.counters, scanner) {
+            self.owe_after_context(i);
+        }
     }
 
     fn flush_timers(&mut self, i: usize, now: Instant, out: &mut Vec<Record>) {
@@ -1138,7 +1305,10 @@ impl Tailer {
         let t = &mut self.files[i];
         if let (Some(r), Some(agg)) = (&self.rules, &mut t.agg) {
             agg.flush_due(r, now, &mut self.frames);
-            frames_to_records(t, &mut self.frames, out, &mut self.sink.counters);
+            let scanner = self.scanner.as_ref();
+            if frames_to_records(t, &mut self.frames, out, &mut self.sink.counters, scanner) {
+                self.owe_after_context(i);
+            }
         }
     }
 
@@ -1194,6 +1364,7 @@ impl Tailer {
         t.id = FileId::fresh();
         t.splitter.reset(0);
         t.agg = self.rules.as_ref().map(|_| Aggregator::new());
+        t.after_left = self.scanner.as_ref().map_or(0, Scanner::after_lines);
         t.head = Head::default();
         t.acked = 0;
         t.emitted = 0;
@@ -1248,12 +1419,17 @@ impl Drop for Tailer {
     }
 }
 
+/// Hands out `frames` of `t`. With `account`, keeps `t.after_left` up to
+/// date (frames of the scanner are accounted as they are made) and
+/// returns whether a frame has a scan needle.
 fn frames_to_records(
     t: &mut Tracked,
     frames: &mut Vec<Frame>,
     out: &mut Vec<Record>,
     counters: &mut Counters,
-) {
+    account: Option<&Scanner>,
+) -> bool {
+    let wanted = account.is_some_and(|sc| sc.account(frames, &mut t.after_left));
     for f in frames.drain(..) {
         t.emitted = f.end;
         counters.records += 1;
@@ -1271,6 +1447,7 @@ fn frames_to_records(
             split: f.split,
         });
     }
+    wanted
 }
 
 /// Whether the open `file` is still the stream `entry` describes, to be
