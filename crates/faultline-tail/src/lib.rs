@@ -68,8 +68,9 @@
 //! record a consumer of the filter needs is handed out: the wanted records,
 //! the `before` records before them and the records holding `after_lines`
 //! lines after them, the records before the end of what each poll step
-//! reads of a file, and the first lines of every stream (context across a
-//! rotation). Exactness
+//! reads of a file, and the first lines of every scanned read (context
+//! that continues from a line-by-line read or across a rotation).
+//! Exactness
 //! rests on one property of multiline framing: a line that starts a record
 //! whatever came before it (a header, or a line that cannot join) resets
 //! the framing, so a skip always goes from such a line to such a line. The

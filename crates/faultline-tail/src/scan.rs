@@ -32,9 +32,10 @@
 //!   line at either end of a read, flushes). A read followed by another in
 //!   the same step leaves its hit-free end to that one instead (read again,
 //!   not counted twice against the step's budget);
-//! - the first records of every stream until they hold `after_lines`
-//!   lines, and of every other followed file after a record with a needle
-//!   was handed out (a consumer's after-context may span a rotation).
+//! - the first records of every region framed here until they hold
+//!   `after_lines` lines: what came before was handed out line by line or
+//!   is in another file (a consumer's after-context may span a rotation),
+//!   so whatever after-context it still needs is covered.
 //!
 //! So a consumer that keeps the last `before` records of a log, or waits
 //! for `after_lines` lines after a record it wants, sees exactly what it
@@ -293,27 +294,6 @@ impl Scanner {
         self.filter.min_read
     }
 
-    /// Lines handed out after a wanted record (and at a stream's start).
-    pub(crate) fn after_lines(&self) -> usize {
-        self.filter.after_lines
-    }
-
-    /// Keeps `after_left` (lines still owed to a consumer's after-context)
-    /// up to date for records about to be handed out. Returns whether one
-    /// of them has a needle or prefix.
-    pub(crate) fn account(&self, frames: &[Frame], after_left: &mut usize) -> bool {
-        let mut wanted = false;
-        for f in frames {
-            if self.context.in_text(f.text.as_bytes()) {
-                wanted = true;
-                *after_left = self.filter.after_lines;
-            } else if *after_left > 0 {
-                *after_left = after_left.saturating_sub(f.text.lines().count());
-            }
-        }
-        wanted
-    }
-
     /// Frames `region` (complete lines only, starting at a line start at
     /// file offset `base`, splitter clean) into `ff`, skipping what nobody
     /// wants (see the module docs). Returns how much of it was consumed:
@@ -332,6 +312,10 @@ impl Scanner {
         debug_assert_eq!(region.last(), Some(&b'\n'));
         let n = region.len();
         let hits = self.hits(region);
+        // What came before was framed line by line (or is another file of
+        // the same log): whatever after-context it still needs, the first
+        // `after_lines` lines here cover it.
+        *ff.after_left = (*ff.after_left).max(self.filter.after_lines);
         // Starters found walking back, lowest last: reused when the same
         // lines are framed forwards.
         let mut memo: Vec<(usize, bool)> = Vec::new();
@@ -348,7 +332,7 @@ impl Scanner {
             }
             // A starter with no after-context owed: the record held is
             // complete (this line would complete it anyway).
-            ff.flush(self, &hits, base, out);
+            ff.flush(self, &hits, base);
             if *ff.after_left > 0 {
                 ff.push(self, &hits, base, line, true, out);
                 p = e;
@@ -589,8 +573,6 @@ pub(crate) struct RegionStats {
     pub truncated: Vec<u64>,
     /// Framed lines with invalid UTF-8.
     pub lossy: u64,
-    /// A framed record has a needle or prefix.
-    pub wanted: bool,
 }
 
 /// The framing state of one file, borrowed from the tailer.
@@ -649,29 +631,31 @@ impl FileFraming<'_> {
             (Some(r), Some(a)) => a.push_classified(r, line, starts, self.now, self.frames),
             _ => self.frames.push(line.into()),
         }
-        self.account(sc, hits, base, k, out);
+        self.account(sc, hits, base, k);
     }
 
     /// Hands out the record held.
-    fn flush(&mut self, sc: &Scanner, hits: &Hits, base: u64, out: &mut RegionStats) {
+    fn flush(&mut self, sc: &Scanner, hits: &Hits, base: u64) {
         if let Some(a) = self.agg.as_deref_mut() {
             let k = self.frames.len();
             a.flush(self.frames);
-            self.account(sc, hits, base, k, out);
+            self.account(sc, hits, base, k);
         }
     }
 
-    /// [`Scanner::account`] for the frames from `k` on: by the hits of the
+    /// Keeps `after_left` (lines still owed to a consumer's after-context)
+    /// up to date for the frames from `k` on: a frame with a needle or
+    /// prefix owes `after_lines` again; the others pay with their lines
+    /// (as `str::lines` counts them). Needles are told by the hits of the
     /// region for frames within it (a line whose text has a needle has it
     /// in its bytes too), by their text for the others.
-    fn account(&mut self, sc: &Scanner, hits: &Hits, base: u64, k: usize, out: &mut RegionStats) {
+    fn account(&mut self, sc: &Scanner, hits: &Hits, base: u64, k: usize) {
         for f in &self.frames[k..] {
             let wanted = match f.start.checked_sub(base) {
                 Some(a) => hits.context_in(a as usize, (f.end - base) as usize),
                 None => sc.context.in_text(f.text.as_bytes()),
             };
             if wanted {
-                out.wanted = true;
                 *self.after_left = sc.filter.after_lines;
             } else if *self.after_left > 0 {
                 *self.after_left = self.after_left.saturating_sub(f.text.lines().count());

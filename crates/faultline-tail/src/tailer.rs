@@ -116,7 +116,8 @@ struct Tracked {
     head: Head,
     splitter: LineSplitter,
     agg: Option<Aggregator>,
-    /// Lines still owed to the consumer's after-context (scan filter).
+    /// Lines still owed to the consumer's after-context (scan filter;
+    /// kept up to date by the scanner only).
     after_left: usize,
     acked: u64,
     emitted: u64,
@@ -884,9 +885,7 @@ impl Tailer {
             head: o.head,
             splitter: LineSplitter::new(emitted, self.cfg.max_line_bytes),
             agg: self.rules.as_ref().map(|_| Aggregator::new()),
-            // A new stream's first lines may be a consumer's after-context
-            // of its predecessor (rotation): handed out.
-            after_left: self.scanner.as_ref().map_or(0, Scanner::after_lines),
+            after_left: 0,
             acked,
             emitted,
             away,
@@ -1209,10 +1208,7 @@ impl Tailer {
                     offset,
                 });
             }
-            frames_to_records(t, frames, out, &mut sink.counters, None);
-            if stats.wanted {
-                self.owe_after_context(i);
-            }
+            frames_to_records(t, frames, out, &mut sink.counters);
             if used < len {
                 return k + used;
             }
@@ -1225,20 +1221,6 @@ impl Tailer {
             self.emit_lines(i, now, out);
         }
         data.len()
-    }
-
-    /// A record file `i` handed out has a needle: the next records of every
-    /// other file may be a consumer's after-context of it (a log and its
-    /// rotated predecessor share one).
-    fn owe_after_context(&mut self, i: usize) {
-        let Some(n) = self.scanner.as_ref().map(Scanner::after_lines) else {
-            return;
-        };
-        for (j, t) in self.files.iter_mut().enumerate() {
-            if j != i {
-                t.after_left = n;
-            }
-        }
     }
 
     /// Moves `self.lines` of file `i` through the aggregator into records.
@@ -1262,10 +1244,7 @@ impl Tailer {
                 _ => self.frames.push(line.into()),
             }
         }
-        let scanner = self.scanner.as_ref();
-        if frames_to_records(t, &mut self.frames, out, &mut self.sink.counters, scanner) {
-            self.owe_after_context(i);
-        }
+        frames_to_records(t, &mut self.frames, out, &mut self.sink.counters);
     }
 
     /// Emits what is held for file `i`: the unfinished line and the
@@ -1280,10 +1259,7 @@ impl Tailer {
         if let Some(agg) = &mut t.agg {
             agg.flush(&mut self.frames);
         }
-        let scanner = self.scanner.as_ref();
-        if frames_to_records(t, &mut self.frames, out, &mut self.sink.counters, scanner) {
-            self.owe_after_context(i);
-        }
+        frames_to_records(t, &mut self.frames, out, &mut self.sink.counters);
     }
 
     fn flush_timers(&mut self, i: usize, now: Instant, out: &mut Vec<Record>) {
@@ -1305,10 +1281,7 @@ impl Tailer {
         let t = &mut self.files[i];
         if let (Some(r), Some(agg)) = (&self.rules, &mut t.agg) {
             agg.flush_due(r, now, &mut self.frames);
-            let scanner = self.scanner.as_ref();
-            if frames_to_records(t, &mut self.frames, out, &mut self.sink.counters, scanner) {
-                self.owe_after_context(i);
-            }
+            frames_to_records(t, &mut self.frames, out, &mut self.sink.counters);
         }
     }
 
@@ -1364,7 +1337,6 @@ impl Tailer {
         t.id = FileId::fresh();
         t.splitter.reset(0);
         t.agg = self.rules.as_ref().map(|_| Aggregator::new());
-        t.after_left = self.scanner.as_ref().map_or(0, Scanner::after_lines);
         t.head = Head::default();
         t.acked = 0;
         t.emitted = 0;
@@ -1419,17 +1391,12 @@ impl Drop for Tailer {
     }
 }
 
-/// Hands out `frames` of `t`. With `account`, keeps `t.after_left` up to
-/// date (frames of the scanner are accounted as they are made) and
-/// returns whether a frame has a scan needle.
 fn frames_to_records(
     t: &mut Tracked,
     frames: &mut Vec<Frame>,
     out: &mut Vec<Record>,
     counters: &mut Counters,
-    account: Option<&Scanner>,
-) -> bool {
-    let wanted = account.is_some_and(|sc| sc.account(frames, &mut t.after_left));
+) {
     for f in frames.drain(..) {
         t.emitted = f.end;
         counters.records += 1;
@@ -1447,7 +1414,6 @@ fn frames_to_records(
             split: f.split,
         });
     }
-    wanted
 }
 
 /// Whether the open `file` is still the stream `entry` describes, to be

@@ -120,6 +120,8 @@ struct Setup {
     before: usize,
     after: usize,
     flush_now: bool,
+    /// Reads shorter than this go line by line (mixes both paths).
+    min_read: usize,
 }
 
 fn setup() -> impl Strategy<Value = Setup> {
@@ -132,14 +134,18 @@ fn setup() -> impl Strategy<Value = Setup> {
         0usize..5,
         0usize..6,
         any::<bool>(),
+        prop_oneof![Just(1usize), 1usize..3000],
     )
-        .prop_map(|(multiline, budget, before, after, flush_now)| Setup {
-            multiline,
-            budget,
-            before,
-            after,
-            flush_now,
-        })
+        .prop_map(
+            |(multiline, budget, before, after, flush_now, min_read)| Setup {
+                multiline,
+                budget,
+                before,
+                after,
+                flush_now,
+                min_read,
+            },
+        )
 }
 
 fn config(dir: &Path, s: &Setup, filter: bool) -> TailerConfig {
@@ -170,7 +176,7 @@ fn config(dir: &Path, s: &Setup, filter: bool) -> TailerConfig {
             plain_needles: PLAIN.iter().map(|s| s.to_string()).collect(),
             before: s.before,
             after_lines: s.after,
-            min_read: 1,
+            min_read: s.min_read,
         });
     }
     c
@@ -366,14 +372,12 @@ fn big_catch_up_skips_most_and_keeps_every_error_with_context() {
         before: 20,
         after: 10,
         flush_now: true,
+        min_read: faultline_tail::DEFAULT_MIN_READ,
     };
     let mut slow_cfg = config(dir.path(), &s, false);
     let mut fast_cfg = config(dir.path(), &s, true);
     for c in [&mut slow_cfg, &mut fast_cfg] {
         c.max_line_bytes = 1 << 20;
-        if let Some(f) = &mut c.scan_filter {
-            f.min_read = faultline_tail::DEFAULT_MIN_READ;
-        }
     }
     let (slow, _) = drain(slow_cfg);
     let (fast, tf) = drain(fast_cfg);
