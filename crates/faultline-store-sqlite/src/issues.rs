@@ -332,21 +332,28 @@ fn record_one(tx: &Transaction<'_>, e: &NewEvent) -> Result<EventOutcome> {
         // The count left of an ignore changed.
         store_state(tx, issue, &state)?;
     }
+    // An UPDATE naming a column rewrites the entries of every index holding
+    // it (the list indexes of migration 6), so what rarely changes (an
+    // older first event, a higher level, the first exception type) has
+    // statements of its own that update nothing most of the time.
     tx.prepare_cached(
-        "UPDATE issues SET count = count + ?2, first_seen = min(first_seen, ?3), \
-         last_seen = max(last_seen, ?3), level = max(level, ?4), \
-         exception_type = coalesce(exception_type, ?5) WHERE id = ?1",
+        "UPDATE issues SET count = count + ?2, last_seen = max(last_seen, ?3) WHERE id = ?1",
     )
-    .and_then(|mut s| {
-        s.execute(params![
-            issue,
-            count,
-            e.timestamp,
-            level,
-            e.details.exception_type
-        ])
-    })
+    .and_then(|mut s| s.execute(params![issue, count, e.timestamp]))
     .map_err(db("count an event"))?;
+    tx.prepare_cached("UPDATE issues SET first_seen = ?2 WHERE id = ?1 AND first_seen > ?2")
+        .and_then(|mut s| s.execute(params![issue, e.timestamp]))
+        .map_err(db("count an event"))?;
+    tx.prepare_cached("UPDATE issues SET level = ?2 WHERE id = ?1 AND level < ?2")
+        .and_then(|mut s| s.execute(params![issue, level]))
+        .map_err(db("count an event"))?;
+    if let Some(t) = &e.details.exception_type {
+        tx.prepare_cached(
+            "UPDATE issues SET exception_type = ?2 WHERE id = ?1 AND exception_type IS NULL",
+        )
+        .and_then(|mut s| s.execute(params![issue, t]))
+        .map_err(db("count an event"))?;
+    }
     let tags = (!e.tags.is_empty()).then(|| encode(&e.tags)).transpose()?;
     let attributes = (!e.attributes.is_empty())
         .then(|| encode(&e.attributes))
