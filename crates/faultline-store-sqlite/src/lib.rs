@@ -42,7 +42,7 @@
 //!   is checked against the database at the start of every append, see
 //!   below). Each open store runs its own checkpoint thread.
 //!
-//! # Schema (version 5, in `PRAGMA user_version`)
+//! # Schema (version 6, in `PRAGMA user_version`)
 //!
 //! | table | what | why this shape |
 //! |---|---|---|
@@ -55,7 +55,8 @@
 //! | `log_counts` | entries per `(service_id, hour, level)` by timestamp, `WITHOUT ROWID` | the dashboard's histograms and per-service activity read a few hundred rows, never entries; the writer counts each append in memory and upserts once per (service, hour, level) present; retention leaves the counts |
 //! | `users`, `sessions` | web UI accounts (password hashes) and sessions by the hash of their cookie token (`users.rs`) | a session lookup is one primary-key read on a read connection |
 //!
-//! The issue tables (`issues.rs`, `alerts.rs`) are described there.
+//! The issue tables (`issues.rs`, `alerts.rs`) and their indexes (migration 6:
+//! the issue lists page ids from indexes, see `issues.rs`) are described there.
 //!
 //! **Chunks.** One append (one transaction) groups its entries by service,
 //! in the order services first appear, and gives each group the next ids in
