@@ -150,6 +150,16 @@ impl Browser {
             .unwrap_or_else(|e| panic!("click {css}: {e}"));
     }
 
+    async fn select(&self, css: &str, value: &str) {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css}: {e}"))
+            .select_by_value(value)
+            .await
+            .unwrap_or_else(|e| panic!("select {value} in {css}: {e}"));
+    }
+
     async fn type_into(&self, css: &str, text: &str) {
         let el = self
             .client
@@ -367,13 +377,7 @@ async fn a_user_logs_in_watches_logs_live_and_triages_issues() {
     .await;
 
     // Filter by level.
-    b.client
-        .find(Locator::Css("#f-level"))
-        .await
-        .unwrap()
-        .select_by_value("warn")
-        .await
-        .unwrap();
+    b.select("#f-level", "warn").await;
     b.click("#log-filters button[type=submit]").await;
     b.until("filtered", "document.querySelector('#loglines').innerText.includes('live line two') && !document.querySelector('#loglines').innerText.includes('first line')").await;
     b.shot("05-logs-filtered").await;
@@ -681,13 +685,7 @@ async fn incident_details_settings_alerts_and_deliveries() {
     .await;
     b.type_into("#service-form input[name=service]", "farm")
         .await;
-    b.client
-        .find(Locator::Css("#service-form select"))
-        .await
-        .unwrap()
-        .select_by_value("pipeline")
-        .await
-        .unwrap();
+    b.select("#service-form select", "pipeline").await;
     b.click("#service-form button[type=submit]").await;
     b.until(
         "service listed",
@@ -777,13 +775,7 @@ async fn incident_details_settings_alerts_and_deliveries() {
     .await;
     b.type_into("#rule-form input[name=name]", "every new issue")
         .await;
-    b.client
-        .find(Locator::Css("#s-condition"))
-        .await
-        .unwrap()
-        .select_by_value("new_issue")
-        .await
-        .unwrap();
+    b.select("#s-condition", "new_issue").await;
     b.click("#rule-form button[type=submit]").await;
     b.until(
         "rule listed",

@@ -53,7 +53,7 @@ pub fn run_all(make: &dyn Fn() -> Box<dyn Store>) {
 const T0: i64 = 1_700_000_000_000_000;
 const HOUR: i64 = 3_600_000_000;
 
-fn event(project: &str, fingerprint: &str, ts: i64) -> NewEvent {
+pub(crate) fn event(project: &str, fingerprint: &str, ts: i64) -> NewEvent {
     NewEvent {
         project: project.into(),
         service: "api".into(),

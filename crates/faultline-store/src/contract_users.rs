@@ -9,7 +9,7 @@ use crate::{
     Bucket, EventBatch, LogCount, MAX_IDS_PER_CALL, ProjectOverview, ServiceActivity, StatusUpdate,
     Store, StoreError,
 };
-use faultline_model::{Attributes, EventDetails, IssueStatus, Level, NewEntry, NewEvent};
+use faultline_model::{Attributes, IssueStatus, Level, NewEntry, NewEvent};
 
 /// Every check, by name.
 pub const CHECKS: &[(&str, Check)] = &[
@@ -138,25 +138,8 @@ fn activity(service: &str, total: u64, errors: u64) -> ServiceActivity {
 
 fn event(project: &str, fingerprint: &str, ts: i64, log_id: Option<i64>) -> NewEvent {
     NewEvent {
-        project: project.into(),
-        service: "api".into(),
-        fingerprint: fingerprint.into(),
-        title: format!("Error {fingerprint}"),
-        culprit: None,
-        level: Level::Error,
-        timestamp: ts,
-        received_at: ts + 5,
         log_id,
-        message: format!("boom {fingerprint}"),
-        host: None,
-        user: None,
-        tags: Vec::new(),
-        attributes: Attributes::new(),
-        details: EventDetails {
-            count: 1,
-            ..Default::default()
-        },
-        key: None,
+        ..crate::contract_issues::event(project, fingerprint, ts)
     }
 }
 

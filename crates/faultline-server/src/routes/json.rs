@@ -3,8 +3,9 @@
 use faultline_model::{ServiceSummary, StoredEntry, TokenInfo, TokenKind, format_rfc3339_micros};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
-/// An entry as the API shows it.
-pub struct ApiEntry<'a>(pub &'a StoredEntry);
+/// An entry as the API shows it, with the issue it became an event of when
+/// known (stored entries; live ones are sent before grouping).
+pub struct ApiEntry<'a>(pub &'a StoredEntry, pub Option<i64>);
 
 impl Serialize for ApiEntry<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -27,6 +28,9 @@ impl Serialize for ApiEntry<'_> {
         }
         if let Some(t) = &e.span_id {
             m.serialize_entry("span_id", t)?;
+        }
+        if let Some(issue) = self.1 {
+            m.serialize_entry("issue_id", &issue)?;
         }
         m.end()
     }

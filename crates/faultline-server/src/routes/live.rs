@@ -55,7 +55,7 @@ impl Access {
 
 fn item_json(item: &LiveItem) -> String {
     match item {
-        LiveItem::Entry(e) => serde_json::to_string(&ApiEntry(e)).expect("entries serialize"),
+        LiveItem::Entry(e) => serde_json::to_string(&ApiEntry(e, None)).expect("entries serialize"),
         LiveItem::Dropped(n) => format!("{{\"dropped\":{n}}}"),
     }
 }

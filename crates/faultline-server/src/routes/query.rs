@@ -152,16 +152,10 @@ pub async fn get_logs(
         })
         .await?;
     let links: std::collections::HashMap<i64, i64> = links.into_iter().collect();
-    let entries: Vec<Value> = page
+    let entries: Vec<ApiEntry<'_>> = page
         .entries
         .iter()
-        .map(|e| {
-            let mut v = serde_json::to_value(ApiEntry(e)).expect("entries serialize");
-            if let Some(issue) = links.get(&e.id) {
-                v["issue_id"] = json!(issue);
-            }
-            v
-        })
+        .map(|e| ApiEntry(e, links.get(&e.id).copied()))
         .collect();
     Ok(Json(json!({
         "entries": entries,
