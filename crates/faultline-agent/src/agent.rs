@@ -37,6 +37,9 @@ pub enum AgentError {
     /// The spool cannot be opened.
     #[error(transparent)]
     Spool(#[from] SpoolError),
+    /// The server URL or its TLS settings.
+    #[error(transparent)]
+    Client(#[from] crate::http::ClientError),
     /// A source cannot start.
     #[error("source {name:?}: {source}")]
     Source {
@@ -101,8 +104,7 @@ pub fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         tracing::info!(source = %s.name, paths = ?s.paths, "watching");
         workers.push((s.name.clone(), w, b));
     }
-    let sender = Sender::new(Arc::clone(&cfg), Arc::clone(&shared))
-        .expect("server URL validated by the config");
+    let sender = Sender::new(Arc::clone(&cfg), Arc::clone(&shared))?;
     tracing::info!(
         server = cfg.server.as_deref().unwrap_or_default(),
         state_dir = %cfg.state_dir.display(),

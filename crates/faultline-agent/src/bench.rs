@@ -8,6 +8,10 @@
 //!   framed and handed out, as before the filter existed).
 //! - `bench generate FILE --mib N`: writes a ShotGrid-format log of N MiB
 //!   with 0.1% ERROR records (with tracebacks).
+//! - `bench latency [--faultline BIN] [--files N] [--follow N]`: writes
+//!   errors into watched logs and times each until its incident reaches
+//!   a built-in receiver or, with `--faultline`, until the real server
+//!   (started on a temporary data directory) announces its issue.
 //! - `bench idle --files N --secs S`: starts the real agent watching N
 //!   files nobody writes and reports its CPU share and RSS (Linux).
 
@@ -55,24 +59,9 @@ enum BenchCmd {
         mib: u64,
     },
     /// Detection latency: from the write of an ERROR record to its
-    /// incident arriving at a built-in receiver (the real agent binary).
-    Latency {
-        /// Number of errors.
-        #[arg(long, default_value_t = 1000)]
-        count: usize,
-        /// The agent's `context.after` (lines waited for after an error).
-        #[arg(long)]
-        after: Option<usize>,
-        /// The agent's `context.after_wait`.
-        #[arg(long)]
-        after_wait: Option<String>,
-        /// The agent's `tail.multiline_timeout`.
-        #[arg(long)]
-        multiline_timeout: Option<String>,
-        /// Lines written after each error (the application goes on logging).
-        #[arg(long, default_value_t = 1)]
-        follow: usize,
-    },
+    /// incident at a built-in receiver, or (`--faultline`) to its issue
+    /// committed by the real server.
+    Latency(LatencyRun),
     /// CPU and RSS of the agent watching idle files (Linux).
     Idle {
         /// Number of files.
@@ -96,13 +85,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             scan_only,
         } => scan(&file, breakdown, line_by_line, scan_only),
         BenchCmd::Generate { file, mib } => generate(&file, mib),
-        BenchCmd::Latency {
-            count,
-            after,
-            after_wait,
-            multiline_timeout,
-            follow,
-        } => latency(count, after, after_wait, multiline_timeout, follow),
+        BenchCmd::Latency(run) => latency(&run),
         BenchCmd::Idle {
             files,
             secs,
@@ -404,38 +387,223 @@ fn receiver(
     Ok(addr)
 }
 
-fn latency(
+#[derive(Args)]
+struct LatencyRun {
+    /// Number of errors.
+    #[arg(long, default_value_t = 1000)]
     count: usize,
+    /// The agent's `context.after` (lines waited for after an error).
+    #[arg(long)]
     after: Option<usize>,
+    /// The agent's `context.after_wait`.
+    #[arg(long)]
     after_wait: Option<String>,
+    /// The agent's `tail.multiline_timeout`.
+    #[arg(long)]
     multiline_timeout: Option<String>,
+    /// Lines written after each error (the application goes on logging).
+    #[arg(long, default_value_t = 1)]
     follow: usize,
-) -> anyhow::Result<()> {
-    let arrivals = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
-    let addr = receiver(std::sync::Arc::clone(&arrivals))?;
+    /// Measure against the real server: start this `faultline` binary
+    /// on a temporary data directory and time each error until its
+    /// issue is announced on `/api/v1/issues/live` (committed, hence
+    /// queryable). Without it, incidents go to a built-in receiver.
+    #[arg(long)]
+    faultline: Option<PathBuf>,
+    /// Log files the errors are spread over (round robin).
+    #[arg(long, default_value_t = 1)]
+    files: usize,
+    /// Pause between two errors, in milliseconds.
+    #[arg(long, default_value_t = 20)]
+    gap_ms: u64,
+}
+
+type Arrivals = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<usize, Instant>>>;
+
+/// A `faultline server` started for the latency run; killed on drop.
+struct RealServer {
+    child: std::process::Child,
+    url: String,
+    ingest: String,
+    admin: String,
+}
+
+impl Drop for RealServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(bin: &Path, dir: &Path) -> anyhow::Result<RealServer> {
+    let data = dir.join("server-data");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let token = |args: &[&str]| -> anyhow::Result<String> {
+        let out = std::process::Command::new(bin)
+            .args(["token", "create", "--data-dir"])
+            .arg(&data)
+            .args(args)
+            .output()
+            .with_context(|| format!("running {}", bin.display()))?;
+        if !out.status.success() {
+            bail!(
+                "token create: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+    };
+    let ingest = token(&["--project", "bench", "--service", "maya"])?;
+    let admin = token(&["--admin"])?;
+    let child = std::process::Command::new(bin)
+        .args(["server", "--listen", &listen, "--data-dir"])
+        .arg(&data)
+        .env("FAULTLINE_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("server.stderr"))?)
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let server = RealServer {
+        child,
+        url: format!("http://{listen}"),
+        ingest,
+        admin,
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(mut c) = std::net::TcpStream::connect(&listen) {
+            let _ = c.write_all(b"GET /readyz HTTP/1.0\r\n\r\n");
+            let mut reply = String::new();
+            let _ = std::io::Read::read_to_string(&mut c, &mut reply);
+            if reply.starts_with("HTTP/1.1 200") || reply.starts_with("HTTP/1.0 200") {
+                return Ok(server);
+            }
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the server did not become ready (see {})",
+                dir.join("server.stderr").display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Follows `/api/v1/issues/live` and notes when each probe's issue is
+/// announced (the processor announces a new issue after its commit).
+fn follow_notices(server: &RealServer, arrivals: Arrivals) -> anyhow::Result<()> {
+    use std::io::{BufRead, BufReader};
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    let mut conn = std::net::TcpStream::connect(&addr)?;
+    // HTTP/1.0: the stream comes without chunked framing.
+    write!(
+        conn,
+        "GET /api/v1/issues/live?project=bench HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nAccept: text/event-stream\r\n\r\n",
+        server.admin
+    )?;
+    let mut r = BufReader::new(conn);
+    let mut status = String::new();
+    r.read_line(&mut status)?;
+    if !status.contains(" 200") {
+        bail!("live issues: {}", status.trim());
+    }
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match r.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            let Some(data) = line.strip_prefix("data:") else {
+                continue;
+            };
+            let at = Instant::now();
+            let v: serde_json::Value = serde_json::from_str(data.trim()).unwrap_or_default();
+            if let Some(n) = v["title"].as_str().and_then(probe_number) {
+                arrivals.lock().expect("lock").entry(n).or_insert(at);
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Probe `n`'s exception name: letters only (digits would be masked by
+/// the grouping, and every probe must be an issue of its own).
+fn probe_name(mut n: usize) -> String {
+    let mut s = String::from("Probe");
+    loop {
+        s.push(char::from(b'A' + (n % 26) as u8));
+        n /= 26;
+        if n == 0 {
+            break;
+        }
+    }
+    s.push_str("Error");
+    s
+}
+
+fn probe_number(title: &str) -> Option<usize> {
+    let start = title.find("Probe")? + 5;
+    let rest = &title[start..];
+    let end = rest.find("Error")?;
+    let mut n = 0usize;
+    for (i, c) in rest[..end].bytes().enumerate() {
+        if !c.is_ascii_uppercase() {
+            return None;
+        }
+        n += usize::from(c - b'A') * 26usize.pow(i as u32);
+    }
+    Some(n)
+}
+
+fn latency(run: &LatencyRun) -> anyhow::Result<()> {
+    let count = run.count;
+    let arrivals: Arrivals = Default::default();
     let dir = std::env::temp_dir().join(format!("faultline-agent-lat-{}", std::process::id()));
     let logs = dir.join("logs");
     std::fs::create_dir_all(&logs)?;
+    let server = match &run.faultline {
+        Some(bin) => Some(start_server(bin, &dir)?),
+        None => None,
+    };
+    let (url, token) = match &server {
+        Some(s) => {
+            follow_notices(s, std::sync::Arc::clone(&arrivals))?;
+            (s.url.clone(), s.ingest.clone())
+        }
+        None => {
+            let addr = receiver(std::sync::Arc::clone(&arrivals))?;
+            (format!("http://{addr}"), "bench".to_owned())
+        }
+    };
     let mut cfg = String::from("[throttle]\nwindow = \"0s\"\n[context]\n");
-    if let Some(a) = after {
+    if let Some(a) = run.after {
         cfg.push_str(&format!("after = {a}\n"));
     }
-    if let Some(w) = &after_wait {
+    if let Some(w) = &run.after_wait {
         cfg.push_str(&format!("after_wait = {w:?}\n"));
     }
     cfg.push_str("[tail]\n");
-    if let Some(m) = &multiline_timeout {
+    if let Some(m) = &run.multiline_timeout {
         cfg.push_str(&format!("multiline_timeout = {m:?}\n"));
     }
     let config = dir.join("agent.toml");
     std::fs::write(&config, cfg)?;
-    let log = logs.join("tk-maya.log");
-    std::fs::write(&log, "")?;
+    let paths: Vec<PathBuf> = (0..run.files.max(1))
+        .map(|i| logs.join(format!("tk-engine{}.log", probe_name(i).to_lowercase())))
+        .collect();
+    for p in &paths {
+        std::fs::write(p, "")?;
+    }
     let mut child = std::process::Command::new(std::env::current_exe()?)
         .arg("run")
         .arg("--config")
         .arg(&config)
-        .args(["--server", &format!("http://{addr}"), "--token", "bench"])
+        .args(["--server", &url, "--token", &token])
         .arg("--state-dir")
         .arg(dir.join("state"))
         .arg("--watch")
@@ -444,18 +612,22 @@ fn latency(
         .stderr(std::fs::File::create(dir.join("agent.stderr"))?)
         .spawn()?;
     std::thread::sleep(Duration::from_secs(2));
-    let mut f = std::fs::OpenOptions::new().append(true).open(&log)?;
+    let mut files = paths
+        .iter()
+        .map(|p| std::fs::OpenOptions::new().append(true).open(p))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut written = Vec::with_capacity(count);
     for i in 0..count {
+        let name = probe_name(i);
         let mut block = format!(
-            "2026-11-22 06:40:00,000 [4242 ERROR sgtk.core.engine] latency-probe {i}\nTraceback (most recent call last):\n  File \"/opt/tk/engine.py\", line 12, in load\nValueError: probe {i}\n"
+            "2026-11-22 06:40:00,000 [4242 ERROR sgtk.core.engine] latency-probe {i}\nTraceback (most recent call last):\n  File \"/opt/tk/engine.py\", line 12, in load\n{name}: probe {i} failed\n"
         );
-        for _ in 0..follow {
+        for _ in 0..run.follow {
             block.push_str("2026-11-22 06:40:00,001 [4242 INFO sgtk.core.engine] carrying on\n");
         }
         written.push(Instant::now());
-        f.write_all(block.as_bytes())?;
-        std::thread::sleep(Duration::from_millis(20));
+        files[i % run.files.max(1)].write_all(block.as_bytes())?;
+        std::thread::sleep(Duration::from_millis(run.gap_ms));
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     while arrivals.lock().expect("lock").len() < count && Instant::now() < deadline {
@@ -463,6 +635,7 @@ fn latency(
     }
     let _ = child.kill();
     let _ = child.wait();
+    drop(server);
     let got = arrivals.lock().expect("lock").clone();
     let missing: Vec<usize> = (0..count).filter(|i| !got.contains_key(i)).collect();
     if missing.is_empty() {
@@ -482,8 +655,13 @@ fn latency(
     }
     lat.sort();
     let pct = |p: f64| lat[((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1];
+    let target = if run.faultline.is_some() {
+        "issue announced by the real server (committed)"
+    } else {
+        "received by the built-in receiver"
+    };
     println!(
-        "{} of {count} errors arrived; write → received: p50 {:?}, p99 {:?}, max {:?}",
+        "{} of {count} errors arrived; write → {target}: p50 {:?}, p99 {:?}, max {:?}",
         lat.len(),
         pct(0.50),
         pct(0.99),

@@ -119,7 +119,8 @@ pub struct RawContext {
     pub before: Option<usize>,
     /// Lines waited for after the error [default: 10].
     pub after: Option<usize>,
-    /// Longest wait for those lines [default: 500ms].
+    /// Longest wait for those lines, counted from the error's last line
+    /// [default: 100ms].
     pub after_wait: Option<String>,
 }
 
@@ -189,6 +190,9 @@ pub struct RawDelivery {
     pub timeout: Option<String>,
     /// Most lines per shipped batch [default: 1000].
     pub batch_lines: Option<usize>,
+    /// PEM file of the certificate authorities an `https://` server is
+    /// checked against instead of the OS trust store (a studio's own CA).
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Throttle settings.
@@ -209,7 +213,7 @@ pub struct RawTail {
     /// How often globs are re-evaluated and files checked without a
     /// notification [default: 5s with `notify`, 1s with `poll`].
     pub rescan_interval: Option<String>,
-    /// A traceback is complete when no line joined it this long [default: 300ms].
+    /// A traceback is complete when no line joined it this long [default: 100ms].
     pub multiline_timeout: Option<String>,
 }
 
@@ -340,6 +344,8 @@ pub struct AgentConfig {
     pub timeout: Duration,
     /// Lines per batch.
     pub batch_lines: usize,
+    /// CA certificates for `https://` instead of the OS trust store.
+    pub ca_file: Option<PathBuf>,
     /// Throttle window (zero: off).
     pub throttle_window: Duration,
     /// Use OS notifications.
@@ -446,7 +452,7 @@ fn check_globs(key: &str, globs: &[String]) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// Checks a server URL: `http://host[:port][/prefix]`.
+/// Checks a server URL: `http(s)://host[:port][/prefix]`.
 pub fn check_server_url(s: &str) -> Result<(), String> {
     crate::http::Endpoint::parse(s)
         .map(|_| ())
@@ -612,6 +618,9 @@ impl AgentConfig {
         if timeout.is_zero() {
             return Err(invalid("delivery.timeout", "must be > 0"));
         }
+        if let Some(ca) = &d.ca_file {
+            crate::http::load_ca(ca).map_err(|e| invalid("delivery.ca_file", e.to_string()))?;
+        }
         let batch_lines = d.batch_lines.unwrap_or(1000);
         if batch_lines == 0 || batch_lines > 10_000 {
             return Err(invalid("delivery.batch_lines", "must be 1..=10000"));
@@ -638,7 +647,7 @@ impl AgentConfig {
             after_wait: duration(
                 "context.after_wait",
                 c.after_wait.as_ref(),
-                Duration::from_millis(500),
+                Duration::from_millis(100),
             )?,
             attachment_enabled: a.enabled.unwrap_or(true),
             attachment_max_bytes: a.max_bytes.unwrap_or(1 << 20),
@@ -651,6 +660,7 @@ impl AgentConfig {
             max_backoff,
             timeout,
             batch_lines,
+            ca_file: d.ca_file.clone(),
             throttle_window: duration(
                 "throttle.window",
                 raw.throttle.window.as_ref(),
@@ -672,7 +682,7 @@ impl AgentConfig {
             multiline_timeout: duration(
                 "tail.multiline_timeout",
                 t.multiline_timeout.as_ref(),
-                Duration::from_millis(300),
+                Duration::from_millis(100),
             )?,
             scan_filter: true,
         })

@@ -1,16 +1,22 @@
 //! A minimal blocking HTTP/1.1 client: one `POST` per connection
 //! (`Connection: close`), `Content-Length` bodies, responses with
-//! `Content-Length`, chunked encoding or read to the end.
+//! `Content-Length`, chunked encoding or read to the end; `https://` over
+//! rustls (ring), verifying the server against the operating system's
+//! trust store or, with `delivery.ca_file`, against the certificates of
+//! that PEM file only (a studio's own CA).
 //!
 //! Why not reqwest: the agent sends a few requests a minute from
 //! desktops; a blocking client on std sockets keeps the binary free of an
 //! async runtime and its threads (idle cost), and it needs nothing else.
-//! Like the rest of faultline it speaks plain HTTP; put TLS in a reverse
-//! proxy (or a local stunnel) for now.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, ServerName};
 
 /// Largest response body read (server replies are small JSON).
 const MAX_RESPONSE: usize = 1 << 20;
@@ -18,12 +24,112 @@ const MAX_RESPONSE: usize = 1 << 20;
 /// A bad server URL.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum UrlError {
-    /// Not `http://`.
-    #[error("{0:?}: only http:// URLs are supported (put TLS in a reverse proxy)")]
+    /// Not `http://` or `https://`.
+    #[error("{0:?}: only http:// and https:// URLs are supported")]
     Scheme(String),
     /// No host, bad port.
-    #[error("{0:?}: expected http://host[:port][/prefix]")]
+    #[error("{0:?}: expected http(s)://host[:port][/prefix]")]
     Malformed(String),
+}
+
+/// The TLS settings could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// The CA file cannot be read or holds no certificate.
+    #[error("delivery.ca_file {path}: {reason}")]
+    CaFile {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// rustls refused the configuration (e.g. no usable trust store).
+    #[error("TLS setup: {0}")]
+    Setup(#[from] rustls::Error),
+}
+
+/// Reads the certificates of a PEM file (at least one).
+pub fn load_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let bad = |reason: String| TlsError::CaFile {
+        path: path.display().to_string(),
+        reason,
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| bad(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(bad("no PEM certificate in it".into()));
+    }
+    Ok(certs)
+}
+
+/// The rustls client settings: the OS trust store (platform verifier), or
+/// only the certificates of `ca_file`.
+pub fn tls_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?;
+    let config = match ca_file {
+        Some(path) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in load_ca(path)? {
+                roots.add(c).map_err(|e| TlsError::CaFile {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        None => {
+            use rustls_platform_verifier::BuilderVerifierExt as _;
+            builder.with_platform_verifier()?.with_no_client_auth()
+        }
+    };
+    Ok(Arc::new(config))
+}
+
+/// A server to post to: its endpoint and, for `https://`, the TLS
+/// settings (built once).
+#[derive(Clone)]
+pub struct Client {
+    ep: Endpoint,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// Why a [`Client`] could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Bad URL.
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    /// Bad TLS settings.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+impl Client {
+    /// A client of `url`; `ca_file` only matters for `https://`.
+    pub fn new(url: &str, ca_file: Option<&Path>) -> Result<Client, ClientError> {
+        let ep = Endpoint::parse(url)?;
+        let tls = if ep.tls {
+            Some(tls_config(ca_file)?)
+        } else {
+            None
+        };
+        Ok(Client { ep, tls })
+    }
+
+    /// `POST {prefix}{path}`, see [`post`].
+    pub fn post(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        timeout: Duration,
+    ) -> io::Result<Response> {
+        post_with(&self.ep, self.tls.as_ref(), path, headers, body, timeout)
+    }
 }
 
 /// Where the server is.
@@ -35,17 +141,21 @@ pub struct Endpoint {
     pub port: u16,
     /// Path prefix without trailing slash (`""` or `/faultline`).
     pub prefix: String,
+    /// `https://`.
+    pub tls: bool,
 }
 
 impl Endpoint {
-    /// Parses `http://host[:port][/prefix]`.
+    /// Parses `http(s)://host[:port][/prefix]`.
     pub fn parse(url: &str) -> Result<Endpoint, UrlError> {
         let u = url.trim();
-        let rest = match u.split_once("://") {
-            Some((s, r)) if s.eq_ignore_ascii_case("http") => r,
+        let (tls, rest) = match u.split_once("://") {
+            Some((s, r)) if s.eq_ignore_ascii_case("http") => (false, r),
+            Some((s, r)) if s.eq_ignore_ascii_case("https") => (true, r),
             Some(_) => return Err(UrlError::Scheme(u.to_owned())),
             None => return Err(UrlError::Malformed(u.to_owned())),
         };
+        let default_port = if tls { 443 } else { 80 };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, ""),
@@ -59,7 +169,7 @@ impl Endpoint {
                 .ok_or_else(|| UrlError::Malformed(u.to_owned()))?;
             let port = match after.strip_prefix(':') {
                 Some(p) => p.parse().map_err(|_| UrlError::Malformed(u.to_owned()))?,
-                None if after.is_empty() => 80,
+                None if after.is_empty() => default_port,
                 None => return Err(UrlError::Malformed(u.to_owned())),
             };
             (h.to_owned(), port)
@@ -69,7 +179,7 @@ impl Endpoint {
                     h.to_owned(),
                     p.parse().map_err(|_| UrlError::Malformed(u.to_owned()))?,
                 ),
-                None => (authority.to_owned(), 80),
+                None => (authority.to_owned(), default_port),
             }
         };
         if host.is_empty() || path.contains(['?', '#']) {
@@ -79,6 +189,7 @@ impl Endpoint {
             host,
             port,
             prefix: path.trim_end_matches('/').to_owned(),
+            tls,
         })
     }
 
@@ -88,7 +199,7 @@ impl Endpoint {
         } else {
             self.host.clone()
         };
-        if self.port == 80 {
+        if self.port == if self.tls { 443 } else { 80 } {
             h
         } else {
             format!("{h}:{}", self.port)
@@ -117,11 +228,28 @@ impl Response {
     }
 }
 
-/// `POST {prefix}{path}` with `headers` and `body`, within `timeout`
-/// (connect, send and receive each bounded by it; the whole exchange by
-/// twice it).
+/// `POST {prefix}{path}` over plain HTTP with `headers` and `body`, within
+/// `timeout` (connect, send and receive each bounded by it; the whole
+/// exchange by twice it). `https://` needs a [`Client`].
 pub fn post(
     ep: &Endpoint,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout: Duration,
+) -> io::Result<Response> {
+    if ep.tls {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "https:// needs a Client with TLS settings",
+        ));
+    }
+    post_with(ep, None, path, headers, body, timeout)
+}
+
+fn post_with(
+    ep: &Endpoint,
+    tls: Option<&Arc<rustls::ClientConfig>>,
     path: &str,
     headers: &[(&str, &str)],
     body: &[u8],
@@ -140,7 +268,7 @@ pub fn post(
             Err(e) => last = e,
         }
     }
-    let mut stream = stream.ok_or(last)?;
+    let stream = stream.ok_or(last)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
     let _ = stream.set_nodelay(true);
@@ -162,6 +290,31 @@ pub fn post(
         head.push_str("\r\n");
     }
     head.push_str("\r\n");
+    match tls {
+        None => exchange(stream, &head, body, deadline),
+        Some(cfg) => {
+            let name = ServerName::try_from(ep.host.clone())
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            let conn =
+                rustls::ClientConnection::new(Arc::clone(cfg), name).map_err(io::Error::other)?;
+            // The handshake happens on the first write; a certificate the
+            // trust store refuses fails it (InvalidData, rustls's reason).
+            exchange(
+                rustls::StreamOwned::new(conn, stream),
+                &head,
+                body,
+                deadline,
+            )
+        }
+    }
+}
+
+fn exchange<S: Read + Write>(
+    mut stream: S,
+    head: &str,
+    body: &[u8],
+    deadline: Instant,
+) -> io::Result<Response> {
     stream.write_all(head.as_bytes())?;
     stream.write_all(body)?;
     stream.flush()?;
@@ -285,8 +438,16 @@ mod tests {
         let e = Endpoint::parse("http://[::1]:9000").unwrap();
         assert_eq!((e.host.as_str(), e.port), ("::1", 9000));
         assert_eq!(e.host_header(), "[::1]:9000");
+        let e = Endpoint::parse("https://faultline.studio/fl").unwrap();
+        assert_eq!(
+            (e.port, e.tls, e.host_header()),
+            (443, true, "faultline.studio".into())
+        );
+        let e = Endpoint::parse("https://faultline.studio:8443").unwrap();
+        assert_eq!(e.host_header(), "faultline.studio:8443");
+        assert!(!Endpoint::parse("http://x").unwrap().tls);
         assert!(matches!(
-            Endpoint::parse("https://x"),
+            Endpoint::parse("ftp://x"),
             Err(UrlError::Scheme(_))
         ));
         for bad in [

@@ -523,7 +523,17 @@ impl SourceWorker {
                     parsed: p.clone(),
                     before: ctx.last_lines(n_before),
                     after: Vec::new(),
-                    deadline: now + self.cfg.after_wait,
+                    // The wait for lines after the error counts from its
+                    // last line: a record the flush timeout ended has
+                    // already waited that long with nothing after it.
+                    deadline: now
+                        + if r.idle {
+                            self.cfg
+                                .after_wait
+                                .saturating_sub(self.cfg.multiline_timeout)
+                        } else {
+                            self.cfg.after_wait
+                        },
                     detected_micros: now_micros(),
                 });
             }

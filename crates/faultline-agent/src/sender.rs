@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::backoff::{Backoff, parse_retry_after};
 use crate::config::AgentConfig;
-use crate::http::{self, Endpoint, Response};
+use crate::http::{self, Client, Response};
 use crate::pipeline::{Envelope, Shared};
 use crate::spool::{Dropped, Kind};
 
@@ -69,7 +69,7 @@ pub struct SenderStats {
 pub struct Sender {
     cfg: Arc<AgentConfig>,
     shared: Arc<Shared>,
-    ep: Endpoint,
+    client: Client,
     backoff: Backoff,
     warned: Dropped,
     /// A failed drop report is not retried before this (one extra request
@@ -81,8 +81,11 @@ pub struct Sender {
 
 impl Sender {
     /// A sender to `cfg.server` (validated by the config).
-    pub fn new(cfg: Arc<AgentConfig>, shared: Arc<Shared>) -> Result<Sender, http::UrlError> {
-        let ep = Endpoint::parse(cfg.server.as_deref().unwrap_or_default())?;
+    pub fn new(cfg: Arc<AgentConfig>, shared: Arc<Shared>) -> Result<Sender, http::ClientError> {
+        let client = Client::new(
+            cfg.server.as_deref().unwrap_or_default(),
+            cfg.ca_file.as_deref(),
+        )?;
         let seed = u64::from(std::process::id())
             ^ SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -91,7 +94,7 @@ impl Sender {
             backoff: Backoff::new(cfg.initial_backoff, cfg.max_backoff, seed),
             cfg,
             shared,
-            ep,
+            client,
             warned: Dropped::default(),
             next_report: Instant::now(),
             stats: SenderStats::default(),
@@ -190,7 +193,7 @@ impl Sender {
         if let Some(k) = &key {
             headers.push(("Idempotency-Key", k.as_str()));
         }
-        let result = http::post(&self.ep, path, &headers, &payload, self.cfg.timeout);
+        let result = self.client.post(path, &headers, &payload, self.cfg.timeout);
         let outcome = match &result {
             Ok(r) => classify(r.status, r.header("retry-after")),
             Err(_) => Outcome::Retry(None),
@@ -221,7 +224,7 @@ impl Sender {
                         tracing::warn!(status = r.status, retry_in = ?delay, "server asked to retry")
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, retry_in = ?delay, server = ?self.cfg.server, "server unreachable")
+                        tracing::warn!(error = %e, retry_in = ?delay, server = ?self.cfg.server, "delivery failed (server unreachable, TLS refused or connection lost)")
                     }
                 }
                 Some(delay)
@@ -267,8 +270,7 @@ impl Sender {
         });
         let auth = format!("Bearer {token}");
         let body = serde_json::to_vec(&entry).expect("value serializes");
-        let reply = http::post(
-            &self.ep,
+        let reply = self.client.post(
             "/api/v1/logs",
             &[
                 ("Authorization", &auth),

@@ -276,9 +276,22 @@ start_at = "beginning"
     }
 
     fn spawn(&self, server: &str, config: &Path) -> Agent {
+        self.spawn_via(&[], server, config)
+    }
+
+    /// [`Env::spawn`] through a wrapper command (e.g. `setpriv …`).
+    fn spawn_via(&self, wrapper: &[&str], server: &str, config: &Path) -> Agent {
         let n = std::fs::read_dir(self.dir.path()).unwrap().count();
         let log = self.dir.path().join(format!("agent-{n}.stderr"));
-        let child = Command::new(BIN)
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let child = cmd
             .args(["run", "--server", server, "--token", TOKEN])
             .arg("--state-dir")
             .arg(self.state())
@@ -1000,17 +1013,24 @@ fn full_spool_drops_oldest_and_reports_every_drop() {
     });
 }
 
-#[test]
-fn unwritable_spool_keeps_incidents_until_it_recovers() {
-    let env = Env::new();
-    let recv = Receiver::start();
+/// Starts the agent (throttle off) and waits for its first incident,
+/// written to `tk-maya.log`; returns the agent, that log and the config.
+fn first_incident(env: &Env, recv: &Receiver) -> (Agent, PathBuf, PathBuf) {
     let cfg = env.config("[throttle]\nwindow = \"0s\"", "");
-    let mut agent = env.spawn(&recv.url(), &cfg);
+    let agent = env.spawn(&recv.url(), &cfg);
     let log = env.logs().join("tk-maya.log");
     append(&log, &error_block(1));
     wait_until(Duration::from_secs(20), "the first incident", || {
         recv.unique() == 1
     });
+    (agent, log, cfg)
+}
+
+#[test]
+fn unwritable_spool_keeps_incidents_until_it_recovers() {
+    let env = Env::new();
+    let recv = Receiver::start();
+    let (mut agent, log, _) = first_incident(&env, &recv);
     wait_until(Duration::from_secs(10), "spool drained", || {
         spool_items(&env.state()) == 0
     });
@@ -1035,4 +1055,311 @@ fn unwritable_spool_keeps_incidents_until_it_recovers() {
     });
     assert_eq!(booms(&recv), [1, 2, 3]);
     assert!(agent.alive());
+}
+
+// ----- https -----------------------------------------------------------------
+
+/// A TLS front for `localhost` with a certificate signed by a test CA: it
+/// passes each connection's request (one per connection, as the agent
+/// sends them) to `backend` in plain HTTP and the reply back encrypted.
+struct TlsFront {
+    addr: SocketAddr,
+    /// The test CA's certificate (PEM).
+    ca_pem: String,
+}
+
+fn tls_front(backend: SocketAddr) -> TlsFront {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "faultline test CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
+        .unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    let cfg = Arc::new(cfg);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming() {
+            let Ok(tcp) = tcp else { continue };
+            let cfg = Arc::clone(&cfg);
+            std::thread::spawn(move || {
+                let _ = tcp.set_read_timeout(Some(Duration::from_secs(10)));
+                let conn = rustls::ServerConnection::new(cfg).unwrap();
+                let mut tls = rustls::StreamOwned::new(conn, tcp);
+                let Some(request) = read_request(&mut tls) else {
+                    return; // handshake refused by the client, or garbage
+                };
+                let mut up = std::net::TcpStream::connect(backend).unwrap();
+                up.write_all(&request).unwrap();
+                let mut reply = Vec::new();
+                let _ = std::io::Read::read_to_end(&mut up, &mut reply);
+                let _ = tls.write_all(&reply);
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            });
+        }
+    });
+    TlsFront {
+        addr,
+        ca_pem: ca.pem(),
+    }
+}
+
+/// One HTTP/1.1 request with a `Content-Length` body, bytes as sent.
+fn read_request(r: &mut impl std::io::Read) -> Option<Vec<u8>> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = r.read(&mut chunk).ok().filter(|n| *n > 0)?;
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    while buf.len() < head_end + len {
+        let n = r.read(&mut chunk).ok().filter(|n| *n > 0)?;
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Some(buf)
+}
+
+/// The test configuration with `delivery.ca_file` set.
+fn config_with_ca(env: &Env, ca: &Path) -> PathBuf {
+    let p = env.config("[throttle]\nwindow = \"0s\"", "");
+    let text = std::fs::read_to_string(&p).unwrap().replace(
+        "[delivery]\n",
+        &format!("[delivery]\nca_file = {:?}\n", ca.display().to_string()),
+    );
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn https_server_checked_against_the_studio_ca() {
+    let env = Env::new();
+    let recv = Receiver::start();
+    let front = tls_front(recv.addr);
+    let url = format!("https://localhost:{}", front.addr.port());
+    let log = env.logs().join("tk-maya.log");
+    // Without the studio's CA the OS trust store refuses the certificate:
+    // the problem is reported and the incident stays spooled.
+    let plain = env.config("[throttle]\nwindow = \"0s\"", "");
+    let mut agent = env.spawn(&url, &plain);
+    append(&log, &error_block(1));
+    wait_until(Duration::from_secs(20), "the certificate refusal", || {
+        agent.stderr().contains("certificate")
+    });
+    assert_eq!(recv.unique(), 0, "nothing reached the server");
+    assert_eq!(spool_items(&env.state()), 1, "the incident is kept");
+    assert!(agent.alive());
+    drop(agent);
+    // With `delivery.ca_file`: delivered over TLS, then a second one.
+    let ca = env.dir.path().join("studio-ca.pem");
+    std::fs::write(&ca, &front.ca_pem).unwrap();
+    let cfg = config_with_ca(&env, &ca);
+    let agent = env.spawn(&url, &cfg);
+    append(&log, &error_block(2));
+    wait_until(Duration::from_secs(20), "both incidents over https", || {
+        recv.unique() == 2
+    });
+    assert_eq!(booms(&recv), [1, 2]);
+    assert!(
+        !agent.stderr().contains("certificate"),
+        "{}",
+        agent.stderr()
+    );
+    // A CA file that holds no certificate is a configuration error.
+    std::fs::write(&ca, "not a certificate\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--server", &url, "--token", TOKEN])
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--state-dir")
+        .arg(env.dir.path().join("other-state"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("delivery.ca_file"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+}
+
+// ----- full disk, another user -------------------------------------------------
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// A small tmpfs mounted at a directory for the test's life.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(at: &Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(at).unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount a tmpfs at {}", at.display());
+        SmallDisk(at.to_owned())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Fills the file system holding `dir` with one file until ENOSPC.
+fn fill_up(dir: &Path) -> PathBuf {
+    let filler = dir.join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    let block = vec![0x55u8; 16 * 1024];
+    loop {
+        match f.write_all(&block) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(28) => break,
+            Err(e) => panic!("filling up: {e}"),
+        }
+    }
+    let _ = f.flush();
+    filler
+}
+
+#[test]
+fn full_disk_for_the_spool_keeps_incidents_until_space_returns() {
+    if !running_as_root() {
+        // Mounting a small file system needs root; `scripts/test.sh` (CI)
+        // runs as root. `unwritable_spool_keeps_incidents_until_it_recovers`
+        // covers the same path with another error for everyone.
+        println!("not root: cannot mount a small file system for the spool; skipped");
+        return;
+    }
+    let env = Env::new();
+    let recv = Receiver::start();
+    // The whole state directory (lock, checkpoints, spool) on 1 MiB.
+    let disk = SmallDisk::mount(&env.state(), "1m");
+    let (mut agent, log, cfg) = first_incident(&env, &recv);
+    let filler = fill_up(&disk.0);
+    for i in 2..=4 {
+        append(&log, &error_block(i));
+    }
+    wait_until(Duration::from_secs(20), "the full disk reported", || {
+        let e = agent.stderr();
+        e.contains("cannot write the spool") && e.contains("No space left on device")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(recv.unique(), 1, "nothing could be spooled, nothing sent");
+    assert!(agent.alive(), "{}", agent.stderr());
+    // Space comes back: the incidents kept in memory go out, once each.
+    std::fs::remove_file(&filler).unwrap();
+    wait_until(Duration::from_secs(30), "the kept incidents", || {
+        recv.unique() == 4
+    });
+    assert_eq!(booms(&recv), [1, 2, 3, 4]);
+    assert!(agent.alive());
+    // The checkpoints work again: a restart sends nothing twice.
+    append(&log, &error_block(5));
+    wait_until(Duration::from_secs(20), "the fifth", || recv.unique() == 5);
+    wait_until(Duration::from_secs(10), "spool drained", || {
+        spool_items(&env.state()) == 0
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    drop(agent);
+    let agent = env.spawn(&recv.url(), &cfg);
+    append(&log, &error_block(6));
+    wait_until(Duration::from_secs(20), "the sixth", || recv.unique() == 6);
+    std::thread::sleep(Duration::from_millis(500));
+    let deliveries = recv.with(|s| s.incidents.len());
+    assert_eq!(deliveries, 6, "no incident delivered twice");
+    drop(agent);
+    drop(disk);
+}
+
+#[test]
+fn unreadable_log_as_a_normal_user_is_reported_and_skipped() {
+    let env = Env::new();
+    let recv = Receiver::start();
+    let logs = env.logs();
+    let secret = logs.join("tk-secret.log");
+    std::fs::write(&secret, error_block(999)).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o000)).unwrap();
+    }
+    let cfg = env.config("[throttle]\nwindow = \"0s\"", "");
+    let wrapper: Vec<&str> = if running_as_root() {
+        // Root reads anything: run the agent as `nobody`, with a state
+        // directory of its own and the test's files readable.
+        use std::os::unix::fs::PermissionsExt;
+        for d in [env.dir.path(), logs.as_path()] {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        std::fs::create_dir_all(env.state()).unwrap();
+        std::os::unix::fs::chown(env.state(), Some(65534), Some(65534)).unwrap();
+        vec![
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--",
+        ]
+    } else {
+        Vec::new()
+    };
+    let agent = env.spawn_via(&wrapper, &recv.url(), &cfg);
+    wait_until(
+        Duration::from_secs(20),
+        "the permission problem reported",
+        || {
+            let e = agent.stderr();
+            e.contains("tk-secret.log") && e.contains("ermission denied")
+        },
+    );
+    // The agent goes on with the files it can read.
+    append(&logs.join("tk-maya.log"), &error_block(7));
+    wait_until(Duration::from_secs(20), "the readable file's error", || {
+        booms(&recv).contains(&7)
+    });
+    assert_eq!(
+        booms(&recv),
+        [7],
+        "the unreadable file's error is not invented"
+    );
+    // Readable again (e.g. the admin fixed it): picked up at the next rescan.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    wait_until(Duration::from_secs(20), "the fixed file's error", || {
+        booms(&recv).contains(&999)
+    });
+    drop(agent);
 }

@@ -91,6 +91,8 @@ pub struct Frame {
     /// The record hit a size cap and was cut there; the lines that follow
     /// start a new record.
     pub split: bool,
+    /// Emitted by the flush timeout: no line followed it for that long.
+    pub idle: bool,
 }
 
 impl From<Line> for Frame {
@@ -104,6 +106,7 @@ impl From<Line> for Frame {
             lossy: l.lossy,
             partial: l.partial,
             split: false,
+            idle: false,
         }
     }
 }
@@ -167,7 +170,10 @@ impl Aggregator {
         if let Some((_, at)) = &self.current
             && now.saturating_duration_since(*at) >= rules.timeout
         {
-            out.extend(self.current.take().map(|(f, _)| f));
+            out.extend(self.current.take().map(|(mut f, _)| {
+                f.idle = true;
+                f
+            }));
         }
     }
 
@@ -382,7 +388,20 @@ Caused by: java.lang.IllegalStateException: inner
         agg.flush_due(&r, t0 + Duration::from_millis(500), &mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].lines, 2);
+        assert!(out[0].idle, "emitted by the timeout");
         assert!(!agg.is_holding());
+        // A record ended by the next header is not idle.
+        let mut lines = Vec::new();
+        s.feed(
+            b"2024-01-01 00:00:01 INFO a\n2024-01-01 00:00:02 INFO b\n",
+            &mut |l| lines.push(l),
+        );
+        out.clear();
+        for l in lines {
+            agg.push(&r, l, t0, &mut out);
+        }
+        assert_eq!(out.len(), 1);
+        assert!(!out[0].idle);
     }
 
     proptest::proptest! {

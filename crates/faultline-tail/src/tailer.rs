@@ -68,6 +68,10 @@ pub struct Record {
     pub partial: bool,
     /// The record reached a multiline cap; the next record continues it.
     pub split: bool,
+    /// Emitted by the multiline flush timeout: the file has been quiet
+    /// since the record's last line for that long (otherwise the record
+    /// ended because the next one began, or at a rotation or shutdown).
+    pub idle: bool,
 }
 
 impl Record {
@@ -1412,6 +1416,7 @@ fn frames_to_records(
             lossy: f.lossy,
             partial: f.partial,
             split: f.split,
+            idle: f.idle,
         });
     }
 }
