@@ -257,28 +257,6 @@ pub(crate) fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<us
     file.read_at(buf, offset)
 }
 
-/// [`read_at`] of a big buffer by two threads, one half each (the copy
-/// out of the page cache is a third of a catch-up's cost). The bytes are
-/// contiguous from `offset`: when the first half ends short (the file's
-/// end) whatever the second read is left out.
-pub(crate) fn read_at_split(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-    let mid = buf.len() / 2;
-    let (a, b) = buf.split_at_mut(mid);
-    let (first, second) = std::thread::scope(|sc| {
-        let second = sc.spawn(|| read_full_at(file, b, offset + mid as u64));
-        (read_full_at(file, a, offset), second.join())
-    });
-    let first = first?;
-    if first < mid {
-        return Ok(first);
-    }
-    match second {
-        Ok(Ok(n)) => Ok(mid + n),
-        // The first half is good: hand it out, the rest is read again.
-        Ok(Err(_)) | Err(_) => Ok(mid),
-    }
-}
-
 /// Finds the entry of `dir` that is the file `devino` (after a rename the
 /// tailer looks for where the file went, so a restart can finish it).
 #[cfg(unix)]

@@ -57,9 +57,6 @@ pub const DEFAULT_MIN_READ: usize = 256 * 1024;
 /// Bytes searched by every probe in turn (within the CPU's L2 cache).
 const SEARCH_WINDOW: usize = 64 * 1024;
 
-/// Regions at least this big are searched by two threads.
-const PARALLEL_SEARCH_MIN: usize = 1 << 20;
-
 /// What a consumer wants from a catch-up; set in
 /// [`crate::TailerConfig::scan_filter`]. What is handed out: see "Catch-up
 /// scan" in the crate documentation (every record with a needle or prefix
@@ -292,23 +289,6 @@ impl Scanner {
         })
     }
 
-    /// Candidate positions in `region[from..to]` (`from` a multiple of
-    /// [`SEARCH_WINDOW`]), window by window, so that every probe after the
-    /// first finds the bytes in the cache.
-    fn search(&self, region: &[u8], mut from: usize, to_all: usize) -> Vec<usize> {
-        let mut at = Vec::new();
-        let n = region.len();
-        while from < to_all {
-            let to = (from + SEARCH_WINDOW).min(to_all);
-            let to_ext = (to + self.longest.saturating_sub(1)).min(n);
-            for p in &self.probes {
-                p.find_all(region, (from, to, to_ext), &mut at);
-            }
-            from = to;
-        }
-        at
-    }
-
     /// Reads shorter than this are framed line by line.
     pub(crate) fn min_read(&self) -> usize {
         self.filter.min_read
@@ -445,27 +425,19 @@ impl Scanner {
 
     /// The lines of `region` with a hit, classified.
     fn hits(&self, region: &[u8]) -> Hits {
+        let mut at = Vec::new();
+        // Window by window, so that every probe after the first finds the
+        // bytes in the cache.
         let n = region.len();
-        // A big region is searched by two threads, each over its own whole
-        // windows (windows are independent: each probe looks at its
-        // window plus the longest needle's overlap), so the candidates are
-        // the same as one thread's. A catch-up is a burst that ends; live
-        // tailing reads small chunks and stays on one thread.
-        let mut at = if n >= PARALLEL_SEARCH_MIN {
-            let mid = (n / 2).next_multiple_of(SEARCH_WINDOW).min(n);
-            let (mut a, b) = std::thread::scope(|sc| {
-                let second = sc.spawn(|| self.search(region, mid, n));
-                (self.search(region, 0, mid), second.join())
-            });
-            match b {
-                Ok(b) => a.extend(b),
-                // Cannot happen (the search does not panic); be exact anyway.
-                Err(_) => a.extend(self.search(region, mid, n)),
+        let mut from = 0;
+        while from < n {
+            let to = (from + SEARCH_WINDOW).min(n);
+            let to_ext = (to + self.longest.saturating_sub(1)).min(n);
+            for p in &self.probes {
+                p.find_all(region, (from, to, to_ext), &mut at);
             }
-            a
-        } else {
-            self.search(region, 0, n)
-        };
+            from = to;
+        }
         at.sort_unstable();
         let mut lines: Vec<HitLine> = Vec::new();
         for h in at {
@@ -714,38 +686,34 @@ mod tests {
         let pieces = [
             "ERROR", "crit", "ersion", " v", "<1", "<2", "x", "abc ", "\n",
         ];
-        // Small regions on one thread, big ones on two.
-        for size in [3 * SEARCH_WINDOW + 1000, 2 * PARALLEL_SEARCH_MIN + 1000] {
-            let mut region = Vec::new();
-            while region.len() < size {
-                // Needles straddle window edges now and then.
-                let edge = SEARCH_WINDOW - (region.len() % SEARCH_WINDOW);
-                if edge < 4 && next() % 2 == 0 {
-                    region.extend_from_slice(b"ERRORcrit");
-                }
-                region
-                    .extend_from_slice(pieces[(next() % pieces.len() as u64) as usize].as_bytes());
+        let mut region = Vec::new();
+        while region.len() < 3 * SEARCH_WINDOW + 1000 {
+            // Needles straddle window edges now and then.
+            let edge = SEARCH_WINDOW - (region.len() % SEARCH_WINDOW);
+            if edge < 4 && next() % 2 == 0 {
+                region.extend_from_slice(b"ERRORcrit");
             }
-            region.push(b'\n');
-            let hits = sc.hits(&region);
-            let mut want = Vec::new();
-            let mut start = 0;
-            for (i, &b) in region.iter().enumerate() {
-                if b == b'\n' {
-                    let line = &region[start..i];
-                    let has = ["ERROR", "crit", "ersion", " v"]
-                        .iter()
-                        .any(|n| memmem::find(line, n.as_bytes()).is_some())
-                        || line.starts_with(b"<1");
-                    if has {
-                        want.push(start);
-                    }
-                    start = i + 1;
-                }
-            }
-            let got: Vec<usize> = hits.lines.iter().map(|l| l.start).collect();
-            assert_eq!(got, want);
-            assert!(want.len() > 100);
+            region.extend_from_slice(pieces[(next() % pieces.len() as u64) as usize].as_bytes());
         }
+        region.push(b'\n');
+        let hits = sc.hits(&region);
+        let mut want = Vec::new();
+        let mut start = 0;
+        for (i, &b) in region.iter().enumerate() {
+            if b == b'\n' {
+                let line = &region[start..i];
+                let has = ["ERROR", "crit", "ersion", " v"]
+                    .iter()
+                    .any(|n| memmem::find(line, n.as_bytes()).is_some())
+                    || line.starts_with(b"<1");
+                if has {
+                    want.push(start);
+                }
+                start = i + 1;
+            }
+        }
+        let got: Vec<usize> = hits.lines.iter().map(|l| l.start).collect();
+        assert_eq!(got, want);
+        assert!(want.len() > 100);
     }
 }

@@ -13,7 +13,7 @@ use crate::discover::Discovery;
 use crate::error::TailError;
 use crate::identity::{
     DevIno, FileId, Head, HeadCheck, Stat, check_head, locate_in_dir, open_shared, read_at,
-    read_at_split, read_full_at, stat_file, stat_path,
+    read_full_at, stat_file, stat_path,
 };
 use crate::lines::{Line, LineSplitter};
 use crate::multiline::{Aggregator, Frame, MultilineRules};
@@ -24,10 +24,7 @@ use crate::watch::Watcher;
 const READ_CHUNK: usize = 64 * 1024;
 /// Read size of a catch-up with a scan filter (allocated only while a file
 /// has that much to read, freed when it is read to its end).
-const SCAN_CHUNK: usize = 4 << 20;
-
-/// Catch-up reads at least this big are copied by two threads.
-const PARALLEL_READ_MIN: usize = 2 << 20;
+const SCAN_CHUNK: usize = 1 << 20;
 
 /// Which file a record came from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -1118,12 +1115,7 @@ impl Tailer {
                 return;
             }
             let t = &mut self.files[i];
-            let read = if scan_min.is_some() && want >= PARALLEL_READ_MIN {
-                read_at_split(&t.file, &mut buf[..want], pos)
-            } else {
-                read_at(&t.file, &mut buf[..want], pos)
-            };
-            match read {
+            match read_at(&t.file, &mut buf[..want], pos) {
                 Ok(0) => {
                     t.at_eof = true;
                     t.more = false;
