@@ -228,14 +228,41 @@ pub struct SourceWorker {
     versions: HashMap<Arc<str>, BTreeMap<String, String>>,
     pending: Vec<Pending>,
     to_builder: mpsc::SyncSender<Detected>,
-    released: mpsc::Receiver<Vec<Hold>>,
+    released: mpsc::Receiver<Release>,
     lines: Vec<serde_json::Value>,
     lines_hold: HashMap<FileId, u64>,
     spool_error_reported: bool,
     next_compact: Instant,
+    /// No checkpoint is forced before this (see [`SourceWorker::step`]).
+    next_forced_checkpoint: Instant,
     last_key: Option<(Arc<std::path::Path>, Arc<str>)>,
     /// Counters.
     pub stats: WorkerStats,
+}
+
+/// Holds the incident side gives back, and whether it wrote the spool to
+/// do so (otherwise the throttle folded the occurrences, or one was too
+/// big to keep).
+struct Release {
+    holds: Vec<Hold>,
+    spooled: bool,
+}
+
+/// Process details read from `/proc` are reused this long: an error loop
+/// of one process reads them once, and a reused PID is seen again soon.
+const PROC_INFO_TTL: Duration = Duration::from_secs(10);
+/// The uptime is read again after this long (it goes on during a suspend,
+/// the monotonic clock does not).
+const UPTIME_TTL: Duration = Duration::from_secs(60);
+/// At most one forced checkpoint write (fsync) in this long.
+const FORCED_CHECKPOINT_GAP: Duration = Duration::from_millis(250);
+
+/// What an incident reports about its process.
+struct ProcInfo {
+    read_at: Instant,
+    name: Option<String>,
+    vars: BTreeMap<String, String>,
+    vars_from: &'static str,
 }
 
 /// The incident side of one source: grouping, title, environment,
@@ -249,9 +276,11 @@ pub struct IncidentBuilder {
     grouper: Grouper,
     throttle: Throttle<Incident>,
     detected: mpsc::Receiver<Detected>,
-    release: mpsc::Sender<Vec<Hold>>,
+    release: mpsc::Sender<Release>,
     unspooled: VecDeque<(Incident, Vec<Hold>)>,
     spool_error_reported: bool,
+    procs: HashMap<u32, ProcInfo>,
+    uptime: Option<(Instant, Option<u64>)>,
     /// Counters.
     pub stats: BuilderStats,
 }
@@ -350,6 +379,8 @@ pub fn start_source(
         release,
         unspooled: VecDeque::new(),
         spool_error_reported: false,
+        procs: HashMap::new(),
+        uptime: None,
         stats: BuilderStats::default(),
     };
     let worker = SourceWorker {
@@ -368,6 +399,7 @@ pub fn start_source(
         lines_hold: HashMap::new(),
         spool_error_reported: false,
         next_compact: Instant::now(),
+        next_forced_checkpoint: Instant::now(),
         last_key: None,
         stats: WorkerStats::default(),
     };
@@ -436,9 +468,9 @@ impl SourceWorker {
         }
         self.hand_over_due(now);
         let mut spooled = self.flush_lines();
-        while let Ok(holds) = self.released.try_recv() {
-            spooled = true;
-            for h in holds {
+        while let Ok(r) = self.released.try_recv() {
+            spooled |= r.spooled;
+            for h in r.holds {
                 self.acks.release(h.stream, h.offset);
             }
         }
@@ -446,10 +478,16 @@ impl SourceWorker {
             self.tailer.ack(a);
         }
         if spooled {
-            // Narrows the window in which a crash would re-read (and
-            // re-send, deduplicated by the server) what is spooled.
-            let _ = self.tailer.checkpoint_now();
             self.shared.wake.notify_all();
+            // Narrows the window in which a crash would re-read (and
+            // re-send, deduplicated by the server) what is spooled; the
+            // tailer writes its checkpoint every second anyway, and a
+            // catch-up that spools at every step must not fsync at every
+            // step.
+            if now >= self.next_forced_checkpoint {
+                let _ = self.tailer.checkpoint_now();
+                self.next_forced_checkpoint = Instant::now() + FORCED_CHECKPOINT_GAP;
+            }
         }
         // Bounded bookkeeping, but not on every idle wake-up (idle cost).
         if handled > 0 && now >= self.next_compact {
@@ -695,10 +733,50 @@ impl IncidentBuilder {
         }
     }
 
-    fn release(&self, holds: Vec<Hold>) {
+    fn release(&self, holds: Vec<Hold>, spooled: bool) {
         if !holds.is_empty() {
-            let _ = self.release.send(holds);
+            let _ = self.release.send(Release { holds, spooled });
         }
+    }
+
+    /// The machine's uptime, read at most once per [`UPTIME_TTL`].
+    fn uptime_secs(&mut self, now: Instant) -> Option<u64> {
+        match self.uptime {
+            Some((at, v)) if now.saturating_duration_since(at) < UPTIME_TTL => {
+                v.map(|v| v + now.saturating_duration_since(at).as_secs())
+            }
+            _ => {
+                let v = environment::uptime_secs();
+                self.uptime = Some((now, v));
+                v
+            }
+        }
+    }
+
+    /// Name and allowed environment variables of process `pid`, read at
+    /// most once per [`PROC_INFO_TTL`].
+    fn proc_info(&mut self, pid: u32, now: Instant) -> &ProcInfo {
+        if self.procs.len() > 256 {
+            self.procs
+                .retain(|_, p| now.saturating_duration_since(p.read_at) < PROC_INFO_TTL);
+        }
+        let fresh = self
+            .procs
+            .get(&pid)
+            .is_some_and(|p| now.saturating_duration_since(p.read_at) < PROC_INFO_TTL);
+        if !fresh {
+            let (vars, vars_from) = environment::variables(Some(pid), &self.cfg.env_variables);
+            self.procs.insert(
+                pid,
+                ProcInfo {
+                    read_at: now,
+                    name: environment::process_name(pid),
+                    vars,
+                    vars_from,
+                },
+            );
+        }
+        &self.procs[&pid]
     }
 
     /// One detected error: group, throttle, spool.
@@ -714,7 +792,7 @@ impl IncidentBuilder {
             Offer::Held { hold_kept } => {
                 self.stats.throttled += 1;
                 if !hold_kept {
-                    self.release(vec![hold]);
+                    self.release(vec![hold], false);
                 }
             }
         }
@@ -803,13 +881,13 @@ impl IncidentBuilder {
                 self.stats.spooled += 1;
                 self.spool_error_reported = false;
                 self.shared.wake.notify_all();
-                self.release(holds);
+                self.release(holds, true);
             }
             Err(SpoolError::TooLarge { size, max }) => {
                 // Cannot happen with a sane spool size (the message is
                 // clipped); dropping it is the only way forward.
                 tracing::error!(size, max, key = %inc.idempotency_key, "incident larger than the spool: dropped");
-                self.release(holds);
+                self.release(holds, false);
             }
             Err(e) => {
                 if !self.spool_error_reported {
@@ -854,7 +932,7 @@ impl IncidentBuilder {
             ),
         };
         let mut env = self.env.values.clone();
-        if let Some(u) = environment::uptime_secs() {
+        if let Some(u) = self.uptime_secs(Instant::now()) {
             env.insert("uptime_secs".into(), u.to_string());
         }
         if let Some(e) = &engine {
@@ -870,13 +948,18 @@ impl IncidentBuilder {
             };
             env.insert(key, ver.clone());
         }
-        if let Some(pid) = parsed.pid {
-            env.insert("process_id".into(), pid.to_string());
-            if let Some(name) = environment::process_name(pid) {
-                env.insert("process".into(), name);
+        let (vars, from) = match parsed.pid {
+            Some(pid) => {
+                env.insert("process_id".into(), pid.to_string());
+                let p = self.proc_info(pid, Instant::now());
+                if let Some(name) = &p.name {
+                    env.insert("process".into(), name.clone());
+                }
+                (p.vars.clone(), p.vars_from)
             }
-        }
-        let (vars, from) = environment::variables(parsed.pid, &self.cfg.env_variables);
+            None => environment::variables(None, &self.cfg.env_variables),
+        };
+        let red = &self.cfg.redactor;
         if !vars.is_empty() {
             env.insert("env_source".into(), from.into());
         }
