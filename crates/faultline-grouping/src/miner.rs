@@ -194,6 +194,15 @@ impl Miner {
         }
     }
 
+    /// Drops the exact-key cache and the scratch buffers (rebuilt as
+    /// messages come); the templates stay, so grouping is unchanged.
+    pub(crate) fn release_caches(&mut self) {
+        self.exact = FxHashMap::default();
+        self.diff = Vec::new();
+        self.family = Vec::new();
+        self.values = Vec::new();
+    }
+
     fn cluster(&self, slot: u32) -> &Cluster {
         self.slots[slot as usize]
             .as_ref()

@@ -136,6 +136,32 @@ fn template_memory_is_bounded() {
 }
 
 #[test]
+fn released_caches_give_memory_back_and_change_no_result() {
+    let lines: Vec<String> = (0..20_000u32)
+        .map(|i| {
+            let w: String = (0..5)
+                .map(|k| (b'a' + ((i.wrapping_mul(2_654_435_761) >> (k * 5)) % 26) as u8) as char)
+                .collect();
+            format!("job {w} failed on node {} after {} ms", i % 7, i)
+        })
+        .collect();
+    let mut a = Grouper::default();
+    let mut b = Grouper::default();
+    for (n, l) in lines.iter().enumerate() {
+        if n == lines.len() / 2 {
+            let before = b.memory_estimate();
+            b.release_caches();
+            assert!(
+                b.memory_estimate() < before / 2,
+                "{} of {before} bytes kept",
+                b.memory_estimate()
+            );
+        }
+        assert_eq!(a.group(l), b.group(l), "{l}");
+    }
+}
+
+#[test]
 fn group_lines_prints_one_line_per_input_line() {
     let input = "user alice logged in\nuser bob logged in\nuser carol logged in\nuser dave logged in\ndisk full on /dev/sda1\n\n";
     let mut out = Vec::new();

@@ -284,6 +284,14 @@ impl Processor {
         }
     }
 
+    /// Gives back the groupers' caches (for an idle server; results do not
+    /// change).
+    pub fn release_memory(&mut self) {
+        for p in self.projects.values_mut() {
+            p.grouper.release_caches();
+        }
+    }
+
     /// Template merges learned since the last call, as (project, from
     /// fingerprint, into fingerprint).
     pub fn take_merges(&mut self) -> Vec<(String, String, String)> {

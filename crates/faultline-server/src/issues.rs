@@ -202,6 +202,8 @@ struct Worker {
     deliveries: Arc<tokio::sync::Notify>,
     /// New issues and regressions for the UI.
     notices: Option<Notices>,
+    /// Grouped something since the caches were last given back.
+    worked: bool,
 }
 
 impl Worker {
@@ -227,6 +229,8 @@ impl Worker {
             last_alert_tick: Instant::now(),
             deliveries,
             notices: None,
+            // The start-up catch-up may group a lot.
+            worked: true,
         }
     }
 
@@ -268,6 +272,7 @@ impl Worker {
             };
             match msg {
                 Ok(Msg::Committed(first)) => {
+                    self.worked = true;
                     // Everything already queued goes into one transaction:
                     // under load the processor commits once per many log
                     // commits.
@@ -302,6 +307,7 @@ impl Worker {
                     self.record(batch, through)?;
                 }
                 Ok(Msg::Incident(incident, reply)) => {
+                    self.worked = true;
                     let result = self.record_incident(*incident);
                     let failed = result.as_ref().err().map(|e| e.to_string());
                     let _ = reply.send(result);
@@ -321,6 +327,13 @@ impl Worker {
                         self.catch_up()?;
                     }
                     self.save_if_due(false)?;
+                    if std::mem::take(&mut self.worked) {
+                        // Idle for a tick after work: the groupers' caches
+                        // go back to the system (after a bulk import they
+                        // hold ~10 MB), as the store's do.
+                        self.processor.release_memory();
+                        crate::memory::trim();
+                    }
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
             }
