@@ -701,16 +701,26 @@ fn bad_input_does_not_crash_the_agent() {
     if root {
         println!("running as root: permission bits do not deny reads; tk-secret.log is readable");
     }
-    // A 6 MiB single line (cut at the 1 MiB line cap).
-    let mut huge = sg_line("ERROR", "huge").trim_end().to_owned();
-    huge.push_str(&"x".repeat(6 << 20));
-    huge.push('\n');
-    std::fs::write(logs.join("tk-huge.log"), &huge).unwrap();
+    // A 100 MiB single line (cut at the 1 MiB line cap, the rest skipped
+    // without being buffered), written in pieces.
+    {
+        let mut f = std::fs::File::create(logs.join("tk-huge.log")).unwrap();
+        f.write_all(sg_line("ERROR", "huge").trim_end().as_bytes())
+            .unwrap();
+        let piece = vec![b'x'; 1 << 20];
+        for _ in 0..100 {
+            f.write_all(&piece).unwrap();
+        }
+        f.write_all(b"\n").unwrap();
+    }
     // Then a normal error: the agent is still working.
     std::thread::sleep(Duration::from_millis(500));
     append(&logs.join("tk-maya.log"), &error_block(7));
     wait_until(Duration::from_secs(30), "the normal error", || {
         booms(&recv).contains(&7)
+    });
+    wait_until(Duration::from_secs(60), "the huge line's error", || {
+        recv.with(|s| s.by_key.values().any(|i| i["engine"] == "tk-huge"))
     });
     assert!(agent.alive(), "{}", agent.stderr());
     recv.with(|s| {
