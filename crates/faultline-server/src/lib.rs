@@ -99,6 +99,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_ready: impl FnOnce(SocketAddr, Option<String>),
 ) -> Result<(), ServerError> {
+    memory::configure();
     let prometheus = metrics::install();
     let store: Arc<dyn Store> = Arc::new(open_store(&config.data_dir, Some(&config))?);
     let store_err = |source| ServerError::Store {
