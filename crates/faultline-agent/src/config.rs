@@ -119,8 +119,9 @@ pub struct RawContext {
     pub before: Option<usize>,
     /// Lines waited for after the error [default: 10].
     pub after: Option<usize>,
-    /// Longest wait for those lines, counted from the error's last line
-    /// [default: 100ms].
+    /// Longest wait for those lines, counted from when the error's record
+    /// is complete; for an error nothing follows, from its last line (the
+    /// wait overlaps the multiline timeout) [default: 100ms].
     pub after_wait: Option<String>,
 }
 

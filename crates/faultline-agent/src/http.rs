@@ -389,8 +389,15 @@ fn read_response<R: BufRead>(mut r: R, deadline: Instant) -> io::Result<Response
         r.read_exact(&mut b)?;
         b
     } else {
+        // Read to the end. A TLS peer that closes without close_notify
+        // ends the body too (rustls reports it as UnexpectedEof): the
+        // headers are what matters.
         let mut b = Vec::new();
-        r.take(MAX_RESPONSE as u64).read_to_end(&mut b)?;
+        match r.take(MAX_RESPONSE as u64).read_to_end(&mut b) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {}
+            Err(e) => return Err(e),
+        }
         b
     };
     Ok(Response { body, ..resp })

@@ -756,9 +756,13 @@ impl IncidentBuilder {
     /// Name and allowed environment variables of process `pid`, read at
     /// most once per [`PROC_INFO_TTL`].
     fn proc_info(&mut self, pid: u32, now: Instant) -> &ProcInfo {
-        if self.procs.len() > 256 {
+        if self.procs.len() >= 256 {
             self.procs
                 .retain(|_, p| now.saturating_duration_since(p.read_at) < PROC_INFO_TTL);
+            if self.procs.len() >= 256 {
+                // Hundreds of processes erring within seconds: start over.
+                self.procs.clear();
+            }
         }
         let fresh = self
             .procs

@@ -1373,3 +1373,47 @@ fn unreadable_log_as_a_normal_user_is_reported_and_skipped() {
     });
     drop(agent);
 }
+
+#[test]
+fn with_default_waits_the_line_after_an_error_is_its_context() {
+    let env = Env::new();
+    let recv = Receiver::start();
+    // The test configuration without its longer waits: the defaults.
+    let cfg = env.config("[throttle]\nwindow = \"0s\"", "");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("after_wait = \"200ms\"\n", "")
+        .replace("multiline_timeout = \"200ms\"\n", "");
+    std::fs::write(&cfg, text).unwrap();
+    let _agent = env.spawn(&recv.url(), &cfg);
+    let log = env.logs().join("tk-maya.log");
+    // An error, one more line, then silence.
+    append(
+        &log,
+        &format!(
+            "{}{}",
+            error_block(1),
+            sg_line("INFO", "giving up on item 1")
+        ),
+    );
+    wait_until(Duration::from_secs(20), "the incident", || {
+        recv.unique() == 1
+    });
+    recv.with(|s| {
+        let i = s.by_key.values().next().unwrap();
+        let after: Vec<&str> = i["context"]["after"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l.as_str())
+            .collect();
+        assert_eq!(after.len(), 1, "{after:?}");
+        assert!(after[0].contains("giving up on item 1"), "{after:?}");
+        assert!(
+            i["message"]
+                .as_str()
+                .unwrap()
+                .contains("ValueError: boom 1")
+        );
+    });
+}

@@ -115,8 +115,11 @@ impl Grouper {
 
     /// Gives back memory that only speeds grouping up: the cache of exact
     /// message shapes (up to 8 per template kept, ~10 MB at the cap) and
-    /// scratch buffers. Results do not change; the next messages are a
-    /// little slower until the cache is warm again. For idle servers.
+    /// scratch buffers. The templates stay. The next messages are matched
+    /// afresh, a little slower until the cache is warm again; a shape the
+    /// cache had tied to a template that later merged into a wider one is
+    /// matched as after a restart (the cache also empties itself at its
+    /// cap). For idle servers.
     pub fn release_caches(&mut self) {
         self.miner.release_caches();
         self.masker = Masker::new();

@@ -35,6 +35,8 @@ const WATERMARK_EVERY: Duration = Duration::from_secs(2);
 const MAX_GROUP: usize = 256;
 /// How often fired alerts are checked for a quiet cooldown.
 const ALERT_TICK: Duration = Duration::from_secs(1);
+/// The groupers' caches are given back after this long without work.
+const RELEASE_AFTER_IDLE: Duration = Duration::from_secs(3);
 /// How often grouper states with unsaved learning are saved.
 const STATES_EVERY: Duration = Duration::from_secs(30);
 
@@ -202,8 +204,9 @@ struct Worker {
     deliveries: Arc<tokio::sync::Notify>,
     /// New issues and regressions for the UI.
     notices: Option<Notices>,
-    /// Grouped something since the caches were last given back.
-    worked: bool,
+    /// When it last grouped something; `None` once the caches were given
+    /// back after that.
+    last_work: Option<Instant>,
 }
 
 impl Worker {
@@ -230,7 +233,7 @@ impl Worker {
             deliveries,
             notices: None,
             // The start-up catch-up may group a lot.
-            worked: true,
+            last_work: Some(Instant::now()),
         }
     }
 
@@ -272,7 +275,7 @@ impl Worker {
             };
             match msg {
                 Ok(Msg::Committed(first)) => {
-                    self.worked = true;
+                    self.last_work = Some(Instant::now());
                     // Everything already queued goes into one transaction:
                     // under load the processor commits once per many log
                     // commits.
@@ -307,7 +310,7 @@ impl Worker {
                     self.record(batch, through)?;
                 }
                 Ok(Msg::Incident(incident, reply)) => {
-                    self.worked = true;
+                    self.last_work = Some(Instant::now());
                     let result = self.record_incident(*incident);
                     let failed = result.as_ref().err().map(|e| e.to_string());
                     let _ = reply.send(result);
@@ -327,10 +330,16 @@ impl Worker {
                         self.catch_up()?;
                     }
                     self.save_if_due(false)?;
-                    if std::mem::take(&mut self.worked) {
-                        // Idle for a tick after work: the groupers' caches
-                        // go back to the system (after a bulk import they
-                        // hold ~10 MB), as the store's do.
+                    if self
+                        .last_work
+                        .is_some_and(|t| t.elapsed() >= RELEASE_AFTER_IDLE)
+                    {
+                        // Idle a while after work: the groupers' caches go
+                        // back to the system (after a bulk import they hold
+                        // ~10 MB), as the store's do. Not after every quiet
+                        // second: a trickle of errors keeps its cache and
+                        // does not trim the heap each time.
+                        self.last_work = None;
                         self.processor.release_memory();
                         crate::memory::trim();
                     }
@@ -548,6 +557,7 @@ impl Worker {
             let mut batch = self.processor.process(entries.iter(), self.through);
             batch.processed_through = Some(through);
             self.record(batch, through)?;
+            self.last_work = Some(Instant::now());
         }
         if self.through > started {
             tracing::info!(

@@ -21,11 +21,14 @@
 const MMAP_THRESHOLD: libc::c_int = 128 * 1024;
 
 /// Fixes glibc's mmap threshold (see the module docs), unless the
-/// environment sets `MALLOC_MMAP_THRESHOLD_` itself; a no-op elsewhere.
+/// environment sets it itself (`MALLOC_MMAP_THRESHOLD_`, or
+/// `glibc.malloc.mmap_threshold` in `GLIBC_TUNABLES`); a no-op elsewhere.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 pub fn configure() {
-    if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_some() {
+    let tuned = std::env::var_os("GLIBC_TUNABLES")
+        .is_some_and(|t| t.to_string_lossy().contains("mmap_threshold"));
+    if tuned || std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_some() {
         return;
     }
     // SAFETY: mallopt only sets a tunable of the allocator under its lock;
