@@ -109,10 +109,44 @@ impl Writer {
     }
 
     pub(crate) fn release_memory(&mut self) -> Result<()> {
+        self.store_sealed_block()?;
         self.index.release_memory();
         self.conn
             .release_memory()
             .map_err(db("release writer memory"))
+    }
+
+    /// Stores the full-text index block being finished off the writer, if
+    /// any, in a transaction of its own (waiting for it): appends store it
+    /// once finished, this is for when no append follows (idle time).
+    pub(crate) fn store_sealed_block(&mut self) -> Result<()> {
+        if !self.index.has_pending() {
+            return Ok(());
+        }
+        let Writer { conn, index, .. } = self;
+        let result = (|| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db("begin storing an index block"))?;
+            let last: i64 = tx
+                .prepare_cached(LAST_LOG_ID)
+                .and_then(|mut s| s.query_row([], |r| r.get(0)))
+                .map_err(db("read the last log id"))?;
+            index.sync(&tx, last)?;
+            index.store_pending(&tx)?;
+            tx.commit().map_err(db("commit an index block"))?;
+            Ok(last)
+        })();
+        match result {
+            Ok(last) => {
+                index.committed(last);
+                Ok(())
+            }
+            Err(e) => {
+                index.invalidate();
+                Err(e)
+            }
+        }
     }
 
     /// The write connection, for writes kept in other modules (issues).
