@@ -12,7 +12,7 @@ use crate::live::Hub;
 use faultline_alerts::ServiceCount;
 use faultline_bus::InProcessConsumer;
 use faultline_model::{NewEntry, StoredEntry};
-use faultline_store::Store;
+use faultline_store::{Prepared, Store};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -33,9 +33,11 @@ pub fn spawn(
             while let Some(mut group) = consumer.recv_group_blocking(max_commit_entries) {
                 let started = Instant::now();
                 let result = {
-                    let batches: Vec<&[NewEntry]> =
-                        group.iter().map(|d| d.entries.as_slice()).collect();
-                    store.append(&batches)
+                    let batches: Vec<(&[NewEntry], Option<&Prepared>)> = group
+                        .iter()
+                        .map(|d| (d.entries.as_slice(), d.prepared.as_ref()))
+                        .collect();
+                    store.append_prepared(&batches)
                 };
                 metrics::histogram!("faultline_batch_commit_seconds")
                     .record(started.elapsed().as_secs_f64());

@@ -184,6 +184,27 @@ impl OpenBlock {
         Ok(())
     }
 
+    /// [`OpenBlock::add`] with the row's keys computed beforehand
+    /// (`faultline_textindex::message_keys` of `text`); `text` is only
+    /// read in the rare case of a block closed early.
+    pub(crate) fn add_keys(
+        &mut self,
+        conn: &Connection,
+        id: i64,
+        keys: &[u32],
+        text: &str,
+    ) -> Result<()> {
+        match self.builder.add_keys(id, keys) {
+            Ok(()) => {}
+            Err(AddError::SpanTooLarge) => return self.add(conn, id, text),
+            Err(e) => return Err(StoreError::backend("index a log entry", e)),
+        }
+        if self.builder.len() >= self.block_rows {
+            self.seal(conn)?;
+        }
+        Ok(())
+    }
+
     /// Hands the open block to the finisher, after storing the block sealed
     /// before (waiting for it if need be), so at most one block is sealed
     /// and blocks are stored in order.
@@ -682,6 +703,69 @@ mod tests {
             assert_eq!(search(&b, q), want, "q={q}");
         }
         assert!(search(&a, "w999").is_empty());
+    }
+
+    /// Batches prepared before the append (records and index keys made off
+    /// the writer) are stored and found exactly like plain ones; a batch
+    /// the store cannot prepare (a refused tag) is refused all the same.
+    #[test]
+    fn prepared_appends_match_plain_ones() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let plain = SqliteStore::open_with_block_rows(
+            &dir.path().join("plain.db"),
+            SqliteOptions::default(),
+            7,
+        )
+        .expect("open plain");
+        let prepared = SqliteStore::open_with_block_rows(
+            &dir.path().join("prepared.db"),
+            SqliteOptions::default(),
+            7,
+        )
+        .expect("open prepared");
+        for i in 0..12i64 {
+            let batch: Vec<NewEntry> = (0..(i % 5 + 1))
+                .map(|j| {
+                    let mut e = entry(
+                        T0 + i * 10 + j,
+                        &format!("Req{i} Ünïcode x{} GET /a/b", j % 3),
+                    );
+                    e.tags = vec![format!("t{j}")];
+                    e.host = Some("web-1".into());
+                    e
+                })
+                .collect();
+            let ids = plain.append(&[&batch]).expect("plain append");
+            let p = prepared.prepare(&batch);
+            assert!(p.is_some());
+            // Every other batch goes without (as from a bus that drops it).
+            let p = p.filter(|_| i % 2 == 0);
+            let got = prepared
+                .append_prepared(&[(&batch, p.as_ref()), (&[], None)])
+                .expect("prepared append");
+            assert_eq!(got, ids);
+        }
+        let mut bad = entry(T0, "refused");
+        bad.tags = vec!["a\u{1f}b".into()];
+        let bad = [bad];
+        assert!(prepared.prepare(&bad).is_none());
+        prepared
+            .append_prepared(&[(&bad, None)])
+            .expect_err("refused tag");
+        let all = |s: &SqliteStore| {
+            s.query_logs(&LogQuery {
+                filter: LogFilter::default(),
+                limit: 1_000,
+                paging: Paging::Cursor(None),
+            })
+            .expect("query")
+            .entries
+        };
+        assert_eq!(all(&prepared), all(&plain));
+        for q in ["req3", "ünïcode", "x1 get", "a b", "nothing"] {
+            assert_eq!(search(&prepared, q), expected(&plain, q), "q={q}");
+            assert_eq!(search(&prepared, q), search(&plain, q), "q={q}");
+        }
     }
 
     /// Retention drops blocks whose rows are all gone, keeps the others,

@@ -191,8 +191,8 @@ use faultline_model::{Level, NewEntry, Project, Service, ServiceSummary, TokenIn
 use faultline_store::{
     AlertStore, AlertWrites, Attachment, Attempt, Bucket, EventBatch, EventOutcome, IssuePage,
     IssueQuery, IssueStore, IssueTicket, LogCount, LogPage, LogQuery, Notification,
-    NotificationStatus, ProjectOverview, Result, ServiceActivity, Session, StatusUpdate, Store,
-    StoreError, StoredChannel, StoredRule, User, UserStore,
+    NotificationStatus, Prepared, ProjectOverview, Result, ServiceActivity, Session, StatusUpdate,
+    Store, StoreError, StoredChannel, StoredRule, User, UserStore,
 };
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -359,7 +359,29 @@ impl Store for SqliteStore {
         if batches.iter().all(|b| b.is_empty()) {
             return Ok(Vec::new());
         }
-        self.writer().append(batches)
+        let batches: Vec<write::Batch<'_>> = batches.iter().map(|b| (*b, None)).collect();
+        self.writer().append(&batches)
+    }
+
+    fn prepare(&self, entries: &[NewEntry]) -> Option<Prepared> {
+        write::PreparedBatch::new(entries).map(|p| Box::new(p) as Prepared)
+    }
+
+    fn append_prepared(&self, batches: &[(&[NewEntry], Option<&Prepared>)]) -> Result<Vec<i64>> {
+        if batches.iter().all(|b| b.0.is_empty()) {
+            return Ok(Vec::new());
+        }
+        // What another store (or nobody) prepared is ignored.
+        let batches: Vec<write::Batch<'_>> = batches
+            .iter()
+            .map(|&(entries, prepared)| {
+                let prepared = prepared
+                    .and_then(|p| (**p).downcast_ref::<write::PreparedBatch>())
+                    .filter(|p| p.fits(entries.len()));
+                (entries, prepared)
+            })
+            .collect();
+        self.writer().append(&batches)
     }
 
     fn query_logs(&self, query: &LogQuery) -> Result<LogPage> {
