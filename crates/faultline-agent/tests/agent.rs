@@ -1179,7 +1179,9 @@ fn https_server_checked_against_the_studio_ca() {
     let mut agent = env.spawn(&url, &plain);
     append(&log, &error_block(1));
     wait_until(Duration::from_secs(20), "the certificate refusal", || {
-        agent.stderr().contains("invalid peer certificate: UnknownIssuer")
+        agent
+            .stderr()
+            .contains("invalid peer certificate: UnknownIssuer")
     });
     assert_eq!(recv.unique(), 0, "nothing reached the server");
     assert_eq!(spool_items(&env.state()), 1, "the incident is kept");

@@ -1,5 +1,6 @@
 use crate::{BoxFuture, Bus, BusError};
 use faultline_model::NewEntry;
+use std::any::Any;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -9,6 +10,8 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 #[derive(Debug)]
 pub struct Delivery {
     pub entries: Vec<NewEntry>,
+    /// What the store prepared for the entries before they were queued.
+    pub prepared: Option<Box<dyn Any + Send>>,
     len: usize,
     ack: oneshot::Sender<Result<(), String>>,
     permits: u32,
@@ -93,6 +96,14 @@ impl InProcessBus {
 
 impl Bus for InProcessBus {
     fn publish(&self, entries: Vec<NewEntry>) -> BoxFuture<'_, Result<(), BusError>> {
+        self.publish_prepared(entries, None)
+    }
+
+    fn publish_prepared(
+        &self,
+        entries: Vec<NewEntry>,
+        prepared: Option<Box<dyn Any + Send>>,
+    ) -> BoxFuture<'_, Result<(), BusError>> {
         Box::pin(async move {
             // A batch larger than the whole queue still goes through alone.
             let permits = entries.len().clamp(1, self.shared.capacity) as u32;
@@ -108,6 +119,7 @@ impl Bus for InProcessBus {
             let delivery = Delivery {
                 len: entries.len(),
                 entries,
+                prepared,
                 ack,
                 permits,
                 shared: self.shared.clone(),

@@ -46,6 +46,18 @@ pub trait Bus: Send + Sync {
     /// batch is never split: it is stored whole or not at all.
     fn publish(&self, batch: Vec<NewEntry>) -> BoxFuture<'_, Result<(), BusError>>;
 
+    /// [`Bus::publish`] with what the store prepared for the batch off the
+    /// writer (`faultline_store::Store::prepare`); a bus that cannot carry
+    /// it to the writer drops it (the store then does that work itself).
+    fn publish_prepared(
+        &self,
+        batch: Vec<NewEntry>,
+        prepared: Option<Box<dyn std::any::Any + Send>>,
+    ) -> BoxFuture<'_, Result<(), BusError>> {
+        drop(prepared);
+        self.publish(batch)
+    }
+
     /// Entries published but not yet durable.
     fn depth(&self) -> usize;
 }

@@ -78,10 +78,36 @@ pub fn decode_body(body: &[u8], ctx: &DecodeContext<'_>) -> Result<Vec<NewEntry>
 
 /// Splits the body into entry values: an array's elements, or a stream of
 /// whitespace/newline-separated objects (one object or NDJSON).
+///
+/// The body's UTF-8 is checked once, which is cheaper than serde_json's
+/// check of every string read from bytes; a body that is not UTF-8 is read
+/// from bytes, so the error names the entry as before.
 fn split_values(body: &[u8], max_entries: usize) -> Result<Vec<Val<'_>>, IngestError> {
+    match std::str::from_utf8(body) {
+        Ok(text) => split(
+            body,
+            || serde_json::from_str(text),
+            || serde_json::Deserializer::from_str(text).into_iter::<Val<'_>>(),
+            max_entries,
+        ),
+        Err(_) => split(
+            body,
+            || serde_json::from_slice(body),
+            || serde_json::Deserializer::from_slice(body).into_iter::<Val<'_>>(),
+            max_entries,
+        ),
+    }
+}
+
+fn split<'a, S: Iterator<Item = serde_json::Result<Val<'a>>>>(
+    body: &[u8],
+    whole: impl FnOnce() -> serde_json::Result<Val<'a>>,
+    stream: impl FnOnce() -> S,
+    max_entries: usize,
+) -> Result<Vec<Val<'a>>, IngestError> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     if first == Some(&b'[') {
-        let v: Val<'_> = serde_json::from_slice(body).map_err(|e| IngestError::Malformed {
+        let v: Val<'_> = whole().map_err(|e| IngestError::Malformed {
             index: 0,
             detail: e.to_string(),
         })?;
@@ -94,10 +120,7 @@ fn split_values(body: &[u8], max_entries: usize) -> Result<Vec<Val<'_>>, IngestE
         return Ok(items);
     }
     let mut out = Vec::new();
-    for (index, item) in serde_json::Deserializer::from_slice(body)
-        .into_iter::<Val<'_>>()
-        .enumerate()
-    {
+    for (index, item) in stream().enumerate() {
         let v = item.map_err(|e| IngestError::Malformed {
             index,
             detail: e.to_string(),

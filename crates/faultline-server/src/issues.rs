@@ -37,6 +37,15 @@ const MAX_GROUP: usize = 256;
 const ALERT_TICK: Duration = Duration::from_secs(1);
 /// The groupers' caches are given back after this long without work.
 const RELEASE_AFTER_IDLE: Duration = Duration::from_secs(3);
+/// Least time between two transactions of events from log commits. Each
+/// transaction rewrites the pages of the issues it touches (their rows,
+/// the list indexes, the hourly counts) and holds the write connection, so
+/// under sustained ingest, when a log commit lands every few milliseconds,
+/// the processor gathers the commits of this long into one transaction:
+/// events appear at most this much later, and cost a fraction of the
+/// writes and of the writer's time. A commit after a quiet spell is
+/// processed at once.
+const EVENTS_EVERY: Duration = Duration::from_millis(25);
 /// How often grouper states with unsaved learning are saved.
 const STATES_EVERY: Duration = Duration::from_secs(30);
 
@@ -200,6 +209,8 @@ struct Worker {
     /// Alert rules and their burst state.
     alerts: Evaluator,
     last_alert_tick: Instant,
+    /// When the last group of log commits was taken.
+    last_group: Instant,
     /// Wakes the delivery task when notifications were queued.
     deliveries: Arc<tokio::sync::Notify>,
     /// New issues and regressions for the UI.
@@ -230,6 +241,7 @@ impl Worker {
             rules_loaded: HashSet::new(),
             alerts: Evaluator::new(),
             last_alert_tick: Instant::now(),
+            last_group: Instant::now(),
             deliveries,
             notices: None,
             // The start-up catch-up may group a lot.
@@ -276,9 +288,13 @@ impl Worker {
             match msg {
                 Ok(Msg::Committed(first)) => {
                     self.last_work = Some(Instant::now());
-                    // Everything already queued goes into one transaction:
-                    // under load the processor commits once per many log
-                    // commits.
+                    // Everything queued goes into one transaction: under
+                    // load the processor commits once per many log commits,
+                    // at most once per `EVENTS_EVERY`.
+                    if let Some(wait) = EVENTS_EVERY.checked_sub(self.last_group.elapsed()) {
+                        std::thread::sleep(wait);
+                    }
+                    self.last_group = Instant::now();
                     let mut group = vec![first];
                     while group.len() < MAX_GROUP {
                         match rx.try_recv() {

@@ -12,7 +12,7 @@ use crate::live::Hub;
 use faultline_alerts::ServiceCount;
 use faultline_bus::InProcessConsumer;
 use faultline_model::{NewEntry, StoredEntry};
-use faultline_store::Store;
+use faultline_store::{Prepared, Store};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -33,9 +33,11 @@ pub fn spawn(
             while let Some(mut group) = consumer.recv_group_blocking(max_commit_entries) {
                 let started = Instant::now();
                 let result = {
-                    let batches: Vec<&[NewEntry]> =
-                        group.iter().map(|d| d.entries.as_slice()).collect();
-                    store.append(&batches)
+                    let batches: Vec<(&[NewEntry], Option<&Prepared>)> = group
+                        .iter()
+                        .map(|d| (d.entries.as_slice(), d.prepared.as_ref()))
+                        .collect();
+                    store.append_prepared(&batches)
                 };
                 metrics::histogram!("faultline_batch_commit_seconds")
                     .record(started.elapsed().as_secs_f64());
@@ -72,15 +74,17 @@ pub fn spawn(
                             hub.publish(&committed);
                         } else {
                             // Only the entries that become issue events are
-                            // kept; the rest is freed on another thread.
+                            // kept (moved out, leaving an empty entry that
+                            // owns no memory); the rest is freed on another
+                            // thread. Almost every batch holds an error, so
+                            // freeing the others here would free nearly all.
                             let mut ids = ids.into_iter();
                             for batch in &mut done {
-                                let batch_ids: Vec<i64> = ids.by_ref().take(batch.len()).collect();
-                                if batch.iter().any(|e| e.level >= min_level) {
-                                    for (entry, id) in std::mem::take(batch).into_iter().zip(batch_ids) {
-                                        if entry.level >= min_level {
-                                            errors.push(Arc::new(StoredEntry { id, entry }));
-                                        }
+                                let batch_ids = ids.by_ref().take(batch.len());
+                                for (entry, id) in batch.iter_mut().zip(batch_ids) {
+                                    if entry.level >= min_level {
+                                        let entry = std::mem::replace(entry, vacant(entry.level));
+                                        errors.push(Arc::new(StoredEntry { id, entry }));
                                     }
                                 }
                             }
@@ -137,6 +141,23 @@ impl Dropper {
         if let Some(send) = &self.send {
             let _ = send.try_send(entries);
         }
+    }
+}
+
+/// An entry that owns no heap memory, left in place of one moved out.
+fn vacant(level: faultline_model::Level) -> NewEntry {
+    NewEntry {
+        project: String::new(),
+        service: String::new(),
+        level,
+        message: String::new(),
+        tags: Vec::new(),
+        timestamp: 0,
+        received_at: 0,
+        host: None,
+        attributes: Default::default(),
+        trace_id: None,
+        span_id: None,
     }
 }
 

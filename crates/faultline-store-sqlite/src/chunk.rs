@@ -263,7 +263,10 @@ impl ChunkBuilder {
     }
 }
 
-fn encode_rest(out: &mut Vec<u8>, e: &NewEntry) -> Result<()> {
+/// Encodes what a record holds from the level on (see the module docs);
+/// the same bytes whether done by [`ChunkBuilder::push`] or beforehand, for
+/// [`ChunkBuilder::push_raw`].
+pub(crate) fn encode_rest(out: &mut Vec<u8>, e: &NewEntry) -> Result<()> {
     let mut flags = 0;
     if !e.tags.is_empty() {
         flags |= HAS_TAGS;

@@ -23,6 +23,7 @@ use faultline_textindex::{
     bloom_blocks, bloom_probe_range, postings_lookup_read,
 };
 use rusqlite::{Connection, OptionalExtension, params};
+use std::sync::mpsc::{Receiver, SendError, Sender, TryRecvError, channel};
 
 const LAST_FINISHED: &str = "SELECT coalesce(\
     (SELECT last_row FROM text_blocks ORDER BY first_row DESC LIMIT 1), 0)";
@@ -52,43 +53,100 @@ pub(crate) fn last_finished(conn: &Connection) -> Result<i64> {
         .map_err(db("read the last indexed row"))
 }
 
-/// The writer's open block.
+/// The writer's open block, and the full block before it while a thread
+/// of its own finishes (sorts and encodes) it.
+///
+/// Finishing a block (a sort of ≈250,000 postings and their encoding) took
+/// a fifth of the writer's time under sustained ingest, all of it in the
+/// commit that filled the block. So a full block is handed to a thread and
+/// stored by the writer's next transaction that finds it finished (or by
+/// the next one that fills a block, which waits for it): meanwhile readers
+/// scan its rows like those of the open block (the rows after the newest
+/// stored block), so searches are exact throughout; a crash before it is
+/// stored leaves rows that the next start indexes again, like the open
+/// block's.
 pub(crate) struct OpenBlock {
     builder: BlockBuilder,
+    /// Whether a full block is with the finisher: it holds the rows after
+    /// `finished` and before the builder's.
+    sealed: bool,
+    /// The thread that finishes blocks, started with the first full block;
+    /// None before, or if it could not be started (blocks are then
+    /// finished by the writer).
+    finisher: Option<Finisher>,
+    /// A builder whose block was stored, kept for its buffers.
+    spare: Option<BlockBuilder>,
     /// Rows per finished block.
     block_rows: usize,
-    /// `last_row` of the newest finished block, as this builder sees it
-    /// (including blocks finished in the current, uncommitted transaction).
+    /// `last_row` of the newest stored block, as this writer sees it
+    /// (including blocks stored in the current, uncommitted transaction).
     finished: i64,
-    /// `(newest finished last_row, last log id)` of the database when the
-    /// builder was last known to hold exactly the rows after the newest
-    /// finished block: after a commit of this writer. `None`: unknown (a
-    /// transaction failed, or nothing was checked yet), rebuild.
+    /// `(newest stored last_row, last log id)` of the database when the
+    /// sealed block and the builder were last known to hold exactly the
+    /// rows after the newest stored block: after a commit of this writer.
+    /// `None`: unknown (a transaction failed, or nothing was checked yet),
+    /// rebuild.
     synced: Option<(i64, i64)>,
+}
+
+/// The finishing thread's ends: full builders go in, finished blocks come
+/// back with their builders (for their buffers). It stops when the writer
+/// drops its end.
+struct Finisher {
+    send: Sender<BlockBuilder>,
+    recv: Receiver<(Option<EncodedBlock>, BlockBuilder)>,
+}
+
+impl Finisher {
+    fn start() -> Option<Finisher> {
+        let (send, todo) = channel::<BlockBuilder>();
+        let (done, recv) = channel();
+        let started = std::thread::Builder::new()
+            .name("faultline-index".into())
+            .spawn(move || {
+                while let Ok(mut b) = todo.recv() {
+                    if done.send((b.finish(), b)).is_err() {
+                        break;
+                    }
+                }
+            });
+        match started {
+            Ok(_) => Some(Finisher { send, recv }),
+            Err(e) => {
+                tracing::warn!(error = %e, "no thread to finish full-text index blocks; the writer finishes them");
+                None
+            }
+        }
+    }
 }
 
 impl OpenBlock {
     pub(crate) fn new(block_rows: usize) -> OpenBlock {
         OpenBlock {
             builder: BlockBuilder::new(),
+            sealed: false,
+            finisher: None,
+            spare: None,
             block_rows: block_rows.max(1),
             finished: 0,
             synced: None,
         }
     }
 
-    /// Makes the builder hold exactly the rows after the newest finished
-    /// block, inside the writer's transaction and before it appends.
-    /// `last_id` is the high-water mark of log ids read in that transaction.
-    /// Cheap when nothing changed behind this writer's back (two reads of a
+    /// Makes the sealed block and the builder hold exactly the rows after
+    /// the newest stored block, inside the writer's transaction and before
+    /// it appends, and stores the sealed block if it is finished. `last_id`
+    /// is the high-water mark of log ids read in that transaction. Cheap
+    /// when nothing changed behind this writer's back (two reads of a
     /// b-tree's end); otherwise rebuilds the open block from the rows,
     /// finishing (and storing) full blocks on the way, which also makes it
     /// the schema migration's backfill.
     pub(crate) fn sync(&mut self, conn: &Connection, last_id: i64) -> Result<()> {
         let finished = last_finished(conn)?;
         if self.synced == Some((finished, last_id)) && self.finished == finished {
-            return Ok(());
+            return self.store_sealed(conn, false);
         }
+        self.discard_sealed();
         self.builder = BlockBuilder::new();
         self.finished = finished;
         self.synced = None;
@@ -97,20 +155,23 @@ impl OpenBlock {
             n += 1;
             self.add(conn, id, message)
         })?;
+        // A rebuild (a start after a crash, the migration's backfill)
+        // leaves no block behind.
+        self.store_sealed(conn, true)?;
         if n > self.block_rows {
             tracing::info!(rows = n, "built the full-text index");
         }
         Ok(())
     }
 
-    /// Indexes one appended row; finishes and stores the block when full.
+    /// Indexes one appended row; seals the block when full.
     pub(crate) fn add(&mut self, conn: &Connection, id: i64, text: &str) -> Result<()> {
         match self.builder.add(id, text) {
             Ok(()) => {}
             Err(AddError::SpanTooLarge) => {
                 // Only after billions of ids were deleted inside one block:
                 // close it early.
-                self.finish(conn)?;
+                self.seal(conn)?;
                 self.builder
                     .add(id, text)
                     .map_err(|e| StoreError::backend("index a log entry", e))?;
@@ -118,22 +179,133 @@ impl OpenBlock {
             Err(e) => return Err(StoreError::backend("index a log entry", e)),
         }
         if self.builder.len() >= self.block_rows {
-            self.finish(conn)?;
+            self.seal(conn)?;
         }
         Ok(())
     }
 
-    fn finish(&mut self, conn: &Connection) -> Result<()> {
-        if let Some(block) = self.builder.finish() {
+    /// [`OpenBlock::add`] with the row's keys computed beforehand
+    /// (`faultline_textindex::message_keys` of `text`); `text` is only
+    /// read in the rare case of a block closed early.
+    pub(crate) fn add_keys(
+        &mut self,
+        conn: &Connection,
+        id: i64,
+        keys: &[u32],
+        text: &str,
+    ) -> Result<()> {
+        match self.builder.add_keys(id, keys) {
+            Ok(()) => {}
+            Err(AddError::SpanTooLarge) => return self.add(conn, id, text),
+            Err(e) => return Err(StoreError::backend("index a log entry", e)),
+        }
+        if self.builder.len() >= self.block_rows {
+            self.seal(conn)?;
+        }
+        Ok(())
+    }
+
+    /// Hands the open block to the finisher, after storing the block sealed
+    /// before (waiting for it if need be), so at most one block is sealed
+    /// and blocks are stored in order.
+    fn seal(&mut self, conn: &Connection) -> Result<()> {
+        self.store_sealed(conn, true)?;
+        if self.builder.is_empty() {
+            return Ok(());
+        }
+        let next = self.spare.take().unwrap_or_default();
+        let mut full = std::mem::replace(&mut self.builder, next);
+        if self.finisher.is_none() {
+            self.finisher = Finisher::start();
+        }
+        if let Some(f) = &self.finisher {
+            match f.send.send(full) {
+                Ok(()) => {
+                    self.sealed = true;
+                    return Ok(());
+                }
+                Err(SendError(back)) => {
+                    // The thread is gone (it panicked): finish here.
+                    self.finisher = None;
+                    full = back;
+                }
+            }
+        }
+        let block = full.finish();
+        self.spare = Some(full);
+        if let Some(block) = block {
             store_block(conn, &block)?;
             self.finished = block.last_row;
         }
         Ok(())
     }
 
-    /// Gives the builder's spare buffers back (idle time).
+    /// Stores the sealed block once finished; with `wait`, waits for it.
+    fn store_sealed(&mut self, conn: &Connection, wait: bool) -> Result<()> {
+        if !self.sealed {
+            return Ok(());
+        }
+        let Some(f) = &self.finisher else {
+            self.sealed = false;
+            return Err(StoreError::Invalid(
+                "the full-text index finisher is gone".into(),
+            ));
+        };
+        let done = if wait {
+            f.recv.recv().map_err(|_| TryRecvError::Disconnected)
+        } else {
+            f.recv.try_recv()
+        };
+        let (block, builder) = match done {
+            Ok(d) => d,
+            Err(TryRecvError::Empty) => return Ok(()),
+            Err(TryRecvError::Disconnected) => {
+                // It panicked: the block's rows are indexed again by the
+                // rebuild after this failed append.
+                self.finisher = None;
+                self.sealed = false;
+                return Err(StoreError::Invalid(
+                    "finishing a full-text index block failed".into(),
+                ));
+            }
+        };
+        self.sealed = false;
+        self.spare = Some(builder);
+        if let Some(block) = block {
+            store_block(conn, &block)?;
+            self.finished = block.last_row;
+        }
+        Ok(())
+    }
+
+    /// Forgets the sealed block (before a rebuild): waits for the finisher
+    /// to give its builder back.
+    fn discard_sealed(&mut self) {
+        if std::mem::take(&mut self.sealed)
+            && let Some(f) = &self.finisher
+        {
+            match f.recv.recv() {
+                Ok((_, builder)) => self.spare = Some(builder),
+                Err(_) => self.finisher = None,
+            }
+        }
+    }
+
+    /// Stores the sealed block, waiting for it to be finished; inside a
+    /// write transaction.
+    pub(crate) fn store_pending(&mut self, conn: &Connection) -> Result<()> {
+        self.store_sealed(conn, true)
+    }
+
+    /// Whether a sealed block waits to be stored.
+    pub(crate) fn has_pending(&self) -> bool {
+        self.sealed
+    }
+
+    /// Gives the builders' spare buffers back (idle time).
     pub(crate) fn release_memory(&mut self) {
         self.builder.release_memory();
+        self.spare = None;
     }
 
     /// The transaction that appended up to `last_id` committed.
@@ -533,6 +705,69 @@ mod tests {
         assert!(search(&a, "w999").is_empty());
     }
 
+    /// Batches prepared before the append (records and index keys made off
+    /// the writer) are stored and found exactly like plain ones; a batch
+    /// the store cannot prepare (a refused tag) is refused all the same.
+    #[test]
+    fn prepared_appends_match_plain_ones() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let plain = SqliteStore::open_with_block_rows(
+            &dir.path().join("plain.db"),
+            SqliteOptions::default(),
+            7,
+        )
+        .expect("open plain");
+        let prepared = SqliteStore::open_with_block_rows(
+            &dir.path().join("prepared.db"),
+            SqliteOptions::default(),
+            7,
+        )
+        .expect("open prepared");
+        for i in 0..12i64 {
+            let batch: Vec<NewEntry> = (0..(i % 5 + 1))
+                .map(|j| {
+                    let mut e = entry(
+                        T0 + i * 10 + j,
+                        &format!("Req{i} Ünïcode x{} GET /a/b", j % 3),
+                    );
+                    e.tags = vec![format!("t{j}")];
+                    e.host = Some("web-1".into());
+                    e
+                })
+                .collect();
+            let ids = plain.append(&[&batch]).expect("plain append");
+            let p = prepared.prepare(&batch);
+            assert!(p.is_some());
+            // Every other batch goes without (as from a bus that drops it).
+            let p = p.filter(|_| i % 2 == 0);
+            let got = prepared
+                .append_prepared(&[(&batch, p.as_ref()), (&[], None)])
+                .expect("prepared append");
+            assert_eq!(got, ids);
+        }
+        let mut bad = entry(T0, "refused");
+        bad.tags = vec!["a\u{1f}b".into()];
+        let bad = [bad];
+        assert!(prepared.prepare(&bad).is_none());
+        prepared
+            .append_prepared(&[(&bad, None)])
+            .expect_err("refused tag");
+        let all = |s: &SqliteStore| {
+            s.query_logs(&LogQuery {
+                filter: LogFilter::default(),
+                limit: 1_000,
+                paging: Paging::Cursor(None),
+            })
+            .expect("query")
+            .entries
+        };
+        assert_eq!(all(&prepared), all(&plain));
+        for q in ["req3", "ünïcode", "x1 get", "a b", "nothing"] {
+            assert_eq!(search(&prepared, q), expected(&plain, q), "q={q}");
+            assert_eq!(search(&prepared, q), search(&plain, q), "q={q}");
+        }
+    }
+
     /// Retention drops blocks whose rows are all gone, keeps the others,
     /// and appends after it still index exactly.
     #[test]
@@ -545,6 +780,16 @@ mod tests {
             .map(|i| entry(T0 + i, &format!("row{i} all")))
             .collect();
         store.append(&[&batch]).expect("append");
+        // The last full block is finished off the writer and stored by the
+        // next transaction; meanwhile its rows are searched like the open
+        // block's.
+        assert_eq!(blocks(&path).len(), 6);
+        assert_eq!(search(&store, "all"), expected(&store, "all"));
+        assert_eq!(search(&store, "row27").len(), 1);
+        store
+            .writer()
+            .store_sealed_block()
+            .expect("store the sealed block");
         assert_eq!(blocks(&path).len(), 7);
         // Small blocks: one row of bloom lines and one of postings each.
         assert_eq!(chunk_rows(&path), (7, 7));
@@ -568,6 +813,10 @@ mod tests {
             .map(|i| entry(T0 + 200 + i, &format!("again{i} all")))
             .collect();
         store.append(&[&more]).expect("append again");
+        store
+            .writer()
+            .store_sealed_block()
+            .expect("store the sealed block");
         assert_eq!(blocks(&path), vec![(31, 34), (35, 38)]);
         assert_eq!(search(&store, "all"), expected(&store, "all"));
         assert_eq!(search(&store, "again8").len(), 1);

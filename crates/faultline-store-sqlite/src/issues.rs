@@ -27,6 +27,7 @@ use faultline_store::{
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params, params_from_iter};
+use std::collections::HashMap;
 
 const HOUR: i64 = 3_600_000_000;
 
@@ -252,12 +253,169 @@ fn add_distinct(tx: &Connection, table: &str, column: &str, issue: i64, value: &
     Ok(())
 }
 
-fn record_one(tx: &Transaction<'_>, e: &NewEvent) -> Result<EventOutcome> {
-    let service = ensure_service_in(tx, &e.project, &e.service, e.received_at)?;
-    let project = project_id(tx, &e.project)?.ok_or_else(|| StoreError::NotFound {
-        what: "project",
-        name: e.project.clone(),
-    })?;
+/// What one transaction of [`record_events`] has read or will write once
+/// per issue rather than once per event: a batch of events under load holds
+/// hundreds of events of a few services and issues, and every statement
+/// runs while the writer connection is held (log appends wait for it).
+#[derive(Default)]
+struct EventTx {
+    /// (project, service) → (project id, service id).
+    services: Vec<(String, String, i64, i64)>,
+    /// (project id, fingerprint) → issue, as mapped in this transaction.
+    issues: HashMap<(i64, String), i64>,
+    /// Issue → its status columns, as written in this transaction.
+    states: HashMap<i64, IssueState>,
+    /// Issue → what its events add to its row, in order of first event.
+    deltas: Vec<(i64, IssueDelta)>,
+    delta_of: HashMap<i64, usize>,
+    /// (issue, hour) → events to add to `issue_counts`.
+    hours: Vec<((i64, i64), i64)>,
+    hour_of: HashMap<(i64, i64), usize>,
+}
+
+/// The sums of an issue's events in one transaction.
+struct IssueDelta {
+    count: i64,
+    first_seen: i64,
+    last_seen: i64,
+    level: i64,
+    /// The first exception type of its events.
+    exception_type: Option<String>,
+}
+
+impl EventTx {
+    /// (project id, service id), the service (and project) created when
+    /// missing.
+    fn service(&mut self, tx: &Transaction<'_>, e: &NewEvent) -> Result<(i64, i64)> {
+        if let Some(&(_, _, p, s)) = self
+            .services
+            .iter()
+            .find(|(p, s, _, _)| *s == e.service && *p == e.project)
+        {
+            return Ok((p, s));
+        }
+        let service = ensure_service_in(tx, &e.project, &e.service, e.received_at)?;
+        let project = project_id(tx, &e.project)?.ok_or_else(|| StoreError::NotFound {
+            what: "project",
+            name: e.project.clone(),
+        })?;
+        self.services
+            .push((e.project.clone(), e.service.clone(), project, service.id));
+        Ok((project, service.id))
+    }
+
+    fn issue_of(
+        &mut self,
+        tx: &Transaction<'_>,
+        project: i64,
+        fingerprint: &str,
+    ) -> Result<Option<i64>> {
+        if let Some(&id) = self.issues.get(&(project, fingerprint.to_owned())) {
+            return Ok(Some(id));
+        }
+        let found = issue_of(tx, project, fingerprint)?;
+        if let Some(id) = found {
+            self.issues.insert((project, fingerprint.to_owned()), id);
+        }
+        Ok(found)
+    }
+
+    fn state(&mut self, tx: &Transaction<'_>, issue: i64) -> Result<IssueState> {
+        if let Some(s) = self.states.get(&issue) {
+            return Ok(*s);
+        }
+        let s = load_state(tx, issue)?.ok_or_else(|| not_found(issue))?;
+        self.states.insert(issue, s);
+        Ok(s)
+    }
+
+    fn store_state(&mut self, tx: &Transaction<'_>, issue: i64, s: &IssueState) -> Result<()> {
+        store_state(tx, issue, s)?;
+        self.states.insert(issue, *s);
+        Ok(())
+    }
+
+    fn count(&mut self, issue: i64, e: &NewEvent, count: i64, level: i64) {
+        match self.delta_of.get(&issue) {
+            Some(&i) => {
+                let d = &mut self.deltas[i].1;
+                d.count = d.count.saturating_add(count);
+                d.first_seen = d.first_seen.min(e.timestamp);
+                d.last_seen = d.last_seen.max(e.timestamp);
+                d.level = d.level.max(level);
+                if d.exception_type.is_none() {
+                    d.exception_type.clone_from(&e.details.exception_type);
+                }
+            }
+            None => {
+                self.delta_of.insert(issue, self.deltas.len());
+                self.deltas.push((
+                    issue,
+                    IssueDelta {
+                        count,
+                        first_seen: e.timestamp,
+                        last_seen: e.timestamp,
+                        level,
+                        exception_type: e.details.exception_type.clone(),
+                    },
+                ));
+            }
+        }
+        let key = (issue, e.timestamp.div_euclid(HOUR) * HOUR);
+        match self.hour_of.get(&key) {
+            Some(&i) => self.hours[i].1 = self.hours[i].1.saturating_add(count),
+            None => {
+                self.hour_of.insert(key, self.hours.len());
+                self.hours.push((key, count));
+            }
+        }
+    }
+
+    /// Writes the issues' counters and hourly counts summed so far.
+    fn flush(&mut self, tx: &Transaction<'_>) -> Result<()> {
+        // An UPDATE naming a column rewrites the entries of every index
+        // holding it (the list indexes of migration 6), so what rarely
+        // changes (an older first event, a higher level, the first
+        // exception type) has statements of its own that update nothing
+        // most of the time.
+        for (issue, d) in self.deltas.drain(..) {
+            tx.prepare_cached(
+                "UPDATE issues SET count = count + ?2, last_seen = max(last_seen, ?3) WHERE id = ?1",
+            )
+            .and_then(|mut s| s.execute(params![issue, d.count, d.last_seen]))
+            .map_err(db("count an event"))?;
+            tx.prepare_cached(
+                "UPDATE issues SET first_seen = ?2 WHERE id = ?1 AND first_seen > ?2",
+            )
+            .and_then(|mut s| s.execute(params![issue, d.first_seen]))
+            .map_err(db("count an event"))?;
+            tx.prepare_cached("UPDATE issues SET level = ?2 WHERE id = ?1 AND level < ?2")
+                .and_then(|mut s| s.execute(params![issue, d.level]))
+                .map_err(db("count an event"))?;
+            if let Some(t) = &d.exception_type {
+                tx.prepare_cached(
+                    "UPDATE issues SET exception_type = ?2 WHERE id = ?1 AND exception_type IS NULL",
+                )
+                .and_then(|mut s| s.execute(params![issue, t]))
+                .map_err(db("count an event"))?;
+            }
+        }
+        self.delta_of.clear();
+        for ((issue, hour), count) in self.hours.drain(..) {
+            tx.prepare_cached(
+                "INSERT INTO issue_counts (issue_id, hour, count) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (issue_id, hour) DO UPDATE SET count = count + excluded.count",
+            )
+            .and_then(|mut s| s.execute(params![issue, hour, count]))
+            .map_err(db("count an event per hour"))?;
+        }
+        self.hour_of.clear();
+        Ok(())
+    }
+}
+
+fn record_one(tx: &Transaction<'_>, cache: &mut EventTx, e: &NewEvent) -> Result<EventOutcome> {
+    let (project, service_id) = cache.service(tx, e)?;
     if let Some(key) = &e.key {
         let seen: Option<(i64, i64)> = tx
             .prepare_cached(
@@ -280,7 +438,7 @@ fn record_one(tx: &Transaction<'_>, e: &NewEvent) -> Result<EventOutcome> {
     }
     let count = i64::try_from(e.details.count.max(1)).unwrap_or(i64::MAX);
     let level = i64::from(e.level.code());
-    let (issue, new_issue) = match issue_of(tx, project, &e.fingerprint)? {
+    let (issue, new_issue) = match cache.issue_of(tx, project, &e.fingerprint)? {
         Some(id) => (id, false),
         None => {
             tx.prepare_cached(
@@ -291,7 +449,7 @@ fn record_one(tx: &Transaction<'_>, e: &NewEvent) -> Result<EventOutcome> {
             .and_then(|mut s| {
                 s.execute(params![
                     project,
-                    service.id,
+                    service_id,
                     e.fingerprint,
                     e.title,
                     e.culprit,
@@ -303,15 +461,16 @@ fn record_one(tx: &Transaction<'_>, e: &NewEvent) -> Result<EventOutcome> {
             .map_err(db("create an issue"))?;
             let id = tx.last_insert_rowid();
             map_fingerprint(tx, project, &e.fingerprint, id)?;
+            cache.issues.insert((project, e.fingerprint.clone()), id);
             (id, true)
         }
     };
     let mut regressed = false;
-    let mut state = load_state(tx, issue)?.ok_or_else(|| not_found(issue))?;
+    let mut state = cache.state(tx, issue)?;
     let before = state.status;
     if let Some(t) = state.on_event(e.timestamp) {
         regressed = t == Transition::Regressed;
-        store_state(tx, issue, &state)?;
+        cache.store_state(tx, issue, &state)?;
         add_history(
             tx,
             issue,
@@ -330,30 +489,11 @@ fn record_one(tx: &Transaction<'_>, e: &NewEvent) -> Result<EventOutcome> {
         )?;
     } else if state.ignore.is_some() {
         // The count left of an ignore changed.
-        store_state(tx, issue, &state)?;
+        cache.store_state(tx, issue, &state)?;
     }
-    // An UPDATE naming a column rewrites the entries of every index holding
-    // it (the list indexes of migration 6), so what rarely changes (an
-    // older first event, a higher level, the first exception type) has
-    // statements of its own that update nothing most of the time.
-    tx.prepare_cached(
-        "UPDATE issues SET count = count + ?2, last_seen = max(last_seen, ?3) WHERE id = ?1",
-    )
-    .and_then(|mut s| s.execute(params![issue, count, e.timestamp]))
-    .map_err(db("count an event"))?;
-    tx.prepare_cached("UPDATE issues SET first_seen = ?2 WHERE id = ?1 AND first_seen > ?2")
-        .and_then(|mut s| s.execute(params![issue, e.timestamp]))
-        .map_err(db("count an event"))?;
-    tx.prepare_cached("UPDATE issues SET level = ?2 WHERE id = ?1 AND level < ?2")
-        .and_then(|mut s| s.execute(params![issue, level]))
-        .map_err(db("count an event"))?;
-    if let Some(t) = &e.details.exception_type {
-        tx.prepare_cached(
-            "UPDATE issues SET exception_type = ?2 WHERE id = ?1 AND exception_type IS NULL",
-        )
-        .and_then(|mut s| s.execute(params![issue, t]))
-        .map_err(db("count an event"))?;
-    }
+    // The issue's counters and hourly counts are written once per issue,
+    // after the batch's events.
+    cache.count(issue, e, count, level);
     let tags = (!e.tags.is_empty()).then(|| encode(&e.tags)).transpose()?;
     let attributes = (!e.attributes.is_empty())
         .then(|| encode(&e.attributes))
@@ -372,7 +512,7 @@ fn record_one(tx: &Transaction<'_>, e: &NewEvent) -> Result<EventOutcome> {
     .and_then(|mut s| {
         s.execute(params![
             issue,
-            service.id,
+            service_id,
             level,
             e.timestamp,
             e.received_at,
@@ -409,12 +549,6 @@ fn record_one(tx: &Transaction<'_>, e: &NewEvent) -> Result<EventOutcome> {
     if let Some(user) = e.user.as_deref().filter(|u| !u.is_empty()) {
         add_distinct(tx, "users", "users", issue, user)?;
     }
-    tx.prepare_cached(
-        "INSERT INTO issue_counts (issue_id, hour, count) VALUES (?1, ?2, ?3) \
-         ON CONFLICT (issue_id, hour) DO UPDATE SET count = count + excluded.count",
-    )
-    .and_then(|mut s| s.execute(params![issue, e.timestamp.div_euclid(HOUR) * HOUR, count]))
-    .map_err(db("count an event per hour"))?;
     Ok(EventOutcome {
         event_id,
         issue_id: issue,
@@ -546,9 +680,11 @@ fn record_events_in(
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(db("begin recording events"))?;
     let mut out = Vec::with_capacity(batch.events.len());
+    let mut cache = EventTx::default();
     for e in &batch.events {
-        out.push(record_one(&tx, e)?);
+        out.push(record_one(&tx, &mut cache, e)?);
     }
+    cache.flush(&tx)?;
     for (project, from, into) in &batch.merges {
         let Some(pid) = project_id(&tx, project)? else {
             continue;

@@ -113,8 +113,10 @@
 //!   tokens plus sorted token keys with delta-coded id lists, stored as two
 //!   blobs.
 //!   - *Writing*: each appended entry's tokens are hashed into the writer's
-//!     in-memory open block (≈1 µs); when it holds `BLOCK_ROWS` entries it
-//!     is encoded and inserted in the same transaction as the chunks. The
+//!     in-memory open block (≈1 µs); when it holds `BLOCK_ROWS` entries a
+//!     thread of its own encodes it and the writer's next transaction (or
+//!     the idle upkeep) inserts it; until then readers scan its entries
+//!     like the open block's, and a crash leaves them to the rebuild. The
 //!     open block is never stored: at the start of every append transaction
 //!     the writer compares the newest block's `last_row` and the id
 //!     high-water mark with what it last committed, and when they differ
@@ -122,7 +124,7 @@
 //!     transaction rolled back) rebuilds the open block from the chunks
 //!     after the newest block. So a crash loses nothing and two handles
 //!     cannot make overlapping blocks.
-//!   - *Reading*: the entries after the newest block (fewer than one block,
+//!   - *Reading*: the entries after the newest block (fewer than two blocks,
 //!     in the newest chunks) are decoded and checked directly; then blocks
 //!     are visited newest first, probing each block's bloom filter (one
 //!     `text_blooms` row per token) and, on a hit, looking the tokens up in
@@ -189,8 +191,8 @@ use faultline_model::{Level, NewEntry, Project, Service, ServiceSummary, TokenIn
 use faultline_store::{
     AlertStore, AlertWrites, Attachment, Attempt, Bucket, EventBatch, EventOutcome, IssuePage,
     IssueQuery, IssueStore, IssueTicket, LogCount, LogPage, LogQuery, Notification,
-    NotificationStatus, ProjectOverview, Result, ServiceActivity, Session, StatusUpdate, Store,
-    StoreError, StoredChannel, StoredRule, User, UserStore,
+    NotificationStatus, Prepared, ProjectOverview, Result, ServiceActivity, Session, StatusUpdate,
+    Store, StoreError, StoredChannel, StoredRule, User, UserStore,
 };
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -357,7 +359,29 @@ impl Store for SqliteStore {
         if batches.iter().all(|b| b.is_empty()) {
             return Ok(Vec::new());
         }
-        self.writer().append(batches)
+        let batches: Vec<write::Batch<'_>> = batches.iter().map(|b| (*b, None)).collect();
+        self.writer().append(&batches)
+    }
+
+    fn prepare(&self, entries: &[NewEntry]) -> Option<Prepared> {
+        write::PreparedBatch::new(entries).map(|p| Box::new(p) as Prepared)
+    }
+
+    fn append_prepared(&self, batches: &[(&[NewEntry], Option<&Prepared>)]) -> Result<Vec<i64>> {
+        if batches.iter().all(|b| b.0.is_empty()) {
+            return Ok(Vec::new());
+        }
+        // What another store (or nobody) prepared is ignored.
+        let batches: Vec<write::Batch<'_>> = batches
+            .iter()
+            .map(|&(entries, prepared)| {
+                let prepared = prepared
+                    .and_then(|p| (**p).downcast_ref::<write::PreparedBatch>())
+                    .filter(|p| p.fits(entries.len()));
+                (entries, prepared)
+            })
+            .collect();
+        self.writer().append(&batches)
     }
 
     fn query_logs(&self, query: &LogQuery) -> Result<LogPage> {

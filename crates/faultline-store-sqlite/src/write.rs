@@ -79,6 +79,58 @@ impl ServiceIds {
     }
 }
 
+/// An entry's record and index keys, prepared.
+type Encoded<'a> = (&'a [u8], &'a [u32]);
+
+/// A batch to append, with what [`PreparedBatch::new`] made of it.
+pub(crate) type Batch<'a> = (&'a [NewEntry], Option<&'a PreparedBatch>);
+
+/// The part of an append done before the batch reaches the writer, on the
+/// thread that decoded it, in parallel with the writer: every entry's
+/// record as the chunk stores it and its full-text index keys.
+pub(crate) struct PreparedBatch {
+    records: Vec<u8>,
+    /// Where each entry's record ends in `records`.
+    record_ends: Vec<u32>,
+    keys: Vec<u32>,
+    /// Where each entry's keys end in `keys`.
+    key_ends: Vec<u32>,
+}
+
+impl PreparedBatch {
+    /// `None` when an entry cannot be encoded (the append then reports
+    /// why) or the batch is too large to index with `u32` offsets.
+    pub(crate) fn new(entries: &[NewEntry]) -> Option<PreparedBatch> {
+        let mut p = PreparedBatch {
+            records: Vec::with_capacity(entries.len() * 256),
+            record_ends: Vec::with_capacity(entries.len()),
+            keys: Vec::with_capacity(entries.len() * 24),
+            key_ends: Vec::with_capacity(entries.len()),
+        };
+        for e in entries {
+            chunk::encode_rest(&mut p.records, e).ok()?;
+            faultline_textindex::message_keys(&e.message, &mut p.keys);
+            p.record_ends.push(u32::try_from(p.records.len()).ok()?);
+            p.key_ends.push(u32::try_from(p.keys.len()).ok()?);
+        }
+        Some(p)
+    }
+
+    /// The record and keys of entry `i`.
+    fn get(&self, i: usize) -> Encoded<'_> {
+        let at = |ends: &[u32], i: usize| if i == 0 { 0 } else { ends[i - 1] as usize };
+        (
+            &self.records[at(&self.record_ends, i)..self.record_ends[i] as usize],
+            &self.keys[at(&self.key_ends, i)..self.key_ends[i] as usize],
+        )
+    }
+
+    /// Whether it was made for a batch of `n` entries.
+    pub(crate) fn fits(&self, n: usize) -> bool {
+        self.record_ends.len() == n && self.key_ends.len() == n
+    }
+}
+
 /// The entries of one service in one append.
 struct Group {
     service_id: i64,
@@ -109,10 +161,44 @@ impl Writer {
     }
 
     pub(crate) fn release_memory(&mut self) -> Result<()> {
+        self.store_sealed_block()?;
         self.index.release_memory();
         self.conn
             .release_memory()
             .map_err(db("release writer memory"))
+    }
+
+    /// Stores the full-text index block being finished off the writer, if
+    /// any, in a transaction of its own (waiting for it): appends store it
+    /// once finished, this is for when no append follows (idle time).
+    pub(crate) fn store_sealed_block(&mut self) -> Result<()> {
+        if !self.index.has_pending() {
+            return Ok(());
+        }
+        let Writer { conn, index, .. } = self;
+        let result = (|| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db("begin storing an index block"))?;
+            let last: i64 = tx
+                .prepare_cached(LAST_LOG_ID)
+                .and_then(|mut s| s.query_row([], |r| r.get(0)))
+                .map_err(db("read the last log id"))?;
+            index.sync(&tx, last)?;
+            index.store_pending(&tx)?;
+            tx.commit().map_err(db("commit an index block"))?;
+            Ok(last)
+        })();
+        match result {
+            Ok(last) => {
+                index.committed(last);
+                Ok(())
+            }
+            Err(e) => {
+                index.invalidate();
+                Err(e)
+            }
+        }
     }
 
     /// The write connection, for writes kept in other modules (issues).
@@ -141,7 +227,7 @@ impl Writer {
         Ok(service)
     }
 
-    pub(crate) fn append(&mut self, batches: &[&[NewEntry]]) -> Result<Vec<i64>> {
+    pub(crate) fn append(&mut self, batches: &[Batch<'_>]) -> Result<Vec<i64>> {
         let result = self.append_in_transaction(batches);
         if result.is_err() {
             // Services created by the failed transaction were rolled back
@@ -163,7 +249,7 @@ impl Writer {
     /// counter update per service, one `log_counts` upsert per (service,
     /// hour, level) present (counted in memory first), one commit; and,
     /// every `BLOCK_ROWS` entries, one finished index block stored.
-    fn append_in_transaction(&mut self, batches: &[&[NewEntry]]) -> Result<Vec<i64>> {
+    fn append_in_transaction(&mut self, batches: &[Batch<'_>]) -> Result<Vec<i64>> {
         let Writer {
             conn,
             checkpointer,
@@ -176,7 +262,7 @@ impl Writer {
             hours,
             ..
         } = self;
-        let total: usize = batches.iter().map(|b| b.len()).sum();
+        let total: usize = batches.iter().map(|b| b.0.len()).sum();
         chunk.clear();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -190,7 +276,7 @@ impl Writer {
         {
             // Batches usually come from one service: remember the last one.
             let mut last: Option<(&str, &str, usize)> = None;
-            for e in batches.iter().flat_map(|b| b.iter()) {
+            for e in batches.iter().flat_map(|b| b.0.iter()) {
                 let g = match last {
                     Some((p, s, g)) if e.service == s && e.project == p => g,
                     _ => {
@@ -233,7 +319,17 @@ impl Writer {
                 *slot += 1;
             }
         }
-        let flat: Vec<&NewEntry> = batches.iter().flat_map(|b| b.iter()).collect();
+        // Each entry with its encoded record and index keys when they were
+        // prepared (off the writer).
+        let flat: Vec<(&NewEntry, Option<Encoded<'_>>)> = batches
+            .iter()
+            .flat_map(|(entries, prepared)| {
+                entries
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, e)| (e, prepared.map(|p| p.get(i))))
+            })
+            .collect();
         let mut ids = vec![0i64; total];
         {
             let mut id: i64 = tx
@@ -258,13 +354,21 @@ impl Writer {
                 let mut last_seen = i64::MIN;
                 hours.clear();
                 for &pos in &order[g.start..g.start + g.len] {
-                    let e = flat[pos as usize];
+                    let (e, prepared) = flat[pos as usize];
                     if chunk.full_for(e.timestamp) {
                         store_chunk(&mut insert, chunk, g.service_id)?;
                     }
                     id += 1;
-                    chunk.push(id, e)?;
-                    index.add(&tx, id, &e.message)?;
+                    match prepared {
+                        Some((rest, keys)) => {
+                            chunk.push_raw(id, e.timestamp, e.received_at, e.level.code(), rest);
+                            index.add_keys(&tx, id, keys, &e.message)?;
+                        }
+                        None => {
+                            chunk.push(id, e)?;
+                            index.add(&tx, id, &e.message)?;
+                        }
+                    }
                     ids[pos as usize] = id;
                     errors += i64::from(e.level >= Level::Error);
                     last_seen = last_seen.max(e.received_at);

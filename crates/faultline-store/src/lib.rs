@@ -36,6 +36,10 @@ use faultline_model::{
     Level, NewEntry, Project, Service, ServiceSummary, StoredEntry, TokenInfo, TokenKind,
 };
 
+/// What [`Store::prepare`] made of a batch; only the store that made it
+/// knows its type.
+pub type Prepared = Box<dyn std::any::Any + Send>;
+
 /// Errors at the storage boundary.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -140,6 +144,22 @@ pub trait Store: IssueStore + AlertStore + UserStore + Send + Sync {
     /// entries, in order. Services (and projects) that entries name are
     /// created when missing, as by [`Store::ensure_service`].
     fn append(&self, batches: &[&[NewEntry]]) -> Result<Vec<i64>>;
+    /// The part of appending `entries` that needs neither the database nor
+    /// the writer (encoding them, tokenizing messages for a full-text
+    /// index), done by the caller before the batch is queued, on its own
+    /// thread, so that it runs in parallel with the single writer; the
+    /// result goes back to [`Store::append_prepared`] with the same
+    /// entries. No I/O. `None`: nothing to prepare (the default).
+    fn prepare(&self, entries: &[NewEntry]) -> Option<Prepared> {
+        let _ = entries;
+        None
+    }
+    /// [`Store::append`], with what [`Store::prepare`] returned for each
+    /// batch (if anything); the result is the same as without it.
+    fn append_prepared(&self, batches: &[(&[NewEntry], Option<&Prepared>)]) -> Result<Vec<i64>> {
+        let plain: Vec<&[NewEntry]> = batches.iter().map(|(b, _)| *b).collect();
+        self.append(&plain)
+    }
     /// Entries matching the query, newest first. `Invalid` for a limit of 0
     /// or page 0.
     fn query_logs(&self, query: &LogQuery) -> Result<LogPage>;

@@ -191,6 +191,28 @@ impl BlockBuilder {
     /// Indexes one row's text.
     #[inline]
     pub fn add(&mut self, row_id: i64, text: &str) -> Result<(), AddError> {
+        let off = self.next_offset(row_id)?;
+        let postings = &mut self.postings;
+        for_each_token_hash(text, |h| {
+            postings.push(u64::from(key(h)) << 32 | u64::from(off));
+        });
+        Ok(())
+    }
+
+    /// Indexes one row from its keys, as [`message_keys`] gives them for its
+    /// text: the same as [`BlockBuilder::add`] with that text, without
+    /// tokenizing (which the caller did elsewhere, in parallel).
+    #[inline]
+    pub fn add_keys(&mut self, row_id: i64, keys: &[u32]) -> Result<(), AddError> {
+        let off = self.next_offset(row_id)?;
+        self.postings
+            .extend(keys.iter().map(|&k| u64::from(k) << 32 | u64::from(off)));
+        Ok(())
+    }
+
+    /// Checks `row_id` and counts the row; its offset in the block.
+    #[inline]
+    fn next_offset(&mut self, row_id: i64) -> Result<u32, AddError> {
         if self.rows == 0 {
             self.first_row = row_id;
         } else if row_id <= self.last_row {
@@ -205,11 +227,7 @@ impl BlockBuilder {
             .ok_or(AddError::SpanTooLarge)?;
         self.last_row = row_id;
         self.rows += 1;
-        let postings = &mut self.postings;
-        for_each_token_hash(text, |h| {
-            postings.push(u64::from(key(h)) << 32 | u64::from(off));
-        });
-        Ok(())
+        Ok(off)
     }
 
     /// Frees the sort buffer kept between blocks and the spare capacity of
@@ -271,6 +289,13 @@ impl BlockBuilder {
         self.rows = 0;
         Some(block)
     }
+}
+
+/// Appends the keys a row's text is indexed under (its tokens' hashes'
+/// [`key`]s, in token order) to `out`, for [`BlockBuilder::add_keys`].
+#[inline]
+pub fn message_keys(text: &str, out: &mut Vec<u32>) {
+    for_each_token_hash(text, |h| out.push(key(h)));
 }
 
 /// Sorts packed postings. They were appended in row order, so a *stable*

@@ -30,16 +30,20 @@ pub async fn read_body(
             )));
         }
     };
-    if let Some(len) = headers
+    let length = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if let Some(len) = length
         && len > limit.max(DRAIN_CAP)
     {
         // Too large to be worth draining: refuse before reading.
         return Err(ApiError::BodyTooLarge { limit });
     }
-    let raw = tokio::time::timeout(timeout, read_raw(body, limit))
+    // Room for the announced length at once, rather than growing the
+    // buffer chunk by chunk (up to 1 MiB: the length is only a claim).
+    let capacity = length.unwrap_or(0).min(limit).min(1 << 20);
+    let raw = tokio::time::timeout(timeout, read_raw(body, limit, capacity))
         .await
         .map_err(|_| ApiError::BodyTimeout(timeout))??;
     if !gzip {
@@ -59,8 +63,8 @@ pub async fn read_body(
 /// while it is still sending.
 const DRAIN_CAP: usize = 64 * 1024 * 1024;
 
-async fn read_raw(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
-    let mut out = Vec::new();
+async fn read_raw(body: Body, limit: usize, capacity: usize) -> Result<Vec<u8>, ApiError> {
+    let mut out = Vec::with_capacity(capacity);
     let mut seen = 0usize;
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {

@@ -103,6 +103,9 @@ async fn accept(
     let big = bytes.len() > INLINE_DECODE_BYTES;
     let now = now_micros();
     let limits = state.config.limits.clone();
+    let store = state.store.clone();
+    // The store's share of the append that needs no writer (encoding,
+    // tokenizing) is done here too, in parallel with the single writer.
     let decode = move || {
         decode_body(
             &bytes,
@@ -113,6 +116,10 @@ async fn accept(
                 limits: &limits,
             },
         )
+        .map(|entries| {
+            let prepared = store.prepare(&entries);
+            (entries, prepared)
+        })
     };
     let decoded = if big {
         tokio::task::spawn_blocking(decode)
@@ -121,7 +128,7 @@ async fn accept(
     } else {
         decode()
     };
-    let entries = decoded.map_err(|e: IngestError| {
+    let (entries, prepared) = decoded.map_err(|e: IngestError| {
         let n = match &e {
             IngestError::Invalid(errs) => errs.len(),
             _ => 0,
@@ -129,19 +136,23 @@ async fn accept(
         (ApiError::Ingest(e), n)
     })?;
     let n = entries.len();
-    state.bus.publish(entries).await.map_err(|e| {
-        let api = match e {
-            BusError::Overloaded => {
-                ApiError::Overloaded("the ingest queue is full; retry shortly".into())
-            }
-            BusError::Closed => {
-                ApiError::Unavailable("the server is shutting down; retry shortly".into())
-            }
-            BusError::Failed(m) => {
-                ApiError::Unavailable(format!("the batch could not be stored: {m}"))
-            }
-        };
-        (api, n)
-    })?;
+    state
+        .bus
+        .publish_prepared(entries, prepared)
+        .await
+        .map_err(|e| {
+            let api = match e {
+                BusError::Overloaded => {
+                    ApiError::Overloaded("the ingest queue is full; retry shortly".into())
+                }
+                BusError::Closed => {
+                    ApiError::Unavailable("the server is shutting down; retry shortly".into())
+                }
+                BusError::Failed(m) => {
+                    ApiError::Unavailable(format!("the batch could not be stored: {m}"))
+                }
+            };
+            (api, n)
+        })?;
     Ok(n)
 }
