@@ -69,6 +69,19 @@ async fn setup(server: &Server) -> Session {
     }
 }
 
+/// `POST /api/v1/session` with a name and a password.
+async fn login(server: &Server, username: &str, password: &str) -> Resp {
+    request(
+        server,
+        Method::POST,
+        "/api/v1/session",
+        None,
+        None,
+        Some(json!({"username": username, "password": password})),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn setup_login_sessions_and_csrf() {
     let server = Server::start_default().await;
@@ -828,6 +841,45 @@ async fn logins_need_json_from_this_site_and_old_credentials_end_streams() {
 }
 
 /// `faultline user ARGS --data-dir DIR` with `stdin`.
+#[tokio::test]
+async fn repeated_failed_logins_lock_the_name_for_a_while() {
+    let server = Server::start_default().await;
+    setup(&server).await;
+    let out = user_cli(&server, &["create", "bob"], PASSWORD);
+    assert!(out.status.success(), "{out:?}");
+    // A right password clears earlier failures.
+    for _ in 0..9 {
+        login(&server, "ana", "wrong password")
+            .await
+            .assert_error(401, "unauthorized");
+    }
+    assert_eq!(login(&server, "ana", PASSWORD).await.status, 200);
+    // Ten failures in a row (any spelling of the name): the name is refused,
+    // even with the right password, and says for how long.
+    for name in ["ana", "ANA"].into_iter().cycle().take(10) {
+        login(&server, name, "wrong password")
+            .await
+            .assert_error(401, "unauthorized");
+    }
+    let r = login(&server, "ana", PASSWORD).await;
+    r.assert_error(429, "too many requests");
+    let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((800..=901).contains(&retry), "Retry-After {retry}");
+    assert!(r.json["detail"].as_str().unwrap().contains("failed logins"));
+    // Others are not affected, and the admin token still works.
+    assert_eq!(login(&server, "bob", PASSWORD).await.status, 200);
+    let r = request(&server, Method::GET, "/api/v1/projects", None, None, None).await;
+    assert_eq!(r.status, 401);
+    let r = server
+        .http
+        .get(server.url("/api/v1/projects"))
+        .bearer_auth(&server.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
 fn user_cli(server: &Server, args: &[&str], stdin: &str) -> std::process::Output {
     let mut cmd = std::process::Command::new(common::BIN);
     cmd.arg("user")
@@ -851,21 +903,7 @@ async fn the_cli_manages_users_while_the_server_runs() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let login = |password: &'static str| {
-        let server = &server;
-        async move {
-            request(
-                server,
-                Method::POST,
-                "/api/v1/session",
-                None,
-                None,
-                Some(json!({"username": "bob", "password": password})),
-            )
-            .await
-        }
-    };
-    assert_eq!(login("bob's password").await.status, 200);
+    assert_eq!(login(&server, "bob", "bob's password").await.status, 200);
     let list = user_cli(&server, &["list"], "");
     assert!(String::from_utf8_lossy(&list.stdout).contains("bob"));
 
@@ -889,7 +927,7 @@ async fn the_cli_manages_users_while_the_server_runs() {
     }
 
     // A new password from the CLI ends the sessions and works at once.
-    let r = login("bob's password").await;
+    let r = login(&server, "bob", "bob's password").await;
     let bob = Session {
         cookie: cookie_of(&r),
         csrf: r.json["csrf"].as_str().unwrap().to_string(),
@@ -919,13 +957,16 @@ async fn the_cli_manages_users_while_the_server_runs() {
     )
     .await;
     assert!(ended, "the old session ends");
-    login("bob's password")
+    login(&server, "bob", "bob's password")
         .await
         .assert_error(401, "unauthorized");
-    assert_eq!(login("bob's new password").await.status, 200);
+    assert_eq!(
+        login(&server, "bob", "bob's new password").await.status,
+        200
+    );
     let out = user_cli(&server, &["delete", "bob"], "");
     assert!(out.status.success());
-    login("bob's new password")
+    login(&server, "bob", "bob's new password")
         .await
         .assert_error(401, "unauthorized");
     let _ = bob.csrf;

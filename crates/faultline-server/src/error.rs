@@ -31,6 +31,11 @@ pub enum ApiError {
     Overloaded(String),
     #[error("unavailable")]
     Unavailable(String),
+    #[error("too many requests")]
+    TooManyRequests {
+        detail: String,
+        retry_after_secs: u64,
+    },
     #[error("internal error")]
     Internal(String),
 }
@@ -61,6 +66,7 @@ impl ApiError {
             ApiError::BodyTimeout(_) => "body_timeout",
             ApiError::Overloaded(_) => "overloaded",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -127,6 +133,19 @@ impl IntoResponse for ApiError {
             }
             ApiError::Unavailable(detail) => {
                 (StatusCode::SERVICE_UNAVAILABLE, body("unavailable", detail))
+            }
+            ApiError::TooManyRequests {
+                detail,
+                retry_after_secs,
+            } => {
+                let mut r = (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    axum::Json(body("too many requests", detail)),
+                )
+                    .into_response();
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+                return r;
             }
             ApiError::Internal(detail) => (
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -27,6 +27,9 @@ use faultline_model::{TokenKind, format_rfc3339_micros, now_micros};
 use faultline_store::User;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 /// A user as the API shows it.
 pub fn user_json(u: &User) -> Value {
@@ -89,8 +92,67 @@ async fn start_session(
     Ok(response)
 }
 
+/// Failed logins of one user name within the current window.
+struct Failures {
+    since: Instant,
+    count: u32,
+}
+
+/// Failed logins per user name (lowercased). After [`MAX_FAILURES`] in
+/// [`FAILURE_WINDOW`] the name is refused with 429 until the window ends,
+/// without looking at the password; a right password before that clears
+/// the count. Per name rather than per address: behind a proxy every
+/// address is the proxy's. The price is that someone can lock a name out
+/// for the window; the administrator's token and `faultline user` still
+/// work.
+static FAILED_LOGINS: LazyLock<Mutex<HashMap<String, Failures>>> = LazyLock::new(Default::default);
+const MAX_FAILURES: u32 = 10;
+const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+fn failed_logins() -> std::sync::MutexGuard<'static, HashMap<String, Failures>> {
+    FAILED_LOGINS.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Refuses a name with too many recent failures.
+fn check_failures(key: &str) -> Result<(), ApiError> {
+    let map = failed_logins();
+    match map.get(key) {
+        Some(f) if f.count >= MAX_FAILURES && f.since.elapsed() < FAILURE_WINDOW => {
+            let left = FAILURE_WINDOW.saturating_sub(f.since.elapsed()).as_secs() + 1;
+            Err(ApiError::TooManyRequests {
+                detail: format!(
+                    "too many failed logins for this user; try again in {} min",
+                    left.div_ceil(60)
+                ),
+                retry_after_secs: left,
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+fn count_failure(key: String) {
+    let mut map = failed_logins();
+    if map.len() >= 10_000 {
+        map.retain(|_, f| f.since.elapsed() < FAILURE_WINDOW);
+    }
+    let f = map.entry(key).or_insert(Failures {
+        since: Instant::now(),
+        count: 0,
+    });
+    if f.since.elapsed() >= FAILURE_WINDOW {
+        *f = Failures {
+            since: Instant::now(),
+            count: 0,
+        };
+    }
+    f.count += 1;
+}
+
 pub async fn login(state: State, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let c: Credentials = parse_json(&state, &headers, body).await?;
+    let key = c.username.to_lowercase();
+    check_failures(&key)?;
     let name = c.username.clone();
     let found = state.with_store(move |s| s.find_user(&name)).await?;
     // Hash even for an unknown user, so timing does not tell names apart.
@@ -111,10 +173,12 @@ pub async fn login(state: State, headers: HeaderMap, body: Body) -> Result<Respo
     match user {
         Some(user) if ok => {
             tracing::info!(user = %user.username, "logged in");
+            failed_logins().remove(&key);
             start_session(&state, &headers, user, StatusCode::OK).await
         }
         _ => {
             tracing::warn!(user = %c.username, "failed login");
+            count_failure(key);
             Err(ApiError::Unauthorized("wrong username or password"))
         }
     }
