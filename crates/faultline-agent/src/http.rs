@@ -120,7 +120,9 @@ impl Client {
         Ok(Client { ep, tls })
     }
 
-    /// `POST {prefix}{path}`, see [`post`].
+    /// `POST {prefix}{path}` with `headers` and `body`, within `timeout`
+    /// (connect, send and receive each bounded by it; the whole exchange
+    /// by twice it).
     pub fn post(
         &self,
         path: &str,
@@ -228,25 +230,9 @@ impl Response {
     }
 }
 
-/// `POST {prefix}{path}` over plain HTTP with `headers` and `body`, within
-/// `timeout` (connect, send and receive each bounded by it; the whole
-/// exchange by twice it). `https://` needs a [`Client`].
-pub fn post(
-    ep: &Endpoint,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-    timeout: Duration,
-) -> io::Result<Response> {
-    if ep.tls {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "https:// needs a Client with TLS settings",
-        ));
-    }
-    post_with(ep, None, path, headers, body, timeout)
-}
-
+/// `POST {prefix}{path}` with `headers` and `body`, within `timeout`
+/// (connect, send and receive each bounded by it; the whole exchange by
+/// twice it), over TLS when `tls` is given.
 fn post_with(
     ep: &Endpoint,
     tls: Option<&Arc<rustls::ClientConfig>>,

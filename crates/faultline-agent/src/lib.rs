@@ -22,7 +22,7 @@
 //!                                  spool::Spool (one file per item, tmp → fsync → rename)
 //!                                              │  ── then the tailer is acknowledged
 //!                                              ▼
-//!                                  sender::Sender ── http::post ──▶ faultline server
+//!                                  sender::Sender ── http::Client ──▶ faultline server
 //!                                  (backoff + jitter, Retry-After, dead-letter on 4xx)
 //! ```
 //!

@@ -69,6 +69,28 @@ async fn setup(server: &Server) -> Session {
     }
 }
 
+/// Whether requests with `session` are refused (401) within 5 s.
+async fn session_ends(server: &Server, session: &Session) -> bool {
+    wait_until(
+        Duration::from_secs(5),
+        Duration::from_millis(100),
+        async || {
+            request(
+                server,
+                Method::GET,
+                "/api/v1/projects",
+                Some(session),
+                None,
+                None,
+            )
+            .await
+            .status
+                == 401
+        },
+    )
+    .await
+}
+
 /// `POST /api/v1/session` with a name and a password.
 async fn login(server: &Server, username: &str, password: &str) -> Resp {
     request(
@@ -342,25 +364,10 @@ async fn setup_login_sessions_and_csrf() {
     )
     .await;
     assert_eq!(r.status, 204, "{}", r.text);
-    let ok = wait_until(
-        Duration::from_secs(5),
-        Duration::from_millis(100),
-        async || {
-            request(
-                &server,
-                Method::GET,
-                "/api/v1/projects",
-                Some(&bob),
-                None,
-                None,
-            )
-            .await
-            .status
-                == 401
-        },
-    )
-    .await;
-    assert!(ok, "a deleted user's session stops working");
+    assert!(
+        session_ends(&server, &bob).await,
+        "a deleted user's session stops working"
+    );
     // The last user cannot be deleted.
     let users = request(
         &server,
@@ -938,25 +945,7 @@ async fn the_cli_manages_users_while_the_server_runs() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let ended = wait_until(
-        Duration::from_secs(5),
-        Duration::from_millis(100),
-        async || {
-            request(
-                &server,
-                Method::GET,
-                "/api/v1/projects",
-                Some(&bob),
-                None,
-                None,
-            )
-            .await
-            .status
-                == 401
-        },
-    )
-    .await;
-    assert!(ended, "the old session ends");
+    assert!(session_ends(&server, &bob).await, "the old session ends");
     login(&server, "bob", "bob's password")
         .await
         .assert_error(401, "unauthorized");
