@@ -21,10 +21,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
-use faultline_agent::config::MatcherConfig;
 use faultline_agent::matcher::Matcher;
 use faultline_agent::parse::{Format, parse};
-use faultline_model::Level;
 use faultline_tail::{MultilineConfig, ScanFilter, StartAt, Tailer, TailerConfig};
 
 #[derive(Args)]
@@ -218,14 +216,10 @@ fn scan(file: &Path, breakdown: bool, line_by_line: bool, scan_only: bool) -> an
         .parse()
         .unwrap_or(0);
 
-    let matcher = Matcher::new(MatcherConfig {
-        min_level: Level::Error,
-        include: Vec::new(),
-        exclude: Vec::new(),
-    });
-    // The filter the agent sets for a ShotGrid source with the default
-    // context (20 lines before, 10 after).
+    // The matcher and the filter the agent sets for a ShotGrid source with
+    // the defaults (ERROR and above, 20 lines before, 10 after).
     let cfg = scan_config(file, &std::env::temp_dir())?;
+    let matcher = Matcher::new(cfg.sources[0].matcher.clone(), cfg.sources[0].format);
     let filter = if line_by_line {
         None
     } else {

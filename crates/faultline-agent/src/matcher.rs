@@ -24,14 +24,16 @@ pub struct Matcher {
     prefilter: Option<Regex>,
     /// The pre-filter's literals (empty: no pre-filter).
     literals: Vec<String>,
+    /// Line starts that pass the pre-filter whatever their words.
+    prefixes: &'static [&'static str],
 }
 
 impl Matcher {
-    /// Builds the matcher and its pre-filter.
-    pub fn new(cfg: MatcherConfig) -> Matcher {
-        // Words any format uses for levels at or above `min_level`, plus
-        // `<` (syslog priorities carry no word). Below warn every line can
-        // match: no pre-filter.
+    /// Builds the matcher of a source whose lines have `format`, and its
+    /// pre-filter.
+    pub fn new(cfg: MatcherConfig, format: Format) -> Matcher {
+        // Words any format uses for levels at or above `min_level`. Below
+        // warn every line can match: no pre-filter.
         let words: &[&str] = match cfg.min_level {
             Level::Critical => &["crit", "fatal", "emerg", "alert", "panic", "severe"],
             Level::Error => &["err", "crit", "fatal", "emerg", "alert", "panic", "severe"],
@@ -40,25 +42,37 @@ impl Matcher {
             ],
             _ => &[],
         };
-        // Lower, upper and capitalised spellings as plain literals: a
-        // literal set runs on the SIMD multi-literal search, where a
-        // case-insensitive pattern measured 2x slower on a catch-up scan.
+        // The header formats (ShotGrid, Python, log4j, syslog, plain text)
+        // read only upper-case level names; a JSON field may spell its level
+        // any way. Each spelling is a plain literal: a literal set runs on
+        // the SIMD multi-literal search, where a case-insensitive pattern
+        // measured 2x slower on a catch-up scan; the upper-case set alone
+        // (7 literals instead of 21) also lets fewer lines through.
+        let any_case = matches!(format, Format::Auto | Format::Json);
         let mut literals = Vec::new();
         if !words.is_empty() && cfg.include.is_empty() {
             for w in words {
-                literals.push(w.to_string());
                 literals.push(w.to_ascii_uppercase());
-                let mut c = w.to_string();
-                c[..1].make_ascii_uppercase();
-                literals.push(c);
+                if any_case {
+                    literals.push(w.to_string());
+                    let mut c = w.to_string();
+                    c[..1].make_ascii_uppercase();
+                    literals.push(c);
+                }
             }
         }
         let prefilter =
             (!literals.is_empty()).then(|| Regex::new(&literals.join("|")).expect("valid regex"));
+        // Syslog priorities (`<11>`) carry a level without a word.
+        let prefixes: &'static [&'static str] = match format {
+            Format::Auto | Format::Syslog => &["<"],
+            _ => &[],
+        };
         Matcher {
             cfg,
             prefilter,
             literals,
+            prefixes,
         }
     }
 
@@ -72,14 +86,9 @@ impl Matcher {
 
     /// Line starts that make a record a candidate besides
     /// [`Matcher::needles`]: `<` for syslog priorities (a level without a
-    /// word), with the formats that read them. [`Matcher::may_match`] lets
-    /// every `<` line through; with another format such a line can only
-    /// get a level from a level word, which the needles find.
-    pub fn line_prefixes(&self, format: Format) -> &'static [&'static str] {
-        match format {
-            Format::Auto | Format::Syslog => &["<"],
-            _ => &[],
-        }
+    /// word), with the formats that read them.
+    pub fn line_prefixes(&self) -> &'static [&'static str] {
+        self.prefixes
     }
 
     /// False when the record cannot match whatever its parse; true when it
@@ -89,8 +98,7 @@ impl Matcher {
             // The header is on the first line; a JSON line is one line.
             Some(p) => {
                 let line = first_line(text);
-                // Syslog priorities carry no word.
-                line.starts_with('<') || p.is_match(line)
+                self.prefixes.iter().any(|x| line.starts_with(x)) || p.is_match(line)
             }
             None => true,
         }
@@ -122,11 +130,16 @@ mod tests {
     use crate::parse::{Format, parse};
 
     fn m(min: Level, include: &[&str], exclude: &[&str]) -> Matcher {
-        Matcher::new(MatcherConfig {
+        with_format(min, include, exclude, Format::Auto)
+    }
+
+    fn with_format(min: Level, include: &[&str], exclude: &[&str], format: Format) -> Matcher {
+        let cfg = MatcherConfig {
             min_level: min,
             include: include.iter().map(|r| Regex::new(r).unwrap()).collect(),
             exclude: exclude.iter().map(|r| Regex::new(r).unwrap()).collect(),
-        })
+        };
+        Matcher::new(cfg, format)
     }
 
     fn is_incident(m: &Matcher, text: &str) -> bool {
@@ -185,7 +198,8 @@ mod tests {
 
     /// What the catch-up scan relies on: a record whose first line holds
     /// no needle and does not start with a line prefix of its format is
-    /// never an incident; `<` only matters where syslog priorities parse.
+    /// never an incident, whatever the spelling of its level; `<` only
+    /// matters where syslog priorities parse.
     #[test]
     fn needles_and_prefixes_cover_every_match() {
         let formats = [
@@ -197,35 +211,80 @@ mod tests {
             Format::Json,
             Format::Plain,
         ];
-        let lines = [
+        let templates = [
             "<11>Jan  2 03:04:05 host app: x",
             "<3>1 2024-01-02T03:04:05Z h a 1 - - x",
             "<2>Jan  2 03:04:05 host app: disk",
             "<html> x",
-            "<13> WARNING: y",
-            "2016-04-25 08:56:12,413 [1 ERROR x] y",
-            "2016-04-25 08:56:12,413 [1 WARNING x] y",
-            "ERROR:root:x",
-            "CRITICAL:root:x",
-            r#"{"level":"error","msg":"x"}"#,
-            r#"{"level":"info","msg":"x"}"#,
-            "2024-01-02 03:04:05 [main] FATAL a.B - x",
-            "plain SEVERE thing",
+            "<13> {}: y",
+            "2016-04-25 08:56:12,413 [1 {} x] y",
+            "{}:root:x",
+            "2016-04-25 08:56:12,413 - app - {} - x",
+            r#"{"level":"{}","msg":"x"}"#,
+            r#"{"severity": "{}", "message": "x"}"#,
+            "2024-01-02 03:04:05 [main] {} a.B - x",
+            "12:00:01.5 {} [main] a.B: x",
+            "Jan  2 03:04:05 host app[1]: {} y",
+            "plain {} thing",
             "nothing here",
         ];
+        let names = [
+            "trace",
+            "debug",
+            "info",
+            "notice",
+            "warn",
+            "warning",
+            "error",
+            "err",
+            "severe",
+            "critical",
+            "crit",
+            "fatal",
+            "alert",
+            "emerg",
+            "emergency",
+            "panic",
+        ];
+        let mut lines = Vec::new();
+        for t in templates {
+            for n in names {
+                let mut cap = n.to_string();
+                cap[..1].make_ascii_uppercase();
+                for spelling in [n.to_string(), n.to_ascii_uppercase(), cap] {
+                    lines.push(t.replace("{}", &spelling));
+                }
+            }
+        }
+        let mut matched = 0;
         for min in [Level::Warn, Level::Error, Level::Critical] {
-            let m = m(min, &[], &[]);
-            let needles = m.needles().expect("a pre-filter");
             for f in formats {
-                for line in lines {
-                    if m.may_match(line) && m.matches(&parse(f, line), line) {
+                let m = with_format(min, &[], &[], f);
+                let needles = m.needles().expect("a pre-filter");
+                for line in &lines {
+                    // Without the pre-filter: what the parse alone says.
+                    if m.matches(&parse(f, line), line) {
+                        matched += 1;
+                        assert!(m.may_match(line), "{min:?} {f:?} {line}");
                         let covered = needles.iter().any(|n| line.contains(n.as_str()))
-                            || m.line_prefixes(f).iter().any(|p| line.starts_with(p));
+                            || m.line_prefixes().iter().any(|p| line.starts_with(p));
                         assert!(covered, "{min:?} {f:?} {line}");
                     }
                 }
             }
         }
+        assert!(matched > 500, "the lines exercise the formats: {matched}");
+        // The header formats read upper-case names only, so their needles
+        // are upper case; JSON (and auto, which reads JSON) needs them all.
+        let sg = with_format(Level::Error, &[], &[], Format::Shotgrid);
+        assert_eq!(sg.needles().unwrap().len(), 7);
+        assert!(sg.line_prefixes().is_empty());
+        assert!(!sg.may_match("<11>Jan  2 03:04:05 host app: x"));
+        assert_eq!(m(Level::Error, &[], &[]).needles().unwrap().len(), 21);
+        assert!(!is_incident(
+            &m(Level::Error, &[], &[]),
+            "2016-04-25 08:56:12,413 [1 error x] y"
+        ));
         assert!(m(Level::Error, &["x"], &[]).needles().is_none());
         assert!(m(Level::Info, &[], &[]).needles().is_none());
     }

@@ -326,7 +326,7 @@ pub fn tailer_config(cfg: &AgentConfig, src: &SourceConfig) -> TailerConfig {
     };
     t.rescan_interval = cfg.rescan_interval;
     if cfg.scan_filter {
-        t.scan_filter = scan_filter(cfg, src, &Matcher::new(src.matcher.clone()));
+        t.scan_filter = scan_filter(cfg, src, &Matcher::new(src.matcher.clone(), src.format));
     }
     t
 }
@@ -342,7 +342,7 @@ pub fn scan_filter(cfg: &AgentConfig, src: &SourceConfig, matcher: &Matcher) -> 
     }
     let mut f = ScanFilter::new(matcher.needles()?.iter().cloned());
     f.line_prefixes = matcher
-        .line_prefixes(src.format)
+        .line_prefixes()
         .iter()
         .map(|p| p.to_string())
         .collect();
@@ -384,7 +384,7 @@ pub fn start_source(
         stats: BuilderStats::default(),
     };
     let worker = SourceWorker {
-        matcher: Matcher::new(src.matcher.clone()),
+        matcher: Matcher::new(src.matcher.clone(), src.format),
         src,
         cfg,
         shared,
