@@ -927,6 +927,63 @@ async fn incident_details_settings_alerts_and_deliveries() {
     b.client.clone().close().await.unwrap();
 }
 
+/// A browser opens at most six connections to one host, and a
+/// notification stream holds one for as long as its page is open: the tabs
+/// share one stream, so an eighth tab still loads, and every tab hears of a
+/// new issue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_tabs_load_and_share_one_notification_stream() {
+    let server = Server::start_default().await;
+    let token = server.ingest_token("studio", "render");
+    send(
+        &server,
+        &token,
+        json!({"level": "info", "message": "hello"}),
+    )
+    .await;
+    let b = Browser::start().await;
+    set_up_admin(&b, &server).await;
+    let listen = "window.__heard = []; document.addEventListener('faultline:issue', (e) => window.__heard.push(e.detail.title)); return 1;";
+    let mut tabs = vec![b.client.window().await.unwrap()];
+    for i in 0..8 {
+        if i > 0 {
+            let w = b.client.new_window(true).await.unwrap();
+            b.client.switch_to_window(w.handle.clone()).await.unwrap();
+            tabs.push(w.handle);
+        }
+        b.goto(&server.url("/?project=studio")).await;
+        b.until(
+            &format!("dashboard in tab {}", i + 1),
+            "document.querySelector('#count-unresolved')",
+        )
+        .await;
+        b.js(listen).await;
+    }
+    send(
+        &server,
+        &token,
+        json!({"level": "error", "message": "QuotaExceeded: render farm quota used up"}),
+    )
+    .await;
+    for (i, tab) in tabs.iter().enumerate().rev() {
+        b.client.switch_to_window(tab.clone()).await.unwrap();
+        b.until(
+            &format!("notice in tab {}", i + 1),
+            "window.__heard.some((t) => t.includes('QuotaExceeded'))",
+        )
+        .await;
+        let heard = b.js("return window.__heard.length;").await;
+        assert_eq!(heard, json!(1), "tab {} heard the issue once", i + 1);
+    }
+    // A page that still loads with all of them open.
+    b.goto(&server.url("/issues?project=studio")).await;
+    b.until(
+        "issue list in the last tab",
+        "document.body.innerText.includes('QuotaExceeded')",
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_lines_a_second_stay_in_a_capped_list() {
     let server = Server::start_default().await;

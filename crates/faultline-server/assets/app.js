@@ -23,27 +23,69 @@ function showDot(on) {
   if (on) sessionStorage.setItem(DOT_KEY, '1'); else sessionStorage.removeItem(DOT_KEY);
 }
 
+const NOTICES = 'faultline.notices';
 let notices = null;
 
-/** Opens the notification stream; EventSource reconnects by itself. */
-function listenForIssues(project) {
-  if (notices) notices.close();
+/** Shows a new-issue or regression notice of `project` (all when empty). */
+function deliver(n, project) {
+  if (project && n.project !== project) return;
+  document.dispatchEvent(new CustomEvent('faultline:issue', { detail: n }));
+  const what = n.kind === 'new' ? 'New issue' : 'Regression';
+  toast([h('strong', {}, what + ': '), h('a', { href: `/issues/${n.issue_id}` }, n.title), h('div', { class: 'muted' }, `${n.project} / ${n.service}`)]);
+  if (page !== 'dashboard') showDot(true);
+}
+
+/** Opens the notification stream of `project` ('' for all) and hands each
+ * notice to `onNotice`; EventSource reconnects by itself. */
+function openStream(project, onNotice) {
   const url = '/api/v1/issues/live' + (project ? '?project=' + encodeURIComponent(project) : '');
   const es = new EventSource(url);
   notices = es;
-  es.addEventListener('issue', (ev) => {
-    const n = JSON.parse(ev.data);
-    document.dispatchEvent(new CustomEvent('faultline:issue', { detail: n }));
-    const what = n.kind === 'new' ? 'New issue' : 'Regression';
-    toast([h('strong', {}, what + ': '), h('a', { href: `/issues/${n.issue_id}` }, n.title), h('div', { class: 'muted' }, `${n.project} / ${n.service}`)]);
-    if (page !== 'dashboard') showDot(true);
-  });
+  es.addEventListener('issue', (ev) => onNotice(JSON.parse(ev.data)));
   // EventSource retries network errors itself; after a refused or failed
   // response it gives up, so start over.
   es.addEventListener('error', () => {
-    if (es.readyState === EventSource.CLOSED && notices === es) setTimeout(() => { if (notices === es) listenForIssues(project); }, 3000);
+    if (es.readyState === EventSource.CLOSED && notices === es) setTimeout(() => { if (notices === es) openStream(project, onNotice); }, 3000);
   });
   return es;
+}
+
+function closeStream() {
+  if (notices) { const es = notices; notices = null; es.close(); }
+}
+
+/**
+ * Listens for new issues and regressions. A stream holds one of the six
+ * connections a browser opens to a host, so the tabs of this browser share
+ * one: the tab that holds the Web Lock `faultline.notices` opens it for
+ * every project and passes each notice on through a BroadcastChannel; when
+ * that tab goes, the next one takes the lock and the stream. Without those
+ * APIs each tab opens its own.
+ */
+function listenForIssues(project) {
+  closeStream();
+  if (!navigator.locks || !window.BroadcastChannel) {
+    openStream(project, (n) => deliver(n, project));
+    window.addEventListener('pagehide', closeStream, { once: true });
+    return;
+  }
+  const channel = new BroadcastChannel(NOTICES);
+  channel.onmessage = (ev) => deliver(ev.data, project);
+  const gone = new Promise((resolve) => window.addEventListener('pagehide', resolve, { once: true }));
+  gone.then(() => channel.close());
+  navigator.locks.request(NOTICES, { signal: abortOn(gone) }, () => {
+    openStream('', (n) => { channel.postMessage(n); deliver(n, project); });
+    // Held until the page goes (closed, navigated away, or into the
+    // back-forward cache): then the next tab opens the stream.
+    return gone.then(closeStream);
+  }).catch(() => {});
+}
+
+/** An AbortSignal that fires when `promise` settles. */
+function abortOn(promise) {
+  const c = new AbortController();
+  promise.then(() => c.abort());
+  return c.signal;
 }
 
 async function setupSession() {
@@ -69,8 +111,7 @@ async function setupSession() {
     location.assign(location.pathname + '?' + q.toString());
   });
   listenForIssues(project);
-  // Free the connection when leaving (browsers allow 6 per host).
-  window.addEventListener('pagehide', () => { if (notices) { notices.close(); notices = null; } });
+  // Back from the back-forward cache: listen again (leaving let go).
   window.addEventListener('pageshow', (e) => { if (e.persisted) listenForIssues(project); });
   return { project, projects: projects.map((p) => p.name) };
 }
