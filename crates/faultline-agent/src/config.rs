@@ -361,16 +361,58 @@ pub struct AgentConfig {
     pub scan_filter: bool,
 }
 
-/// Reads and parses a config file (no validation yet).
+/// Reads and parses a config file (no validation yet). Relative paths in
+/// it (`state_dir`, `delivery.ca_file`, the sources' globs) are relative to
+/// the file's directory, not to wherever the agent was started (a service
+/// starts in `/` or the home directory).
 pub fn load_file(path: &Path) -> Result<RawConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    parse_toml(&text).map_err(|message| ConfigError::Syntax {
+    let mut raw = parse_toml(&text).map_err(|message| ConfigError::Syntax {
         path: path.to_path_buf(),
         message,
-    })
+    })?;
+    let dir = std::fs::canonicalize(path)
+        .or_else(|_| std::path::absolute(path))
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_default();
+    raw.resolve_paths(&dir);
+    Ok(raw)
+}
+
+impl RawConfig {
+    /// Makes the relative paths of the file absolute against `dir`.
+    pub fn resolve_paths(&mut self, dir: &Path) {
+        let path = |p: &mut PathBuf| {
+            // An empty path stays empty: validation names it.
+            if !p.as_os_str().is_empty() && p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        };
+        if let Some(p) = &mut self.state_dir {
+            path(p);
+        }
+        if let Some(p) = &mut self.delivery.ca_file {
+            path(p);
+        }
+        for s in &mut self.sources {
+            for g in s.paths.iter_mut().chain(&mut s.exclude_paths) {
+                *g = absolute_glob(dir, g);
+            }
+        }
+    }
+}
+
+/// `glob` made absolute against `dir` (unchanged when absolute or empty).
+pub fn absolute_glob(dir: &Path, glob: &str) -> String {
+    if glob.is_empty() || Path::new(glob).is_absolute() {
+        glob.to_owned()
+    } else {
+        dir.join(glob).to_string_lossy().into_owned()
+    }
 }
 
 /// Parses TOML text into the raw config; the error is one line.
@@ -620,7 +662,12 @@ impl AgentConfig {
             return Err(invalid("delivery.timeout", "must be > 0"));
         }
         if let Some(ca) = &d.ca_file {
-            crate::http::load_ca(ca).map_err(|e| invalid("delivery.ca_file", e.to_string()))?;
+            crate::http::load_ca(ca).map_err(|e| match e {
+                crate::http::TlsError::CaFile { path, reason } => {
+                    invalid("delivery.ca_file", format!("{path}: {reason}"))
+                }
+                other => invalid("delivery.ca_file", other.to_string()),
+            })?;
         }
         let batch_lines = d.batch_lines.unwrap_or(1000);
         if batch_lines == 0 || batch_lines > 10_000 {

@@ -113,10 +113,22 @@ fn main() -> ExitCode {
                     .config
                     .as_ref()
                     .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())),
-                state_dir: c.state_dir.clone(),
+                // The service starts elsewhere: paths given relative to
+                // here are made absolute.
+                state_dir: c
+                    .state_dir
+                    .as_ref()
+                    .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())),
                 server: c.server.clone(),
                 token: c.token.clone(),
-                watch: c.watch.clone(),
+                watch: match std::env::current_dir() {
+                    Ok(here) => c
+                        .watch
+                        .iter()
+                        .map(|g| config::absolute_glob(&here, g))
+                        .collect(),
+                    Err(_) => c.watch.clone(),
+                },
             };
             install::install(&spec, &platform::process_env)
                 .map(|m| println!("{m}"))

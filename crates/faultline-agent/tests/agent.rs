@@ -909,6 +909,64 @@ fn check_validates_and_prints_what_it_would_watch() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no server configured"));
 }
 
+/// Relative paths in a config file are relative to the file, wherever the
+/// agent starts (a service starts in `/` or the home directory).
+#[test]
+fn relative_paths_in_the_config_are_relative_to_its_file() {
+    let env = Env::new();
+    let conf = env.dir.path().join("conf");
+    std::fs::create_dir_all(conf.join("logs")).unwrap();
+    std::fs::write(conf.join("logs/tk-nuke.log"), "").unwrap();
+    std::fs::write(
+        conf.join("agent.toml"),
+        "state_dir = \"state\"\n[delivery]\nca_file = \"no-such-ca.pem\"\n[[sources]]\npaths = [\"logs/tk-*.log\"]\n",
+    )
+    .unwrap();
+    let elsewhere = env.dir.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let check = || {
+        Command::new(BIN)
+            .args(["check", "--config", "../conf/agent.toml"])
+            .current_dir(&elsewhere)
+            .env_remove("FAULTLINE_SERVER")
+            .env_remove("FAULTLINE_TOKEN")
+            .output()
+            .unwrap()
+    };
+    // The CA file is looked for beside the config, and named absolutely.
+    let out = check();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&conf.join("no-such-ca.pem").display().to_string()),
+        "{err}"
+    );
+    std::fs::write(
+        conf.join("agent.toml"),
+        "state_dir = \"state\"\n[[sources]]\npaths = [\"logs/tk-*.log\"]\n",
+    )
+    .unwrap();
+    let out = check();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(&format!("state dir: {}", conf.join("state").display())),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("watch {}", conf.join("logs/tk-*.log").display())),
+        "{text}"
+    );
+    assert!(
+        text.contains(&conf.join("logs/tk-nuke.log").display().to_string()),
+        "{text}"
+    );
+}
+
 #[test]
 fn install_writes_a_systemd_user_unit_and_uninstall_removes_it() {
     if !cfg!(target_os = "linux") {
@@ -928,7 +986,12 @@ fn install_writes_a_systemd_user_unit_and_uninstall_removes_it() {
             "http://127.0.0.1:8470",
             "--token",
             TOKEN,
+            "--state-dir",
+            "state",
+            "--watch",
+            "logs/*.log",
         ])
+        .current_dir(env.dir.path())
         .env("XDG_CONFIG_HOME", &xdg)
         .env("HOME", env.dir.path())
         .env("PATH", &empty_path)
@@ -952,6 +1015,10 @@ fn install_writes_a_systemd_user_unit_and_uninstall_removes_it() {
         text.contains(&format!("ExecStart=\"{BIN}\" \"run\"")),
         "{text}"
     );
+    // Paths given relative to where `install` ran are absolute in the unit.
+    for p in [env.state(), env.logs().join("*.log")] {
+        assert!(text.contains(&format!("\"{}\"", p.display())), "{text}");
+    }
     let out = Command::new(BIN)
         .arg("uninstall")
         .env("XDG_CONFIG_HOME", &xdg)
