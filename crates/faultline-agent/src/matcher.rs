@@ -61,8 +61,32 @@ impl Matcher {
                 }
             }
         }
-        let prefilter =
-            (!literals.is_empty()).then(|| Regex::new(&literals.join("|")).expect("valid regex"));
+        // A JSON level may also be a number (syslog severity or pino level,
+        // `parse::numeric_level`): `"level":N` as compact or Python-style
+        // JSON writes it, for each first digit of a number at or above
+        // `min_level`.
+        if any_case && !literals.is_empty() {
+            for d in 0..=9 {
+                let at_or_above =
+                    |n: i64| crate::parse::numeric_level(n).is_some_and(|l| l >= cfg.min_level);
+                // The numbers whose first digit is `d`: d itself, 10d..,
+                // 100d.. (levels stop at 99).
+                if at_or_above(d) || (d * 10..d * 10 + 10).any(at_or_above) {
+                    literals.push(format!("\"level\":{d}"));
+                    literals.push(format!("\"level\": {d}"));
+                }
+            }
+        }
+        let prefilter = (!literals.is_empty()).then(|| {
+            Regex::new(
+                &literals
+                    .iter()
+                    .map(|l| regex::escape(l))
+                    .collect::<Vec<_>>()
+                    .join("|"),
+            )
+            .expect("valid regex")
+        });
         // Syslog priorities (`<11>`) carry a level without a word.
         let prefixes: &'static [&'static str] = match format {
             Format::Auto | Format::Syslog => &["<"],
@@ -163,6 +187,9 @@ mod tests {
         assert!(!is_incident(&m, "an error happened somewhere"), "no level");
         assert!(is_incident(&m, "<11>Jan  2 03:04:05 host app: x"));
         assert!(is_incident(&m, r#"{"level":"fatal","msg":"x"}"#));
+        assert!(is_incident(&m, r#"{"level":50,"msg":"x"}"#), "pino error");
+        assert!(is_incident(&m, r#"{"level": 3, "msg": "x"}"#), "GELF error");
+        assert!(!is_incident(&m, r#"{"level":30,"msg":"x"}"#), "pino info");
     }
 
     #[test]
@@ -246,7 +273,18 @@ mod tests {
             "emergency",
             "panic",
         ];
-        let mut lines = Vec::new();
+        let mut lines: Vec<String> = [
+            r#"{"level":3,"msg":"x"}"#,
+            r#"{"level": 2, "msg": "x"}"#,
+            r#"{"level":4,"msg":"x"}"#,
+            r#"{"level":45,"msg":"x"}"#,
+            r#"{"level":50,"msg":"x"}"#,
+            r#"{"level": 60, "msg": "x"}"#,
+            r#"{"level":99,"msg":"x"}"#,
+        ]
+        .iter()
+        .map(|l| l.to_string())
+        .collect();
         for t in templates {
             for n in names {
                 let mut cap = n.to_string();
@@ -280,7 +318,9 @@ mod tests {
         assert_eq!(sg.needles().unwrap().len(), 7);
         assert!(sg.line_prefixes().is_empty());
         assert!(!sg.may_match("<11>Jan  2 03:04:05 host app: x"));
-        assert_eq!(m(Level::Error, &[], &[]).needles().unwrap().len(), 21);
+        // 21 words and `"level":N` / `"level": N` for 9 first digits (not
+        // 4: syslog 4 and pino 40-49 are warnings).
+        assert_eq!(m(Level::Error, &[], &[]).needles().unwrap().len(), 39);
         assert!(!is_incident(
             &m(Level::Error, &[], &[]),
             "2016-04-25 08:56:12,413 [1 error x] y"

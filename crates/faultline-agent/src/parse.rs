@@ -251,8 +251,22 @@ fn json(line: &str) -> Option<Parsed> {
             _ => None,
         })
     };
-    let level =
-        text(&["level", "severity", "levelname", "lvl", "log.level"]).and_then(|l| level_of(&l));
+    // A name in any of these fields; a number only in `level` (the
+    // matcher's pre-filter looks for `"level":N`).
+    let level = match map.get("level") {
+        Some(serde_json::Value::Number(n)) => n.as_i64().and_then(numeric_level),
+        _ => ["level", "severity", "levelname", "lvl", "log.level"]
+            .iter()
+            .find_map(|k| match map.get(*k) {
+                // A name: a number written as a string is no level.
+                Some(serde_json::Value::String(s))
+                    if !s.trim_start().starts_with(|c: char| c.is_ascii_digit()) =>
+                {
+                    s.parse().ok()
+                }
+                _ => None,
+            }),
+    };
     let timestamp = text(&["timestamp", "time", "ts", "@timestamp", "asctime"]);
     let ts_micros = match map
         .get("timestamp")
@@ -329,6 +343,22 @@ fn plain(line: &str) -> Parsed {
         level: loose_level(line),
         message: line.to_owned(),
         ..Default::default()
+    }
+}
+
+/// A numeric JSON level: a syslog severity (0-7, as GELF writes) or a
+/// pino / bunyan level (10 trace, 20 debug, 30 info, 40 warn, 50 error,
+/// 60 fatal).
+pub fn numeric_level(n: i64) -> Option<Level> {
+    match n {
+        0..=7 => Level::from_syslog(n),
+        10..=19 => Some(Level::Trace),
+        20..=29 => Some(Level::Debug),
+        30..=39 => Some(Level::Info),
+        40..=49 => Some(Level::Warn),
+        50..=59 => Some(Level::Error),
+        60..=99 => Some(Level::Critical),
+        _ => None,
     }
 }
 
@@ -452,6 +482,22 @@ mod tests {
         assert_eq!(p.pid, Some(9));
         assert_eq!(p.ts_micros, Some(1_700_000_000_500_000));
         assert_eq!(p.attributes, [("shard".to_owned(), "3".to_owned())]);
+        // Numeric levels in `level`: syslog severities (GELF), pino/bunyan.
+        for (line, want) in [
+            (r#"{"level":3,"msg":"x"}"#, Some(Level::Error)),
+            (r#"{"level": 2, "msg": "x"}"#, Some(Level::Critical)),
+            (r#"{"level":6,"msg":"x"}"#, Some(Level::Info)),
+            (r#"{"level":30,"msg":"x"}"#, Some(Level::Info)),
+            (r#"{"level":40,"msg":"x"}"#, Some(Level::Warn)),
+            (r#"{"level":50,"msg":"x"}"#, Some(Level::Error)),
+            (r#"{"level":60,"msg":"x"}"#, Some(Level::Critical)),
+            (r#"{"level":8,"msg":"x"}"#, None),
+            (r#"{"level":"3","msg":"x"}"#, None),
+            (r#"{"severity":3,"msg":"x"}"#, None),
+            (r#"{"severity":"ERROR","msg":"x"}"#, Some(Level::Error)),
+        ] {
+            assert_eq!(parse(Format::Json, line).level, want, "{line}");
+        }
     }
 
     #[test]
