@@ -125,6 +125,14 @@ impl Grouper {
         self.masker = Masker::new();
     }
 
+    /// Sets the most templates kept (`miner.max_templates`); beyond it the
+    /// least recently seen are evicted now. The server shares one budget
+    /// among its projects' groupers this way.
+    pub fn set_max_templates(&mut self, max: usize) {
+        self.miner.set_max_templates(max);
+        self.config.miner.max_templates = max.max(1);
+    }
+
     /// Templates kept now.
     pub fn template_count(&self) -> usize {
         self.miner.len()

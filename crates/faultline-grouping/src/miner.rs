@@ -203,6 +203,20 @@ impl Miner {
         self.values = Vec::new();
     }
 
+    /// Changes the template cap; beyond the new one the least recently
+    /// seen go now.
+    pub(crate) fn set_max_templates(&mut self, max: usize) {
+        self.cfg.max_templates = max.max(1);
+        while self.live > self.cfg.max_templates {
+            // No slot has this index: none is spared.
+            self.evict(u32::MAX);
+        }
+        // The exact-key cache is sized from the cap.
+        if self.exact.len() >= self.cfg.max_templates.saturating_mul(8).max(1024) {
+            self.exact = FxHashMap::default();
+        }
+    }
+
     fn cluster(&self, slot: u32) -> &Cluster {
         self.slots[slot as usize]
             .as_ref()

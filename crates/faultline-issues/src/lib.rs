@@ -46,7 +46,7 @@ use faultline_grouping::{
 };
 use faultline_model::{AttrValue, EventDetails, EventFrame, Level, NewEvent, StoredEntry};
 use faultline_store::EventBatch;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Attribute names that carry a logger name.
 pub const LOGGER_KEYS: &[&str] = &["logger", "logger.name", "log.logger", "name"];
@@ -76,13 +76,25 @@ pub struct ProcessorConfig {
     /// Persist a grouper's state after this many new events since its last
     /// save (and always on [`Processor::take_states`] with `all`).
     pub save_every_events: u64,
+    /// Templates all projects' groupers keep together: each of the `n`
+    /// projects keeps `max_templates / n`, at least
+    /// [`MIN_TEMPLATES_PER_PROJECT`]. A template of random text costs up to
+    /// about 1.7 KB with its caches (`faultline group` on 300,000 random
+    /// messages peaks at 84 MB), so the default bounds the groupers near
+    /// 85 MB whatever the messages, for up to 50 projects (beyond, 1,000
+    /// templates each).
+    pub max_templates: usize,
 }
+
+/// The least templates a project's grouper keeps under the shared budget.
+pub const MIN_TEMPLATES_PER_PROJECT: usize = 1_000;
 
 impl Default for ProcessorConfig {
     fn default() -> Self {
         ProcessorConfig {
             min_level: Level::Error,
             save_every_events: 1000,
+            max_templates: GrouperConfig::default().miner.max_templates,
         }
     }
 }
@@ -104,9 +116,9 @@ struct ProjectGrouping {
 }
 
 impl ProjectGrouping {
-    fn new() -> ProjectGrouping {
+    fn new(config: GrouperConfig) -> ProjectGrouping {
         ProjectGrouping {
-            grouper: Grouper::new(GrouperConfig::default()),
+            grouper: Grouper::new(config),
             rules: FingerprintRules::default(),
             unsaved: 0,
         }
@@ -153,10 +165,19 @@ impl Processor {
             reason,
         };
         let state: GrouperState = serde_json::from_slice(state).map_err(|e| err(e.to_string()))?;
-        let grouper = Grouper::import_state(GrouperConfig::default(), &state)
-            .map_err(|e| err(e.to_string()))?;
-        self.project(project).grouper = grouper;
+        let p = self.project(project);
+        let config = p.grouper.config().clone();
+        let share = config.miner.max_templates;
+        let mut grouper = Grouper::import_state(config, &state).map_err(|e| err(e.to_string()))?;
+        // A state saved under a bigger share keeps its most recent.
+        grouper.set_max_templates(share);
+        p.grouper = grouper;
         Ok(())
+    }
+
+    /// Each project's share of the template budget with `n` projects.
+    fn templates_per_project(&self, n: usize) -> usize {
+        (self.config.max_templates / n.max(1)).max(MIN_TEMPLATES_PER_PROJECT)
     }
 
     /// Sets a project's fingerprint rules (empty rules: the default grouping).
@@ -166,8 +187,15 @@ impl Processor {
 
     fn project(&mut self, name: &str) -> &mut ProjectGrouping {
         if !self.projects.contains_key(name) {
+            // One more project: every grouper's share shrinks.
+            let share = self.templates_per_project(self.projects.len() + 1);
+            for p in self.projects.values_mut() {
+                p.grouper.set_max_templates(share);
+            }
+            let mut config = GrouperConfig::default();
+            config.miner.max_templates = share;
             self.projects
-                .insert(name.to_owned(), ProjectGrouping::new());
+                .insert(name.to_owned(), ProjectGrouping::new(config));
         }
         self.projects
             .get_mut(name)
@@ -284,6 +312,14 @@ impl Processor {
         }
     }
 
+    /// Templates each project's grouper keeps now, by project.
+    pub fn template_counts(&self) -> BTreeMap<&str, usize> {
+        self.projects
+            .iter()
+            .map(|(name, p)| (name.as_str(), p.grouper.template_count()))
+            .collect()
+    }
+
     /// Gives back the groupers' caches (for an idle server; results do not
     /// change).
     pub fn release_memory(&mut self) {
@@ -377,6 +413,60 @@ mod tests {
                 span_id: None,
             },
         }
+    }
+
+    /// The projects' groupers share one template budget: a new project
+    /// shrinks every share, down to the floor per project.
+    #[test]
+    fn projects_share_the_template_budget() {
+        let mut p = Processor::new(ProcessorConfig {
+            max_templates: 4_000,
+            ..Default::default()
+        });
+        // Distinct words in the same places: a new template each.
+        let word = |i: usize| -> String {
+            (0..4)
+                .map(|k| char::from(b'a' + ((i >> (k * 4)) & 15) as u8))
+                .collect()
+        };
+        let mut id = 0;
+        let mut feed = |p: &mut Processor, project: &str, n: usize| {
+            let entries: Vec<StoredEntry> = (0..n)
+                .map(|i| {
+                    id += 1;
+                    let mut e = entry(
+                        id,
+                        Level::Error,
+                        &format!("{} {} failed", word(i), word(i + 7)),
+                    );
+                    e.entry.project = project.into();
+                    e
+                })
+                .collect();
+            p.process(&entries, 0);
+        };
+        feed(&mut p, "a", 6_000);
+        assert!(
+            p.template_counts()["a"] > 3_000,
+            "{:?}",
+            p.template_counts()
+        );
+        assert!(
+            p.template_counts()["a"] <= 4_000,
+            "{:?}",
+            p.template_counts()
+        );
+        feed(&mut p, "b", 10);
+        let c = p.template_counts();
+        assert!(c["a"] <= 2_000 && c["b"] == 10, "{c:?}");
+        for name in ["c", "d", "e", "f"] {
+            feed(&mut p, name, 3_000);
+        }
+        let c = p.template_counts();
+        for (name, n) in &c {
+            assert!(*n <= MIN_TEMPLATES_PER_PROJECT, "{name}: {n} ({c:?})");
+        }
+        assert!(c["f"] >= MIN_TEMPLATES_PER_PROJECT * 9 / 10, "{c:?}");
     }
 
     #[test]
