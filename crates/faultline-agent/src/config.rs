@@ -364,7 +364,7 @@ pub struct AgentConfig {
 /// Reads and parses a config file (no validation yet). Relative paths in
 /// it (`state_dir`, `delivery.ca_file`, the sources' globs) are relative to
 /// the file's directory, not to wherever the agent was started (a service
-/// starts in `/` or the home directory).
+/// starts in `/` or the home directory); see [`RawConfig::resolve_paths`].
 pub fn load_file(path: &Path) -> Result<RawConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
@@ -374,22 +374,46 @@ pub fn load_file(path: &Path) -> Result<RawConfig, ConfigError> {
         path: path.to_path_buf(),
         message,
     })?;
-    let dir = std::fs::canonicalize(path)
-        .or_else(|_| std::path::absolute(path))
-        .ok()
-        .and_then(|p| p.parent().map(Path::to_path_buf))
+    let dir = absolute_path(path)
+        .parent()
+        .map(Path::to_path_buf)
         .unwrap_or_default();
-    raw.resolve_paths(&dir);
+    raw.resolve_paths(
+        &dir,
+        crate::platform::home(&crate::platform::process_env).as_deref(),
+    );
     Ok(raw)
 }
 
+/// `p` made absolute against the current directory, `.` and `..` resolved
+/// by their names (as the path was written: a symlinked directory is not
+/// followed, and no `\\?\` prefix on Windows).
+pub fn absolute_path(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut out = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 impl RawConfig {
-    /// Makes the relative paths of the file absolute against `dir`.
-    pub fn resolve_paths(&mut self, dir: &Path) {
+    /// Makes the relative paths of the file absolute against `dir` and
+    /// expands a leading `~` to `home`. Excludes without a directory part
+    /// (`*.gz`) stay file-name patterns.
+    pub fn resolve_paths(&mut self, dir: &Path, home: Option<&Path>) {
         let path = |p: &mut PathBuf| {
+            let s = p.to_string_lossy().into_owned();
             // An empty path stays empty: validation names it.
-            if !p.as_os_str().is_empty() && p.is_relative() {
-                *p = dir.join(&*p);
+            if !s.is_empty() {
+                *p = PathBuf::from(absolute_glob(dir, home, &s, false));
             }
         };
         if let Some(p) = &mut self.state_dir {
@@ -399,19 +423,60 @@ impl RawConfig {
             path(p);
         }
         for s in &mut self.sources {
-            for g in s.paths.iter_mut().chain(&mut s.exclude_paths) {
-                *g = absolute_glob(dir, g);
+            for g in &mut s.paths {
+                *g = absolute_glob(dir, home, g, true);
+            }
+            for g in &mut s.exclude_paths {
+                if has_dir_part(g) {
+                    *g = absolute_glob(dir, home, g, true);
+                }
             }
         }
     }
 }
 
-/// `glob` made absolute against `dir` (unchanged when absolute or empty).
-pub fn absolute_glob(dir: &Path, glob: &str) -> String {
-    if glob.is_empty() || Path::new(glob).is_absolute() {
-        glob.to_owned()
+fn has_dir_part(glob: &str) -> bool {
+    glob.contains('/') || (cfg!(windows) && glob.contains('\\'))
+}
+
+/// `text` (a path, or a glob when `glob`) made absolute against `dir`, a
+/// leading `~` expanded to `home`; unchanged when absolute or empty. The
+/// directory is escaped when it goes into a glob (a `[` in a directory name
+/// is a character, not a class).
+pub fn absolute_glob(dir: &Path, home: Option<&Path>, text: &str, glob: bool) -> String {
+    let escape = |p: &Path| {
+        let s = p.to_string_lossy();
+        if glob {
+            glob::Pattern::escape(&s)
+        } else {
+            s.into_owned()
+        }
+    };
+    let join = |base: String, rest: &str| {
+        let sep = std::path::MAIN_SEPARATOR;
+        if rest.is_empty() {
+            base
+        } else if base.ends_with(sep) || base.ends_with('/') {
+            format!("{base}{rest}")
+        } else {
+            format!("{base}{sep}{rest}")
+        }
+    };
+    if let Some(home) = home {
+        if text == "~" {
+            return escape(home);
+        }
+        if let Some(rest) = text
+            .strip_prefix("~/")
+            .or_else(|| text.strip_prefix("~\\").filter(|_| cfg!(windows)))
+        {
+            return join(escape(home), rest);
+        }
+    }
+    if text.is_empty() || Path::new(text).is_absolute() {
+        text.to_owned()
     } else {
-        dir.join(glob).to_string_lossy().into_owned()
+        join(escape(dir), text)
     }
 }
 
@@ -818,6 +883,48 @@ mod tests {
                 .find(|(n, _)| *n == k)
                 .map(|(_, v)| (*v).to_owned())
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn relative_paths_resolve_against_the_config_directory() {
+        let mut raw = parse_toml(
+            r#"
+state_dir = "state"
+[delivery]
+ca_file = "~/ca.pem"
+[[sources]]
+paths = ["logs/*.log", "/var/log/x.log", "~/app/*.log"]
+exclude_paths = ["*.gz", "old/*.log"]
+"#,
+        )
+        .unwrap();
+        let dir = Path::new("/etc/fl[prod]");
+        raw.resolve_paths(dir, Some(Path::new("/home/ana")));
+        assert_eq!(
+            raw.state_dir.as_deref(),
+            Some(Path::new("/etc/fl[prod]/state"))
+        );
+        assert_eq!(
+            raw.delivery.ca_file.as_deref(),
+            Some(Path::new("/home/ana/ca.pem"))
+        );
+        let s = &raw.sources[0];
+        assert_eq!(s.paths[1], "/var/log/x.log");
+        assert_eq!(s.paths[2], "/home/ana/app/*.log");
+        // The directory's `[` is a character in the glob, not a class.
+        let logs = glob::Pattern::new(&s.paths[0]).unwrap();
+        assert!(logs.matches("/etc/fl[prod]/logs/a.log"), "{}", s.paths[0]);
+        assert!(!logs.matches("/etc/flp/logs/a.log"));
+        // A file-name exclude stays one; one with a directory is anchored.
+        assert_eq!(s.exclude_paths[0], "*.gz");
+        assert!(
+            glob::Pattern::new(&s.exclude_paths[1])
+                .unwrap()
+                .matches("/etc/fl[prod]/old/a.log")
+        );
+        let here = std::env::current_dir().unwrap();
+        assert_eq!(absolute_path(Path::new("a/../b/./c")), here.join("b/c"));
     }
 
     fn build(text: &str) -> Result<AgentConfig, String> {

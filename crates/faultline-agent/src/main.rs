@@ -109,23 +109,17 @@ fn main() -> ExitCode {
                 .map_err(Failure::Other)?;
             let spec = install::ServiceSpec {
                 exe,
-                config: c
-                    .config
-                    .as_ref()
-                    .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())),
+                config: c.config.as_deref().map(config::absolute_path),
                 // The service starts elsewhere: paths given relative to
                 // here are made absolute.
-                state_dir: c
-                    .state_dir
-                    .as_ref()
-                    .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())),
+                state_dir: c.state_dir.as_deref().map(config::absolute_path),
                 server: c.server.clone(),
                 token: c.token.clone(),
                 watch: match std::env::current_dir() {
                     Ok(here) => c
                         .watch
                         .iter()
-                        .map(|g| config::absolute_glob(&here, g))
+                        .map(|g| config::absolute_glob(&here, None, g, true))
                         .collect(),
                     Err(_) => c.watch.clone(),
                 },

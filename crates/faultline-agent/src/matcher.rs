@@ -38,7 +38,7 @@ impl Matcher {
             Level::Critical => &["crit", "fatal", "emerg", "alert", "panic", "severe"],
             Level::Error => &["err", "crit", "fatal", "emerg", "alert", "panic", "severe"],
             Level::Warn => &[
-                "warn", "err", "crit", "fatal", "emerg", "alert", "panic", "severe",
+                "warn", "wrn", "err", "crit", "fatal", "emerg", "alert", "panic", "severe",
             ],
             _ => &[],
         };
@@ -261,6 +261,7 @@ mod tests {
             "info",
             "notice",
             "warn",
+            "wrn",
             "warning",
             "error",
             "err",
@@ -280,6 +281,9 @@ mod tests {
             r#"{"level":45,"msg":"x"}"#,
             r#"{"level":50,"msg":"x"}"#,
             r#"{"level": 60, "msg": "x"}"#,
+            r#"{"level" : 50,"msg":"x"}"#,
+            r#"{"level":  3,"msg":"x"}"#,
+            r#"{ "level":"ERror" }"#,
             r#"{"level":99,"msg":"x"}"#,
         ]
         .iter()

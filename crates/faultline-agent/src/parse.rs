@@ -251,19 +251,19 @@ fn json(line: &str) -> Option<Parsed> {
             _ => None,
         })
     };
-    // A name in any of these fields; a number only in `level` (the
-    // matcher's pre-filter looks for `"level":N`).
+    // A name in any of these fields; a number only in `level`. Both only as
+    // the matcher's pre-filter can find them in the raw line: a name in
+    // lower, upper or capitalised spelling, written without escapes; a
+    // number written `"level":N` or `"level": N`.
     let level = match map.get("level") {
-        Some(serde_json::Value::Number(n)) => n.as_i64().and_then(numeric_level),
+        Some(serde_json::Value::Number(n)) if numeric_level_written(line) => {
+            n.as_i64().and_then(numeric_level)
+        }
+        Some(serde_json::Value::Number(_)) => None,
         _ => ["level", "severity", "levelname", "lvl", "log.level"]
             .iter()
             .find_map(|k| match map.get(*k) {
-                // A name: a number written as a string is no level.
-                Some(serde_json::Value::String(s))
-                    if !s.trim_start().starts_with(|c: char| c.is_ascii_digit()) =>
-                {
-                    s.parse().ok()
-                }
+                Some(serde_json::Value::String(s)) if plain_level_name(s, line) => s.parse().ok(),
                 _ => None,
             }),
     };
@@ -344,6 +344,27 @@ fn plain(line: &str) -> Parsed {
         message: line.to_owned(),
         ..Default::default()
     }
+}
+
+/// Whether the line writes a number in `level` as `"level":N` or
+/// `"level": N`.
+fn numeric_level_written(line: &str) -> bool {
+    line.match_indices("\"level\":").any(|(i, m)| {
+        let rest = &line.as_bytes()[i + m.len()..];
+        let rest = rest.strip_prefix(b" ").unwrap_or(rest);
+        rest.first().is_some_and(u8::is_ascii_digit)
+    })
+}
+
+/// Whether `name` is a level name as the pre-filter finds it: letters in
+/// lower, upper or capitalised spelling, written as is in `line`.
+fn plain_level_name(name: &str, line: &str) -> bool {
+    let mut chars = name.chars();
+    let first = chars.next().is_some_and(|c| c.is_ascii_alphabetic());
+    let rest: &str = chars.as_str();
+    let spelled = rest.chars().all(|c| c.is_ascii_lowercase())
+        || name.chars().all(|c| c.is_ascii_uppercase());
+    first && spelled && line.contains(name)
 }
 
 /// A numeric JSON level: a syslog severity (0-7, as GELF writes) or a
@@ -493,6 +514,10 @@ mod tests {
             (r#"{"level":60,"msg":"x"}"#, Some(Level::Critical)),
             (r#"{"level":8,"msg":"x"}"#, None),
             (r#"{"level":"3","msg":"x"}"#, None),
+            (r#"{"level" : 50,"msg":"x"}"#, None),
+            (r#"{"level":"ERror","msg":"x"}"#, None),
+            (r#"{"level":"\u0065rror","msg":"x"}"#, None),
+            (r#"{"level":"Error","msg":"x"}"#, Some(Level::Error)),
             (r#"{"severity":3,"msg":"x"}"#, None),
             (r#"{"severity":"ERROR","msg":"x"}"#, Some(Level::Error)),
         ] {

@@ -9,7 +9,8 @@ pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-fn home(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
+/// The home directory.
+pub fn home(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
     if cfg!(windows) {
         env("USERPROFILE")
             .or_else(|| env("HOME"))

@@ -59,14 +59,25 @@ function closeStream() {
  * connections a browser opens to a host, so the tabs of this browser share
  * one: the tab that holds the Web Lock `faultline.notices` opens it for
  * every project and passes each notice on through a BroadcastChannel; when
- * that tab goes, the next one takes the lock and the stream. Without those
- * APIs each tab opens its own.
+ * that tab goes, the next one takes the lock and the stream (notices sent
+ * in between are missed; the dashboard has them). Without those APIs
+ * each visible tab opens its own.
  */
 function listenForIssues(project) {
   closeStream();
   if (!navigator.locks || !window.BroadcastChannel) {
-    openStream(project, (n) => deliver(n, project));
-    window.addEventListener('pagehide', closeStream, { once: true });
+    // No Web Locks (they need HTTPS or localhost): a stream per visible
+    // tab; a hidden tab lets its connection go and listens again when shown.
+    const sync = () => {
+      if (document.hidden) closeStream();
+      else if (!notices) openStream(project, (n) => deliver(n, project));
+    };
+    document.addEventListener('visibilitychange', sync);
+    window.addEventListener('pagehide', () => {
+      document.removeEventListener('visibilitychange', sync);
+      closeStream();
+    }, { once: true });
+    sync();
     return;
   }
   const channel = new BroadcastChannel(NOTICES);
