@@ -207,13 +207,33 @@ impl Miner {
     /// seen go now.
     pub(crate) fn set_max_templates(&mut self, max: usize) {
         self.cfg.max_templates = max.max(1);
-        while self.live > self.cfg.max_templates {
-            // No slot has this index: none is spared.
-            self.evict(u32::MAX);
+        if self.live > self.cfg.max_templates {
+            // In one pass, down to where `evict` leaves it (a tenth below
+            // the cap); no slot has the index `u32::MAX`: none is spared.
+            let cap = self.cfg.max_templates;
+            self.evict_n(self.live - cap + cap / 10, u32::MAX);
+            self.compact();
         }
-        // The exact-key cache is sized from the cap.
-        if self.exact.len() >= self.cfg.max_templates.saturating_mul(8).max(1024) {
-            self.exact = FxHashMap::default();
+    }
+
+    /// Moves the templates to the first slots, in creation order as an
+    /// import does, and gives back what the indexes held for the others
+    /// (after a big eviction; the exact-key cache starts empty).
+    fn compact(&mut self) {
+        let mut live: Vec<Cluster> = std::mem::take(&mut self.slots)
+            .into_iter()
+            .flatten()
+            .collect();
+        live.sort_by_key(|c| c.seq);
+        self.slots = Vec::with_capacity(live.len());
+        self.free = Vec::new();
+        self.live = 0;
+        self.by_id = FxHashMap::default();
+        self.buckets = FxHashMap::default();
+        self.exact = FxHashMap::default();
+        for c in live {
+            // Under the cap and within the bucket caps: nothing is evicted.
+            self.insert(c);
         }
     }
 
@@ -504,6 +524,11 @@ impl Miner {
 
     /// Evicts the least recently seen tenth of the templates (never `keep`).
     fn evict(&mut self, keep: u32) {
+        self.evict_n((self.cfg.max_templates / 10).max(1), keep);
+    }
+
+    /// Evicts the `n` least recently seen templates (never `keep`).
+    fn evict_n(&mut self, n: usize, keep: u32) {
         let mut ages: Vec<(u64, u64, u32)> = self
             .slots
             .iter()
@@ -511,7 +536,7 @@ impl Miner {
             .filter_map(|(s, c)| c.as_ref().map(|c| (c.last_seen, c.seq, s as u32)))
             .filter(|&(_, _, s)| s != keep)
             .collect();
-        let target = (self.cfg.max_templates / 10).max(1).min(ages.len());
+        let target = n.min(ages.len());
         if target == 0 {
             return;
         }

@@ -161,6 +161,49 @@ fn released_caches_give_memory_back_and_change_no_result() {
     }
 }
 
+/// A smaller cap (the server's shared budget when a project appears)
+/// keeps the most recently seen templates, gives the memory of the others
+/// back, and groups on exactly as a grouper restored from that state.
+#[test]
+fn a_smaller_cap_keeps_the_recent_templates_and_groups_as_a_restore() {
+    let word = |i: u32| -> String {
+        (0..5)
+            .map(|k| (b'a' + ((i.wrapping_mul(2_654_435_761) >> (k * 5)) % 26) as u8) as char)
+            .collect()
+    };
+    // Distinct first words: a template each.
+    let lines: Vec<String> = (0..6_000u32)
+        .map(|i| format!("{} {} failed", word(i), word(i + 1)))
+        .collect();
+    let mut g = Grouper::default();
+    for l in &lines {
+        g.group(l);
+    }
+    assert!(g.template_count() > 5_000, "{}", g.template_count());
+    let before = g.memory_estimate();
+    g.set_max_templates(1_000);
+    assert!(g.template_count() <= 1_000 && g.template_count() >= 900);
+    assert!(
+        g.memory_estimate() < before / 3,
+        "{} of {before}",
+        g.memory_estimate()
+    );
+    // The most recent are kept: the last lines find their own template.
+    for l in &lines[lines.len() - 800..] {
+        assert_eq!(g.group(l).template, *l, "kept");
+    }
+    let mut restored =
+        Grouper::import_state(g.config().clone(), &g.export_state()).expect("own state");
+    for i in 0..3_000u32 {
+        let l = if i % 3 == 0 {
+            lines[(i as usize * 7) % lines.len()].clone()
+        } else {
+            format!("{} {} failed", word(i + 10_000), word(i))
+        };
+        assert_eq!(g.group(&l), restored.group(&l), "{l}");
+    }
+}
+
 #[test]
 fn group_lines_prints_one_line_per_input_line() {
     let input = "user alice logged in\nuser bob logged in\nuser carol logged in\nuser dave logged in\ndisk full on /dev/sda1\n\n";

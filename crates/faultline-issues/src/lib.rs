@@ -158,6 +158,20 @@ impl Processor {
         &self.config
     }
 
+    /// Restores the groupers of all these projects (at start-up): every
+    /// project is known before any state is loaded, so each loads with its
+    /// final share of the template budget. A state that cannot be used is
+    /// reported and that project starts afresh.
+    pub fn restore_all(&mut self, states: &[(String, Vec<u8>)]) -> Vec<ProcessorError> {
+        for (project, _) in states {
+            self.project(project);
+        }
+        states
+            .iter()
+            .filter_map(|(project, state)| self.restore(project, state).err())
+            .collect()
+    }
+
     /// Restores a project's grouper from its persisted state.
     pub fn restore(&mut self, project: &str, state: &[u8]) -> Result<(), ProcessorError> {
         let err = |reason: String| ProcessorError::State {
@@ -456,6 +470,21 @@ mod tests {
             "{:?}",
             p.template_counts()
         );
+        // States saved with the whole budget load with their share when
+        // all projects are restored together.
+        let saved = serde_json::to_vec(&p.projects["a"].grouper.export_state()).unwrap();
+        let mut q = Processor::new(ProcessorConfig {
+            max_templates: 4_000,
+            ..Default::default()
+        });
+        let states: Vec<(String, Vec<u8>)> = ["a", "x", "y", "z"]
+            .iter()
+            .map(|name| (name.to_string(), saved.clone()))
+            .collect();
+        assert!(q.restore_all(&states).is_empty());
+        for n in q.template_counts().values() {
+            assert!(*n <= 1_000, "{:?}", q.template_counts());
+        }
         feed(&mut p, "b", 10);
         let c = p.template_counts();
         assert!(c["a"] <= 2_000 && c["b"] == 10, "{c:?}");

@@ -250,10 +250,9 @@ impl Worker {
     }
 
     fn run(&mut self, rx: Receiver<Msg>) -> faultline_store::Result<()> {
-        for (project, state) in self.store.grouper_states()? {
-            if let Err(e) = self.processor.restore(&project, &state) {
-                tracing::warn!(error = %e, "starting that project's grouping afresh");
-            }
+        let states = self.store.grouper_states()?;
+        for e in self.processor.restore_all(&states) {
+            tracing::warn!(error = %e, "starting that project's grouping afresh");
         }
         self.load_alert_rules()?;
         for (rule, key, json) in self.store.alert_states()? {
