@@ -118,6 +118,11 @@ fn group(args: GroupArgs) -> anyhow::Result<()> {
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Request decoding and store reads run on the blocking pool: a
+        // thread idle for 2 s ends (tokio's default is 10 s), so after a
+        // burst the server soon drops the stacks and allocator caches of
+        // the threads it no longer needs.
+        .thread_keep_alive(std::time::Duration::from_secs(2))
         .build()
         .context("cannot start the async runtime")
 }
