@@ -135,9 +135,12 @@ pub fn parse(format: Format, text: &str) -> Parsed {
 }
 
 fn parse_auto(line: &str) -> Option<Parsed> {
+    // A JSON line may be indented (pretty printers, some shippers).
+    if line.trim_start().starts_with('{') {
+        return json(line);
+    }
     let b = line.as_bytes().first().copied();
     match b {
-        Some(b'{') => json(line),
         Some(b'<') => syslog(line),
         Some(b'0'..=b'9') => shotgrid(line)
             .or_else(|| python(line))
@@ -523,6 +526,9 @@ mod tests {
         ] {
             assert_eq!(parse(Format::Json, line).level, want, "{line}");
         }
+        // Indented JSON is JSON for `auto` too.
+        let p = parse(Format::Auto, r#"   {"level":"error","msg":"x"}"#);
+        assert_eq!((p.level, p.message.as_str()), (Some(Level::Error), "x"));
     }
 
     #[test]
