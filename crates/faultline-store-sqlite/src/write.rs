@@ -161,7 +161,11 @@ impl Writer {
     }
 
     pub(crate) fn release_memory(&mut self) -> Result<()> {
-        self.store_sealed_block()?;
+        if self.index.worth_sealing() {
+            self.store_index_blocks(true)?;
+        } else {
+            self.store_sealed_block()?;
+        }
         self.index.release_memory();
         self.conn
             .release_memory()
@@ -175,6 +179,12 @@ impl Writer {
         if !self.index.has_pending() {
             return Ok(());
         }
+        self.store_index_blocks(false)
+    }
+
+    /// Stores the sealed block and, with `open`, finishes and stores the
+    /// open block too (idle time), in a transaction of its own.
+    fn store_index_blocks(&mut self, open: bool) -> Result<()> {
         let Writer { conn, index, .. } = self;
         let result = (|| {
             let tx = conn
@@ -186,6 +196,9 @@ impl Writer {
                 .map_err(db("read the last log id"))?;
             index.sync(&tx, last)?;
             index.store_pending(&tx)?;
+            if open {
+                index.seal_now(&tx)?;
+            }
             tx.commit().map_err(db("commit an index block"))?;
             Ok(last)
         })();
