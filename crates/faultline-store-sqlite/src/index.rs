@@ -787,15 +787,21 @@ mod tests {
         }
     }
 
+    /// A store in a temporary directory with blocks of `rows` ids.
+    fn small_blocks(rows: usize) -> (tempfile::TempDir, std::path::PathBuf, SqliteStore) {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("f.db");
+        let store =
+            SqliteStore::open_with_block_rows(&path, SqliteOptions::default(), rows).expect("open");
+        (dir, path, store)
+    }
+
     /// An idle writer finishes an open block that holds a quarter of a
     /// block or more (its postings leave memory), not a smaller one, and
     /// appends go on indexing exactly.
     #[test]
     fn idle_time_finishes_a_sizeable_open_block() {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let path = dir.path().join("f.db");
-        let store =
-            SqliteStore::open_with_block_rows(&path, SqliteOptions::default(), 8).expect("open");
+        let (_dir, path, store) = small_blocks(8);
         let rows = |from: i64, n: i64| -> Vec<NewEntry> {
             (from..from + n)
                 .map(|i| entry(T0 + i, &format!("row{i} all")))
@@ -822,10 +828,7 @@ mod tests {
     /// and appends after it still index exactly.
     #[test]
     fn retention_drops_dead_blocks() {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let path = dir.path().join("f.db");
-        let store =
-            SqliteStore::open_with_block_rows(&path, SqliteOptions::default(), 4).expect("open");
+        let (_dir, path, store) = small_blocks(4);
         let batch: Vec<NewEntry> = (0..30)
             .map(|i| entry(T0 + i, &format!("row{i} all")))
             .collect();
