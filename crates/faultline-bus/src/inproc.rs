@@ -182,21 +182,13 @@ impl InProcessConsumer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use faultline_model::Level;
 
     fn entry(msg: &str) -> NewEntry {
         NewEntry {
             project: "p".into(),
             service: "s".into(),
-            level: Level::Info,
             message: msg.into(),
-            tags: vec![],
-            timestamp: 0,
-            received_at: 0,
-            host: None,
-            attributes: Default::default(),
-            trace_id: None,
-            span_id: None,
+            ..NewEntry::default()
         }
     }
 

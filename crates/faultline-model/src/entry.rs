@@ -19,7 +19,10 @@ pub type Attributes = BTreeMap<String, AttrValue>;
 ///
 /// The project and service are resolved names; `idempotency` is set by
 /// clients that retry (the agent) so a replayed batch is not stored twice.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// `Default` is an empty entry that owns no heap memory (level `Info`,
+/// timestamps 0), for building entries field by field.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NewEntry {
     pub project: String,
     pub service: String,

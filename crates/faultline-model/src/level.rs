@@ -6,11 +6,16 @@ use std::str::FromStr;
 ///
 /// The numeric value is what the store keeps; it is part of the on-disk
 /// format and must not change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+///
+/// The default is `Info`, the level of an entry that names none.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     Trace = 1,
     Debug = 2,
+    #[default]
     Info = 3,
     Warn = 4,
     Error = 5,

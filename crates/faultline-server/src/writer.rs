@@ -147,17 +147,8 @@ impl Dropper {
 /// An entry that owns no heap memory, left in place of one moved out.
 fn vacant(level: faultline_model::Level) -> NewEntry {
     NewEntry {
-        project: String::new(),
-        service: String::new(),
         level,
-        message: String::new(),
-        tags: Vec::new(),
-        timestamp: 0,
-        received_at: 0,
-        host: None,
-        attributes: Default::default(),
-        trace_id: None,
-        span_id: None,
+        ..NewEntry::default()
     }
 }
 

@@ -130,7 +130,7 @@ fn contains_ignore_ascii_case(hay: &[u8], needle: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use faultline_model::{Level, LogFilter, NewEntry};
+    use faultline_model::{LogFilter, NewEntry};
 
     fn model_matches(q: &str, message: &str) -> bool {
         LogFilter {
@@ -140,15 +140,8 @@ mod tests {
         .matches(&NewEntry {
             project: "p".into(),
             service: "s".into(),
-            level: Level::Info,
             message: message.into(),
-            tags: Vec::new(),
-            timestamp: 0,
-            received_at: 0,
-            host: None,
-            attributes: Default::default(),
-            trace_id: None,
-            span_id: None,
+            ..NewEntry::default()
         })
     }
 

@@ -1,7 +1,7 @@
 //! The index agrees with `faultline_model::LogFilter::matches`: same tokens,
 //! and never a missed row.
 
-use faultline_model::{Level, LogFilter, NewEntry};
+use faultline_model::{LogFilter, NewEntry};
 use faultline_textindex::{BlockBuilder, block_candidates, query_hashes, token_hash, tokens};
 use proptest::prelude::*;
 
@@ -9,15 +9,8 @@ fn entry(msg: &str) -> NewEntry {
     NewEntry {
         project: "p".into(),
         service: "s".into(),
-        level: Level::Info,
         message: msg.into(),
-        tags: Vec::new(),
-        timestamp: 0,
-        received_at: 0,
-        host: None,
-        attributes: Default::default(),
-        trace_id: None,
-        span_id: None,
+        ..NewEntry::default()
     }
 }
 
