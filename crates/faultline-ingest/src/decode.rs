@@ -1,7 +1,10 @@
 use crate::Limits;
-use crate::val::{Obj, Val};
+use crate::val::{Key, Obj, Val};
 use faultline_model::{AttrValue, Attributes, Level, NewEntry, format_rfc3339_micros};
+use serde::Deserialize;
 use serde::Serialize;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use std::fmt;
 
 /// Attribute under which a replaced out-of-range timestamp is kept.
 pub const ORIGINAL_TIMESTAMP_ATTR: &str = "faultline.original_timestamp";
@@ -52,85 +55,288 @@ const MAX_REPORTED_ERRORS: usize = 100;
 
 /// Decodes and validates a whole body (already decompressed and within the
 /// size limit).
+///
+/// Entries are decoded one by one as the JSON parser reaches them, so only
+/// one entry's fields are held as JSON values at a time. A body that is not
+/// well-formed JSON is rejected as malformed even when an earlier entry was
+/// invalid or named another service.
 pub fn decode_body(body: &[u8], ctx: &DecodeContext<'_>) -> Result<Vec<NewEntry>, IngestError> {
-    let values = split_values(body, ctx.limits.max_entries)?;
-    if values.is_empty() {
+    let mut sink = Sink {
+        ctx,
+        index: 0,
+        // About 300 bytes of JSON an entry: one allocation for most bodies.
+        out: Vec::with_capacity((body.len() / 256).clamp(1, ctx.limits.max_entries)),
+        errors: Vec::new(),
+        mismatch: None,
+    };
+    // The body's UTF-8 is checked once, which is cheaper than serde_json's
+    // check of every string read from bytes; a body that is not UTF-8 is
+    // read from bytes, so the error names the entry as before.
+    match std::str::from_utf8(body) {
+        Ok(text) => sink.read(body, serde_json::de::StrRead::new(text))?,
+        Err(_) => sink.read(body, serde_json::de::SliceRead::new(body))?,
+    }
+    if let Some(mismatch) = sink.mismatch {
+        return Err(mismatch);
+    }
+    if sink.index == 0 {
         return Err(IngestError::Empty);
     }
-    let mut out = Vec::with_capacity(values.len());
-    let mut errors = Vec::new();
-    for (index, value) in values.into_iter().enumerate() {
-        match decode_entry(index, value, ctx, &mut errors) {
-            Ok(Some(e)) => out.push(e),
-            Ok(None) => {}
-            Err(mismatch) => return Err(mismatch),
-        }
-        if errors.len() >= MAX_REPORTED_ERRORS {
-            break;
-        }
-    }
-    if errors.is_empty() {
-        Ok(out)
+    if sink.errors.is_empty() {
+        Ok(sink.out)
     } else {
-        Err(IngestError::Invalid(errors))
+        Err(IngestError::Invalid(sink.errors))
     }
 }
 
-/// Splits the body into entry values: an array's elements, or a stream of
-/// whitespace/newline-separated objects (one object or NDJSON).
-///
-/// The body's UTF-8 is checked once, which is cheaper than serde_json's
-/// check of every string read from bytes; a body that is not UTF-8 is read
-/// from bytes, so the error names the entry as before.
-fn split_values(body: &[u8], max_entries: usize) -> Result<Vec<Val<'_>>, IngestError> {
-    match std::str::from_utf8(body) {
-        Ok(text) => split(
-            body,
-            || serde_json::from_str(text),
-            || serde_json::Deserializer::from_str(text).into_iter::<Val<'_>>(),
-            max_entries,
-        ),
-        Err(_) => split(
-            body,
-            || serde_json::from_slice(body),
-            || serde_json::Deserializer::from_slice(body).into_iter::<Val<'_>>(),
-            max_entries,
-        ),
+/// Where decoded entries go while the body is parsed.
+struct Sink<'c, 'a> {
+    ctx: &'c DecodeContext<'a>,
+    /// Entries seen so far (the index of the next one).
+    index: usize,
+    out: Vec<NewEntry>,
+    errors: Vec<EntryError>,
+    /// The first entry naming a service the token may not write.
+    mismatch: Option<IngestError>,
+}
+
+impl Sink<'_, '_> {
+    /// Parses the body: an array's elements, or a stream of
+    /// whitespace/newline-separated objects (one object or NDJSON).
+    fn read<'de, R: serde_json::de::Read<'de>>(
+        &mut self,
+        body: &[u8],
+        read: R,
+    ) -> Result<(), IngestError> {
+        let mut de = serde_json::Deserializer::new(read);
+        let first = body.iter().find(|b| !b.is_ascii_whitespace());
+        if first == Some(&b'[') {
+            let parsed =
+                serde::Deserializer::deserialize_seq(&mut de, &mut *self).and_then(|()| de.end());
+            return parsed.map_err(|e| self.parse_error(e));
+        }
+        let mut stream = de.into_iter::<Fields<'de>>();
+        for item in &mut stream {
+            let mut fields = item.map_err(|e| self.parse_error(e))?;
+            self.push(&mut fields)?;
+        }
+        Ok(())
+    }
+
+    /// Decodes the next entry, unless the request is already refused.
+    fn push(&mut self, fields: &mut Fields<'_>) -> Result<(), IngestError> {
+        let index = self.index;
+        if index == self.ctx.limits.max_entries {
+            return Err(IngestError::TooManyEntries {
+                limit: self.ctx.limits.max_entries,
+            });
+        }
+        self.index += 1;
+        if self.mismatch.is_some() || self.errors.len() >= MAX_REPORTED_ERRORS {
+            return Ok(());
+        }
+        match decode_entry(index, fields, self.ctx, &mut self.errors) {
+            Ok(Some(e)) if self.errors.is_empty() => self.out.push(e),
+            Ok(_) => {}
+            Err(mismatch) => self.mismatch = Some(mismatch),
+        }
+        Ok(())
+    }
+
+    /// A JSON error names the entry being read; `TooMany` comes back from
+    /// the array visitor as a custom error.
+    fn parse_error(&self, e: serde_json::Error) -> IngestError {
+        if e.is_data() && e.to_string().starts_with(TOO_MANY) {
+            return IngestError::TooManyEntries {
+                limit: self.ctx.limits.max_entries,
+            };
+        }
+        IngestError::Malformed {
+            index: self.index,
+            detail: e.to_string(),
+        }
     }
 }
 
-fn split<'a, S: Iterator<Item = serde_json::Result<Val<'a>>>>(
-    body: &[u8],
-    whole: impl FnOnce() -> serde_json::Result<Val<'a>>,
-    stream: impl FnOnce() -> S,
-    max_entries: usize,
-) -> Result<Vec<Val<'a>>, IngestError> {
-    let first = body.iter().find(|b| !b.is_ascii_whitespace());
-    if first == Some(&b'[') {
-        let v: Val<'_> = whole().map_err(|e| IngestError::Malformed {
-            index: 0,
-            detail: e.to_string(),
-        })?;
-        let Val::Array(items) = v else {
-            unreachable!("a body starting with '[' that parses is an array")
-        };
-        if items.len() > max_entries {
-            return Err(IngestError::TooManyEntries { limit: max_entries });
-        }
-        return Ok(items);
+/// The custom error the array visitor stops with at the entry limit.
+const TOO_MANY: &str = "faultline: too many entries";
+
+impl<'de> Visitor<'de> for &mut Sink<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of log entries")
     }
-    let mut out = Vec::new();
-    for (index, item) in stream().enumerate() {
-        let v = item.map_err(|e| IngestError::Malformed {
-            index,
-            detail: e.to_string(),
-        })?;
-        if out.len() == max_entries {
-            return Err(IngestError::TooManyEntries { limit: max_entries });
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut fields = Fields::new(false);
+        while seq.next_element_seed(Fill(&mut fields))?.is_some() {
+            if self.push(&mut fields).is_err() {
+                return Err(de::Error::custom(TOO_MANY));
+            }
         }
-        out.push(v);
+        Ok(())
     }
-    Ok(out)
+}
+
+/// Declares the top-level names with a meaning (every other field is an
+/// attribute): a constant per name, its position in `KNOWN`, and
+/// `known_slot` to find a key's position.
+macro_rules! known_fields {
+    ($($slot:ident = $name:literal),* $(,)?) => {
+        const KNOWN: &[&str] = &[$($name),*];
+        // `Fields::present` has a bit for each.
+        const _: () = assert!(KNOWN.len() <= 32);
+        known_fields!(@slots 0usize; $($slot)*);
+        /// The position of a known top-level name in `KNOWN`.
+        fn known_slot(key: &str) -> Option<usize> {
+            match key {
+                $($name => Some($slot),)*
+                _ => None,
+            }
+        }
+    };
+    (@slots $n:expr; $slot:ident $($rest:ident)*) => {
+        const $slot: usize = $n;
+        known_fields!(@slots $n + 1; $($rest)*);
+    };
+    (@slots $n:expr;) => {};
+}
+
+known_fields! {
+    SERVICE = "service",
+    SERVICE_NAME = "service_name",
+    LEVEL = "level",
+    SEVERITY = "severity",
+    MESSAGE = "message",
+    MSG = "msg",
+    TAG = "tag",
+    TAGS = "tags",
+    TIMESTAMP = "timestamp",
+    TIME = "time",
+    TS = "ts",
+    HOST = "host",
+    HOSTNAME = "hostname",
+    TRACE_ID = "trace_id",
+    SPAN_ID = "span_id",
+    ATTRIBUTES = "attributes",
+    ATTRS = "attrs",
+}
+
+/// One entry as parsed: the last value of each known name, and the other
+/// fields in the order they were written. `object` is false when the entry
+/// is not a JSON object.
+struct Fields<'de> {
+    object: bool,
+    /// Bit `i` is set when `known[i]` holds a value.
+    present: u32,
+    known: [Option<Val<'de>>; KNOWN.len()],
+    rest: Obj<'de>,
+}
+
+impl<'de> Fields<'de> {
+    fn new(object: bool) -> Fields<'de> {
+        Fields {
+            object,
+            present: 0,
+            known: Default::default(),
+            rest: Vec::new(),
+        }
+    }
+
+    /// Takes every field at one of `slots` and returns the first name
+    /// (in `slots` order) with a non-null value; a key written twice counted
+    /// with its last value, as in other JSON decoders.
+    fn take(&mut self, slots: &[usize]) -> Option<(&'static str, Val<'de>)> {
+        let mut found = None;
+        for &slot in slots {
+            if self.present & (1 << slot) == 0 {
+                continue;
+            }
+            self.present &= !(1 << slot);
+            if let Some(v) = self.known[slot].take()
+                && !v.is_null()
+                && found.is_none()
+            {
+                found = Some((KNOWN[slot], v));
+            }
+        }
+        found
+    }
+}
+
+impl<'de> Deserialize<'de> for Fields<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut fields = Fields::new(false);
+        Fill(&mut fields).deserialize(d)?;
+        Ok(fields)
+    }
+}
+
+/// Parses one entry into a [`Fields`] in place (it is large to move).
+struct Fill<'f, 'de>(&'f mut Fields<'de>);
+
+impl<'de> DeserializeSeed<'de> for Fill<'_, 'de> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        let fields = self.0;
+        fields.object = false;
+        while fields.present != 0 {
+            let slot = fields.present.trailing_zeros() as usize;
+            fields.known[slot] = None;
+            fields.present &= fields.present - 1;
+        }
+        fields.rest.clear();
+        let this = Fill(fields);
+        d.deserialize_any(this)
+    }
+}
+
+impl<'de> Visitor<'de> for Fill<'_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a log entry")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let fields = self.0;
+        fields.object = true;
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            let value: Val<'de> = map.next_value()?;
+            match known_slot(&key.0) {
+                Some(slot) => {
+                    fields.known[slot] = Some(value);
+                    fields.present |= 1 << slot;
+                }
+                None => fields.rest.push((key.0, value)),
+            }
+        }
+        Ok(())
+    }
+    // Anything else is not an entry, and is read only to be skipped.
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
 }
 
 fn err(errors: &mut Vec<EntryError>, index: usize, field: &str, reason: impl Into<String>) {
@@ -145,18 +351,18 @@ fn err(errors: &mut Vec<EntryError>, index: usize, field: &str, reason: impl Int
 /// service the token may not write is fatal for the request.
 fn decode_entry(
     index: usize,
-    value: Val<'_>,
+    obj: &mut Fields<'_>,
     ctx: &DecodeContext<'_>,
     errors: &mut Vec<EntryError>,
 ) -> Result<Option<NewEntry>, IngestError> {
     let limits = ctx.limits;
-    let Val::Object(mut obj) = value else {
+    if !obj.object {
         err(errors, index, "", "entry must be a JSON object");
         return Ok(None);
-    };
+    }
     let before = errors.len();
 
-    let service = match take_alias(&mut obj, &["service", "service_name"]) {
+    let service = match obj.take(&[SERVICE, SERVICE_NAME]) {
         None => match ctx.service {
             Some(s) => s.to_string(),
             None => {
@@ -191,7 +397,7 @@ fn decode_entry(
         }
     };
 
-    let level = match take_alias(&mut obj, &["level", "severity"]) {
+    let level = match obj.take(&[LEVEL, SEVERITY]) {
         None => Level::Info,
         Some((_, Val::String(s))) => {
             s.parse()
@@ -223,7 +429,7 @@ fn decode_entry(
         }
     };
 
-    let message = match take_alias(&mut obj, &["message", "msg"]) {
+    let message = match obj.take(&[MESSAGE, MSG]) {
         None => {
             err(errors, index, "message", "is required");
             String::new()
@@ -252,13 +458,13 @@ fn decode_entry(
     };
 
     let mut tags = Vec::new();
-    if let Some((field, v)) = take_alias(&mut obj, &["tag"]) {
+    if let Some((field, v)) = obj.take(&[TAG]) {
         match v {
             Val::String(s) => tags.push(s.into_owned()),
             _ => err(errors, index, field, "must be a string"),
         }
     }
-    if let Some((field, v)) = take_alias(&mut obj, &["tags"]) {
+    if let Some((field, v)) = obj.take(&[TAGS]) {
         match v {
             Val::String(s) => tags.push(s.into_owned()),
             Val::Array(items) => {
@@ -296,7 +502,7 @@ fn decode_entry(
 
     let mut attributes = Attributes::new();
     let mut timestamp = ctx.now;
-    match take_alias(&mut obj, &["timestamp", "time", "ts"]) {
+    match obj.take(&[TIMESTAMP, TIME, TS]) {
         None => {}
         Some((field, v)) => match parse_timestamp(&v) {
             Some(ts) => {
@@ -320,7 +526,7 @@ fn decode_entry(
         },
     }
 
-    let host = match take_alias(&mut obj, &["host", "hostname"]) {
+    let host = match obj.take(&[HOST, HOSTNAME]) {
         None => None,
         Some((field, Val::String(s))) => {
             check_name(errors, index, field, &s, limits);
@@ -332,11 +538,11 @@ fn decode_entry(
         }
     };
 
-    let trace_id = take_hex_id(&mut obj, "trace_id", 32, index, errors);
-    let span_id = take_hex_id(&mut obj, "span_id", 16, index, errors);
+    let trace_id = take_hex_id(obj, TRACE_ID, 32, index, errors);
+    let span_id = take_hex_id(obj, SPAN_ID, 16, index, errors);
 
     let mut user_attrs = 0usize;
-    if let Some((field, v)) = take_alias(&mut obj, &["attributes", "attrs"]) {
+    if let Some((field, v)) = obj.take(&[ATTRIBUTES, ATTRS]) {
         match v {
             Val::Object(map) => {
                 for (k, v) in map {
@@ -362,7 +568,7 @@ fn decode_entry(
     }
     // Remaining top-level fields are kept as attributes, as log shippers
     // send arbitrary JSON fields.
-    for (k, v) in obj {
+    for (k, v) in obj.rest.drain(..) {
         add_attribute(
             errors,
             index,
@@ -404,32 +610,6 @@ fn decode_entry(
     }))
 }
 
-/// Removes the first present, non-null alias; returns which name it had.
-/// Removes every field named by one of `names` and returns the first name
-/// (in `names` order) with a non-null value; a key written twice counts with
-/// its last value, as in other JSON decoders.
-fn take_alias<'f, 'de>(obj: &mut Obj<'de>, names: &[&'f str]) -> Option<(&'f str, Val<'de>)> {
-    let mut found = None;
-    for name in names {
-        let mut last = None;
-        let mut i = 0;
-        while i < obj.len() {
-            if obj[i].0 == *name {
-                last = Some(obj.remove(i).1);
-            } else {
-                i += 1;
-            }
-        }
-        if let Some(v) = last
-            && !v.is_null()
-            && found.is_none()
-        {
-            found = Some((*name, v));
-        }
-    }
-    found
-}
-
 fn check_name(errors: &mut Vec<EntryError>, index: usize, field: &str, s: &str, limits: &Limits) {
     if let Some(reason) = name_problem(s, limits) {
         err(errors, index, field, reason);
@@ -447,7 +627,7 @@ fn name_problem(s: &str, limits: &Limits) -> Option<String> {
         ))
     } else if s.is_empty() {
         Some("must not be empty".into())
-    } else if s.chars().any(char::is_control) {
+    } else if !s.bytes().all(|b| (0x20..0x7f).contains(&b)) && s.chars().any(char::is_control) {
         Some("must not contain control characters".into())
     } else {
         None
@@ -509,13 +689,14 @@ fn add_attribute(
 }
 
 fn take_hex_id(
-    obj: &mut Obj<'_>,
-    field: &'static str,
+    obj: &mut Fields<'_>,
+    slot: usize,
     len: usize,
     index: usize,
     errors: &mut Vec<EntryError>,
 ) -> Option<String> {
-    match take_alias(obj, &[field])? {
+    let field = KNOWN[slot];
+    match obj.take(&[slot])? {
         (_, Val::String(s)) => {
             if s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit()) {
                 Some(s.to_ascii_lowercase())
@@ -720,6 +901,36 @@ mod tests {
         ));
         assert!(matches!(decode("   "), Err(IngestError::Empty)));
         assert!(matches!(decode("[]"), Err(IngestError::Empty)));
+    }
+
+    #[test]
+    fn malformed_json_wins_over_entry_problems() {
+        // The body is parsed to its end even after a bad entry, so a broken
+        // body is always reported as such, naming the entry being read.
+        for body in [
+            r#"[{"message":"a"},{"message":"a","service":"web"},{"message":"#,
+            r#"[{"level":"loud"},{"message":"a"},{"message":"#,
+            "{\"message\":\"a\",\"service\":\"web\"}\n{\"message\":\"a\"}\n{\"message\":",
+        ] {
+            match decode(body) {
+                Err(IngestError::Malformed { index, .. }) => assert_eq!(index, 2, "{body}"),
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+        // Non-object entries are skipped whole, arrays and objects inside
+        // them included.
+        let errs = invalid(r#"[[{"message":"a"},[1]],"x",null,{"message":"a"},true]"#);
+        let got: Vec<usize> = errs.iter().map(|e| e.index).collect();
+        assert_eq!(got, [0, 1, 2, 4]);
+        assert!(errs.iter().all(|e| e.field.is_empty()));
+    }
+
+    #[test]
+    fn escaped_keys_are_the_names_they_spell() {
+        let e = &decode(r#"{"mes\u0073age":"a","lev\u0065l":"error","x\"y":1}"#).unwrap()[0];
+        assert_eq!(e.message, "a");
+        assert_eq!(e.level, Level::Error);
+        assert_eq!(e.attributes["x\"y"], AttrValue::Int(1));
     }
 
     #[test]

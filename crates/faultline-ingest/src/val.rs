@@ -113,7 +113,7 @@ impl<'de> Deserialize<'de> for Val<'de> {
 }
 
 /// An object key, borrowed unless it contained escapes.
-struct Key<'de>(Cow<'de, str>);
+pub struct Key<'de>(pub Cow<'de, str>);
 
 struct KeyVisitor;
 
