@@ -5,13 +5,13 @@
 //! database file and syncing it (≈11 % of the writer's time under sustained
 //! ingest, and the latency of that commit). Instead, the write connection's
 //! WAL hook (which replaces the automatic checkpoint) wakes a thread of its
-//! own when the WAL holds [`THREAD_FRAMES`] frames, and that thread runs
+//! own when the WAL holds [`THREAD_BYTES`], and that thread runs
 //! `PRAGMA wal_checkpoint(PASSIVE)` on its own connection: a passive
 //! checkpoint never blocks the writer or readers, and the writer keeps
 //! appending to the WAL while it copies. The WAL restarts from its start
 //! once a checkpoint caught up while no write transaction was adding to it,
 //! which a writer that commits back to back rarely leaves time for; so
-//! when the WAL reaches [`WRITER_FRAMES`] frames, the writer checkpoints
+//! when the WAL reaches [`WRITER_BYTES`], the writer checkpoints
 //! right after its commit, as the automatic checkpoint would have (cheap:
 //! the thread has copied most frames already), and the WAL restarts at its
 //! next transaction. That also bounds the WAL when the thread is starved of
@@ -26,12 +26,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, TrySendError, sync_channel};
 
-/// WAL frames (pages) at which the thread is woken: 4 MiB of 4 KiB pages,
-/// SQLite's automatic threshold.
-const THREAD_FRAMES: i32 = 1_000;
+/// WAL size at which the thread is woken: 4 MiB, SQLite's automatic
+/// threshold of 1000 pages of 4 KiB.
+const THREAD_BYTES: i64 = 4 << 20;
 
-/// WAL frames past which the writer checkpoints itself: 16 MiB.
-const WRITER_FRAMES: i32 = 4_096;
+/// WAL size past which the writer checkpoints itself.
+const WRITER_BYTES: i64 = 16 << 20;
+
+/// `bytes` of WAL in frames (pages) of `page_size` bytes.
+fn frames(bytes: i64, page_size: i64) -> i32 {
+    i32::try_from(bytes / page_size.max(512)).unwrap_or(i32::MAX)
+}
 
 /// The checkpoint thread; stops when dropped.
 pub(crate) struct Checkpointer {
@@ -48,6 +53,13 @@ impl Checkpointer {
         path: &Path,
         options: &SqliteOptions,
     ) -> Result<Checkpointer> {
+        let page_size: i64 = writer
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .map_err(db("read the page size"))?;
+        let (thread_frames, writer_frames) = (
+            frames(THREAD_BYTES, page_size),
+            frames(WRITER_BYTES, page_size),
+        );
         let conn = schema::open_checkpointer(path, options)?;
         let (nudge, nudged) = sync_channel::<()>(1);
         let thread = std::thread::Builder::new()
@@ -58,9 +70,9 @@ impl Checkpointer {
         let due = Arc::clone(&writer_due);
         writer
             .wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, frames: i32| {
-                if frames >= WRITER_FRAMES {
+                if frames >= writer_frames {
                     due.store(true, Ordering::Relaxed);
-                } else if frames >= THREAD_FRAMES {
+                } else if frames >= thread_frames {
                     match nudge.try_send(()) {
                         Ok(()) | Err(TrySendError::Full(())) => {}
                         Err(TrySendError::Disconnected(())) => due.store(true, Ordering::Relaxed),
@@ -76,7 +88,7 @@ impl Checkpointer {
     }
 
     /// Called by the writer after a commit: checkpoints on `writer` when
-    /// the WAL has grown past [`WRITER_FRAMES`]. A failure (another
+    /// the WAL has grown past [`WRITER_BYTES`]. A failure (another
     /// connection is checkpointing, say) is only logged: the next commit
     /// tries again.
     pub(crate) fn after_commit(&self, writer: &Connection) {
@@ -150,7 +162,7 @@ mod tests {
             wal_max = wal_max.max(wal);
         }
         assert!(
-            wal_max < 2 * super::WRITER_FRAMES as u64 * 4_096,
+            wal_max < 2 * super::WRITER_BYTES as u64,
             "WAL peaked at {wal_max} bytes"
         );
     }

@@ -22,6 +22,13 @@ const STATEMENT_CACHE: usize = 32;
 /// checkpoint truncates it back to this.
 const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
+/// Page size of a new database (an existing one keeps its own). Larger
+/// than SQLite's 4 KiB default: a commit of chunk rows (kilobytes each)
+/// writes a quarter of the WAL frames, with a quarter of the page headers,
+/// checksums and b-tree cells, and sustained ingest was about 10 % faster
+/// (A/B with the benchmark); the index rows are sized to fit its pages.
+pub(crate) const PAGE_SIZE: i64 = 16 * 1024;
+
 /// Schema migrations; `MIGRATIONS[i]` takes `user_version` from `i` to `i + 1`.
 /// Append only: a released migration never changes.
 pub(crate) const MIGRATIONS: &[&str] = &[
@@ -386,6 +393,9 @@ pub(crate) fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connec
     .map_err(db("open the database"))?;
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(db("set the busy timeout"))?;
+    // Only takes effect while the database is still empty.
+    conn.pragma_update(None, "page_size", PAGE_SIZE)
+        .map_err(db("set the page size"))?;
     let mode: String = conn
         .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
         .map_err(db("enable WAL"))?;
