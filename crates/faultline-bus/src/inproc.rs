@@ -19,6 +19,16 @@ pub struct Delivery {
 }
 
 impl Delivery {
+    /// How many entries the batch had when it was published.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the batch had no entries.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// Tells the publisher its batch is durable (or why it is not). The
     /// entries may have been taken out of the delivery before.
     pub fn ack(self, result: Result<(), String>) {

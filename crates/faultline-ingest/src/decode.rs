@@ -1,6 +1,6 @@
 use crate::Limits;
 use crate::val::{Key, Obj, Val};
-use faultline_model::{AttrValue, Attributes, Level, NewEntry, format_rfc3339_micros};
+use faultline_model::{AttrValue, Attributes, Level, Name, NewEntry, format_rfc3339_micros};
 use serde::Deserialize;
 use serde::Serialize;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -364,7 +364,7 @@ fn decode_entry(
 
     let service = match obj.take(&[SERVICE, SERVICE_NAME]) {
         None => match ctx.service {
-            Some(s) => s.to_string(),
+            Some(s) => Name::from(s),
             None => {
                 err(
                     errors,
@@ -372,7 +372,7 @@ fn decode_entry(
                     "service",
                     "is required when sending with an admin token",
                 );
-                String::new()
+                Name::default()
             }
         },
         Some((field, Val::String(s))) => {
@@ -389,11 +389,11 @@ fn decode_entry(
             } else {
                 check_name(errors, index, field, &s, limits);
             }
-            s.into_owned()
+            Name::from(s.as_ref())
         }
         Some((field, _)) => {
             err(errors, index, field, "must be a string");
-            String::new()
+            Name::default()
         }
     };
 
@@ -460,17 +460,17 @@ fn decode_entry(
     let mut tags = Vec::new();
     if let Some((field, v)) = obj.take(&[TAG]) {
         match v {
-            Val::String(s) => tags.push(s.into_owned()),
+            Val::String(s) => tags.push(Name::from(s.as_ref())),
             _ => err(errors, index, field, "must be a string"),
         }
     }
     if let Some((field, v)) = obj.take(&[TAGS]) {
         match v {
-            Val::String(s) => tags.push(s.into_owned()),
+            Val::String(s) => tags.push(Name::from(s.as_ref())),
             Val::Array(items) => {
                 for item in items {
                     match item {
-                        Val::String(s) => tags.push(s.into_owned()),
+                        Val::String(s) => tags.push(Name::from(s.as_ref())),
                         _ => {
                             err(errors, index, field, "must be an array of strings");
                             break;
@@ -510,8 +510,8 @@ fn decode_entry(
                 let past = ctx.now - ts > limits.max_past_secs.saturating_mul(1_000_000);
                 if future || past {
                     attributes.insert(
-                        ORIGINAL_TIMESTAMP_ATTR.to_string(),
-                        AttrValue::Str(format_rfc3339_micros(ts)),
+                        Name::const_new(ORIGINAL_TIMESTAMP_ATTR),
+                        AttrValue::Str(format_rfc3339_micros(ts).into()),
                     );
                 } else {
                     timestamp = ts;
@@ -530,7 +530,7 @@ fn decode_entry(
         None => None,
         Some((field, Val::String(s))) => {
             check_name(errors, index, field, &s, limits);
-            Some(s.into_owned())
+            Some(Name::from(s.as_ref()))
         }
         Some((field, _)) => {
             err(errors, index, field, "must be a string");
@@ -550,7 +550,7 @@ fn decode_entry(
                         errors,
                         index,
                         Some(field),
-                        k.into_owned(),
+                        Name::from(k.as_ref()),
                         v,
                         &mut attributes,
                         limits,
@@ -573,7 +573,7 @@ fn decode_entry(
             errors,
             index,
             None,
-            k.into_owned(),
+            Name::from(k.as_ref()),
             v,
             &mut attributes,
             limits,
@@ -596,7 +596,7 @@ fn decode_entry(
         return Ok(None);
     }
     Ok(Some(NewEntry {
-        project: ctx.project.to_string(),
+        project: Name::from(ctx.project),
         service,
         level,
         message,
@@ -641,7 +641,7 @@ fn add_attribute(
     errors: &mut Vec<EntryError>,
     index: usize,
     object: Option<&str>,
-    key: String,
+    key: Name,
     v: Val<'_>,
     attributes: &mut Attributes,
     limits: &Limits,
@@ -673,7 +673,7 @@ fn add_attribute(
                     ),
                 );
             }
-            AttrValue::Str(s.into_owned())
+            AttrValue::Str(Name::from(s.as_ref()))
         }
         Val::Array(_) | Val::Object(_) => {
             err(

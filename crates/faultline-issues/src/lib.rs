@@ -44,7 +44,7 @@ use faultline_grouping::{
     EventInput, FingerprintRules, Grouper, GrouperConfig, GrouperState, RawFingerprintRules,
     RuleError,
 };
-use faultline_model::{AttrValue, EventDetails, EventFrame, Level, NewEvent, StoredEntry};
+use faultline_model::{AttrValue, EventDetails, EventFrame, Level, Name, NewEvent, StoredEntry};
 use faultline_store::EventBatch;
 use std::collections::{BTreeMap, HashMap};
 
@@ -299,22 +299,22 @@ impl Processor {
             })
             .unwrap_or_default();
         NewEvent {
-            project: e.project.clone(),
-            service: e.service.clone(),
+            project: e.project.to_string(),
+            service: e.service.to_string(),
             fingerprint: fp.id.to_string(),
             title: fp.title,
             culprit: fp
                 .culprit
                 .or_else(|| logger.map(str::to_owned))
-                .or_else(|| Some(e.service.clone())),
+                .or_else(|| Some(e.service.to_string())),
             level: e.level,
             timestamp: e.timestamp,
             received_at: e.received_at,
             log_id: Some(entry.id),
             message: e.message.clone(),
-            host: e.host.clone(),
+            host: e.host.as_ref().map(Name::to_string),
             user: attr(entry, USER_KEYS).map(str::to_owned),
-            tags: e.tags.clone(),
+            tags: e.tags.iter().map(Name::to_string).collect(),
             attributes: e.attributes.clone(),
             details: EventDetails {
                 exception_type: fp.exception_type,

@@ -29,11 +29,11 @@ impl LogFilter {
     /// index does for plain words.
     pub fn matches(&self, e: &NewEntry) -> bool {
         if let Some(p) = &self.project
-            && &e.project != p
+            && e.project != *p
         {
             return false;
         }
-        if !self.services.is_empty() && !self.services.iter().any(|s| s == &e.service) {
+        if !self.services.is_empty() && !self.services.iter().any(|s| *s == e.service) {
             return false;
         }
         if let Some(l) = self.min_level

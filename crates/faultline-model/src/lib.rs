@@ -18,7 +18,7 @@ mod tenancy;
 mod time_fmt;
 
 pub use duration::{parse_duration, parse_time_bound};
-pub use entry::{AttrValue, Attributes, NewEntry, StoredEntry};
+pub use entry::{AttrValue, Attributes, Name, NewEntry, StoredEntry};
 pub use filter::LogFilter;
 pub use issue::{
     AttachmentRef, EventContext, EventDetails, EventFrame, IgnoreUntil, Issue, IssueState,

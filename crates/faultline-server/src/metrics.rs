@@ -53,7 +53,12 @@ fn describe() {
     describe_histogram!(
         "faultline_batch_commit_seconds",
         Unit::Seconds,
-        "Time to commit one group of batches."
+        "Time to commit one group of batches (without the fsync, see faultline_wal_sync_seconds)."
+    );
+    describe_histogram!(
+        "faultline_wal_sync_seconds",
+        Unit::Seconds,
+        "Time to make the groups committed since the last sync durable (one fsync)."
     );
     describe_histogram!(
         "faultline_ingest_request_seconds",

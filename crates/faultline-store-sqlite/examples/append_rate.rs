@@ -135,7 +135,7 @@ fn main() {
             }
             NewEntry {
                 project: "bench".into(),
-                service: format!("svc-{}", i % services.max(1)),
+                service: format!("svc-{}", i % services.max(1)).into(),
                 level,
                 message,
                 tags: if i % 3 == 0 {

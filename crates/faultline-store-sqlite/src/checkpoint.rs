@@ -128,6 +128,40 @@ mod tests {
     use faultline_model::{Level, NewEntry};
     use faultline_store::Store;
 
+    /// Unsynced appends commit without an fsync, and leave the connection
+    /// as it was for every other write; their data is in the file once
+    /// synced.
+    #[test]
+    fn unsynced_appends_restore_synchronous_full() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("u.db");
+        let entries: Vec<NewEntry> = (0..20)
+            .map(|i| NewEntry {
+                project: "p".into(),
+                service: "s".into(),
+                level: Level::Warn,
+                message: format!("entry {i}"),
+                timestamp: i,
+                ..NewEntry::default()
+            })
+            .collect();
+        {
+            let store = SqliteStore::open(&path, SqliteOptions::default()).expect("open");
+            store
+                .append_prepared_unsynced(&[(&entries, None)])
+                .expect("unsynced append");
+            let mode: i64 = store
+                .writer()
+                .conn()
+                .query_row("PRAGMA synchronous", [], |r| r.get(0))
+                .expect("read synchronous");
+            assert_eq!(mode, 2, "FULL again after the unsynced append");
+            store.sync_appends().expect("sync");
+        }
+        let store = SqliteStore::open(&path, SqliteOptions::default()).expect("reopen");
+        assert_eq!(store.last_entry_id().expect("last id"), 20);
+    }
+
     /// Small appends back to back (the WAL grows while the thread
     /// checkpoints): every commit succeeds and the WAL stays bounded.
     #[test]
@@ -146,7 +180,7 @@ mod tests {
         for i in 0..3_000i64 {
             let e = NewEntry {
                 project: "p".into(),
-                service: format!("s{}", i % 3),
+                service: format!("s{}", i % 3).into(),
                 level: Level::Info,
                 message: format!("entry {i} {}", "x".repeat(2_000)),
                 tags: Vec::new(),

@@ -28,7 +28,7 @@
 //! rest is) without building entries; the message, tags and the whole entry
 //! are read from the rest on demand.
 
-use faultline_model::{AttrValue, Attributes, Level, NewEntry, StoredEntry};
+use faultline_model::{AttrValue, Attributes, Level, Name, NewEntry, StoredEntry};
 use faultline_store::{Result, StoreError};
 use std::ops::Range;
 
@@ -458,11 +458,11 @@ impl Chunk {
         if flags & HAS_TAGS != 0 {
             let n = b.varint()?;
             for _ in 0..n {
-                tags.push(b.str()?.to_owned());
+                tags.push(Name::from(b.str()?));
             }
         }
         let host = if flags & HAS_HOST != 0 {
-            Some(b.str()?.to_owned())
+            Some(Name::from(b.str()?))
         } else {
             None
         };
@@ -470,7 +470,7 @@ impl Chunk {
         if flags & HAS_ATTRS != 0 {
             let n = b.varint()?;
             for _ in 0..n {
-                let k = b.str()?.to_owned();
+                let k = Name::from(b.str()?);
                 let v = match b.byte()? {
                     ATTR_BOOL => AttrValue::Bool(b.byte()? != 0),
                     ATTR_INT => AttrValue::Int(b.zigzag()?),
@@ -478,7 +478,7 @@ impl Chunk {
                         let bytes: [u8; 8] = b.take(8)?.try_into().map_err(|_| corrupt())?;
                         AttrValue::Float(f64::from_le_bytes(bytes))
                     }
-                    ATTR_STR => AttrValue::Str(b.str()?.to_owned()),
+                    ATTR_STR => AttrValue::Str(Name::from(b.str()?)),
                     _ => return Err(corrupt()),
                 };
                 attributes.insert(k, v);
@@ -497,8 +497,8 @@ impl Chunk {
         Ok(StoredEntry {
             id: rec.id,
             entry: NewEntry {
-                project: project.to_owned(),
-                service: service.to_owned(),
+                project: Name::from(project),
+                service: Name::from(service),
                 level,
                 message,
                 tags,
@@ -523,17 +523,17 @@ mod tests {
             attributes.insert("b".into(), AttrValue::Bool(true));
             attributes.insert("i".into(), AttrValue::Int(-i * 1_000_000_007));
             attributes.insert("f".into(), AttrValue::Float(-0.5 * i as f64));
-            attributes.insert("s".into(), AttrValue::Str(format!("v{i} é")));
+            attributes.insert("s".into(), AttrValue::Str(format!("v{i} é").into()));
         }
         NewEntry {
             project: "p".into(),
             service: "s".into(),
             level: Level::from_code((i % 6 + 1) as u8).expect("level"),
             message: format!("message {i} ünïcode"),
-            tags: (0..i % 3).map(|t| format!("t{t}")).collect(),
+            tags: (0..i % 3).map(|t| format!("t{t}").into()).collect(),
             timestamp: 1_700_000_000_000_000 - i * 7_919 * (i % 5 - 2),
             received_at: 1_700_000_000_000_000 + i,
-            host: (i % 2 == 1).then(|| "host".to_owned()),
+            host: (i % 2 == 1).then(|| "host".into()),
             attributes,
             trace_id: (i % 3 == 0).then(|| format!("trace{i}")),
             span_id: (i % 4 == 0).then(|| format!("span{i}")),

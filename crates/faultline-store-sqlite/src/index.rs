@@ -751,7 +751,7 @@ mod tests {
                         T0 + i * 10 + j,
                         &format!("Req{i} Ünïcode x{} GET /a/b", j % 3),
                     );
-                    e.tags = vec![format!("t{j}")];
+                    e.tags = vec![format!("t{j}").into()];
                     e.host = Some("web-1".into());
                     e
                 })

@@ -230,6 +230,9 @@ pub struct SqliteStore {
     path: PathBuf,
     writer: Mutex<write::Writer>,
     readers: read::Pool,
+    /// The WAL file, opened on first use, which `sync_appends` syncs;
+    /// `None` inside when `synchronous=NORMAL` (nothing to sync).
+    wal: Option<Mutex<Option<std::fs::File>>>,
 }
 
 impl SqliteStore {
@@ -256,10 +259,11 @@ impl SqliteStore {
         }
         let mut conn = schema::open_writer(path, &options)?;
         let checkpointer = checkpoint::Checkpointer::start(&mut conn, path, &options)?;
-        let writer = write::Writer::new(conn, checkpointer, block_rows)?;
+        let writer = write::Writer::new(conn, checkpointer, block_rows, options.synchronous_full)?;
         Ok(SqliteStore {
             path: path.to_path_buf(),
             writer: Mutex::new(writer),
+            wal: options.synchronous_full.then(|| Mutex::new(None)),
             readers: read::Pool::new(path.to_path_buf(), options),
         })
     }
@@ -267,6 +271,32 @@ impl SqliteStore {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    fn append_prepared_with(
+        &self,
+        batches: &[(&[NewEntry], Option<&Prepared>)],
+        synced: bool,
+    ) -> Result<Vec<i64>> {
+        if batches.iter().all(|b| b.0.is_empty()) {
+            return Ok(Vec::new());
+        }
+        // What another store (or nobody) prepared is ignored.
+        let batches: Vec<write::Batch<'_>> = batches
+            .iter()
+            .map(|&(entries, prepared)| {
+                let prepared = prepared
+                    .and_then(|p| (**p).downcast_ref::<write::PreparedBatch>())
+                    .filter(|p| p.fits(entries.len()));
+                (entries, prepared)
+            })
+            .collect();
+        let mut writer = self.writer();
+        if synced {
+            writer.append(&batches)
+        } else {
+            writer.append_unsynced(&batches)
+        }
     }
 
     /// Gives the memory SQLite holds for caching (page caches, prepared
@@ -368,20 +398,39 @@ impl Store for SqliteStore {
     }
 
     fn append_prepared(&self, batches: &[(&[NewEntry], Option<&Prepared>)]) -> Result<Vec<i64>> {
-        if batches.iter().all(|b| b.0.is_empty()) {
-            return Ok(Vec::new());
+        self.append_prepared_with(batches, true)
+    }
+
+    fn append_prepared_unsynced(
+        &self,
+        batches: &[(&[NewEntry], Option<&Prepared>)],
+    ) -> Result<Vec<i64>> {
+        self.append_prepared_with(batches, false)
+    }
+
+    /// With `synchronous=FULL`, SQLite fsyncs the WAL in every commit;
+    /// unsynced appends commit with `NORMAL` instead (the same WAL frames,
+    /// no fsync), and this fsyncs the WAL file, which makes every frame
+    /// written before durable: the same guarantee, paid once for all the
+    /// commits since the last sync, and off the writer.
+    fn sync_appends(&self) -> Result<()> {
+        let Some(wal) = &self.wal else {
+            return Ok(());
+        };
+        let mut wal = wal.lock().unwrap_or_else(PoisonError::into_inner);
+        if wal.is_none() {
+            let mut name = self.path.clone().into_os_string();
+            name.push("-wal");
+            match std::fs::OpenOptions::new().write(true).open(&name) {
+                Ok(f) => *wal = Some(f),
+                // No WAL yet: nothing was appended.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(StoreError::backend("open the WAL to sync it", e)),
+            }
         }
-        // What another store (or nobody) prepared is ignored.
-        let batches: Vec<write::Batch<'_>> = batches
-            .iter()
-            .map(|&(entries, prepared)| {
-                let prepared = prepared
-                    .and_then(|p| (**p).downcast_ref::<write::PreparedBatch>())
-                    .filter(|p| p.fits(entries.len()));
-                (entries, prepared)
-            })
-            .collect();
-        self.writer().append(&batches)
+        let file = wal.as_ref().expect("opened above");
+        file.sync_data()
+            .map_err(|e| StoreError::backend("sync the WAL", e))
     }
 
     fn query_logs(&self, query: &LogQuery) -> Result<LogPage> {

@@ -3,7 +3,9 @@
 use crate::text::TextMatcher;
 use crate::walk::{self, Sql};
 use crate::{SqliteOptions, db, index, schema};
-use faultline_model::{Level, Project, Service, ServiceSummary, StoredEntry, TokenInfo, TokenKind};
+use faultline_model::{
+    Level, Name, Project, Service, ServiceSummary, StoredEntry, TokenInfo, TokenKind,
+};
 use faultline_store::{Cursor, LogPage, LogQuery, Paging, Result, StoreError};
 use faultline_textindex::query_hashes;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
@@ -54,7 +56,7 @@ pub(crate) struct Pool {
     returned: Condvar,
     /// service id → (project, service): the names a query's entries carry.
     /// Services are never deleted or renamed, so this never goes stale.
-    names: RwLock<HashMap<i64, (String, String)>>,
+    names: RwLock<HashMap<i64, (Name, Name)>>,
     /// Overrides of [`dense_matches`] and [`walk_budget`], for tests that
     /// drive every plan through the contract.
     dense_matches: Option<i64>,
@@ -299,7 +301,7 @@ impl Pool {
     }
 
     /// The project and service names of a service id, cached.
-    fn names(&self, conn: &Connection, service_id: i64) -> Result<(String, String)> {
+    fn names(&self, conn: &Connection, service_id: i64) -> Result<(Name, Name)> {
         if let Some(n) = self
             .names
             .read()
@@ -308,12 +310,19 @@ impl Pool {
         {
             return Ok(n.clone());
         }
-        let names: (String, String) = conn
+        let names: (Name, Name) = conn
             .prepare_cached(
                 "SELECT p.name, s.name FROM services AS s JOIN projects AS p ON p.id = s.project_id \
                  WHERE s.id = ?1",
             )
-            .and_then(|mut s| s.query_row([service_id], |r| Ok((r.get(0)?, r.get(1)?))))
+            .and_then(|mut s| {
+                s.query_row([service_id], |r| {
+                    Ok((
+                        Name::from(r.get_ref(0)?.as_str()?),
+                        Name::from(r.get_ref(1)?.as_str()?),
+                    ))
+                })
+            })
             .map_err(db("read service names"))?;
         self.names
             .write()

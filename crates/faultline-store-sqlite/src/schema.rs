@@ -2,7 +2,7 @@
 
 use crate::chunk::{Chunk, ChunkBuilder};
 use crate::{SqliteOptions, db, index, write};
-use faultline_model::{Attributes, Level, NewEntry};
+use faultline_model::{Attributes, Level, Name, NewEntry};
 use faultline_store::{Result, StoreError};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::collections::HashMap;
@@ -544,8 +544,8 @@ fn chunks_from_logs(conn: &Connection) -> Result<()> {
                 StoreError::Invalid(format!("entry {id} has unknown level code {level}"))
             })?;
         let e = NewEntry {
-            project: String::new(),
-            service: String::new(),
+            project: Name::default(),
+            service: Name::default(),
             level,
             message: r.get(5).map_err(db("read a row to convert"))?,
             tags: match tags {
@@ -555,12 +555,15 @@ fn chunks_from_logs(conn: &Connection) -> Result<()> {
                     .and_then(|t| t.strip_suffix('\x1f'))
                     .unwrap_or(&t)
                     .split('\x1f')
-                    .map(str::to_owned)
+                    .map(Name::from)
                     .collect(),
             },
             timestamp: r.get(1).map_err(db("read a row to convert"))?,
             received_at: r.get(2).map_err(db("read a row to convert"))?,
-            host: r.get(7).map_err(db("read a row to convert"))?,
+            host: r
+                .get::<_, Option<String>>(7)
+                .map_err(db("read a row to convert"))?
+                .map(Name::from),
             attributes: match attributes {
                 None => Attributes::new(),
                 Some(json) => serde_json::from_str(&json)
@@ -632,7 +635,7 @@ fn log_counts_from_chunks(conn: &Connection) -> Result<()> {
 mod tests {
     use super::MIGRATIONS;
     use crate::{SqliteOptions, SqliteStore};
-    use faultline_model::{AttrValue, Attributes, Level, LogFilter, NewEntry};
+    use faultline_model::{AttrValue, Attributes, Level, LogFilter, Name, NewEntry};
     use faultline_store::{LogQuery, Paging, Store};
     use rusqlite::{Connection, params};
 
@@ -689,13 +692,13 @@ mod tests {
                 }
                 let ts = T0 + (id / 100) * 2 * HOUR + id;
                 let level = Level::from_code((id % 6 + 1) as u8).expect("level");
-                let tags: Vec<String> = (0..id % 3).map(|t| format!("tag{t}")).collect();
+                let tags: Vec<Name> = (0..id % 3).map(|t| format!("tag{t}").into()).collect();
                 let mut attributes = Attributes::new();
                 if id % 2 == 0 {
                     attributes.insert("n".into(), AttrValue::Int(id));
                     attributes.insert("f".into(), AttrValue::Float(id as f64 / 4.0));
                     attributes.insert("b".into(), AttrValue::Bool(true));
-                    attributes.insert("s".into(), AttrValue::Str(format!("v{id}")));
+                    attributes.insert("s".into(), AttrValue::Str(format!("v{id}").into()));
                 }
                 let e = NewEntry {
                     project: "p".into(),
@@ -705,7 +708,7 @@ mod tests {
                     tags,
                     timestamp: ts,
                     received_at: ts + 5,
-                    host: (id % 3 == 0).then(|| format!("host{}", id % 4)),
+                    host: (id % 3 == 0).then(|| format!("host{}", id % 4).into()),
                     attributes,
                     trace_id: (id % 5 == 0).then(|| format!("{id:032x}")),
                     span_id: (id % 7 == 0).then(|| format!("{id:016x}")),
@@ -723,7 +726,7 @@ mod tests {
                         i64::from(level.code()),
                         e.message,
                         stored_tags,
-                        e.host,
+                        e.host.as_deref(),
                         attrs,
                         e.trace_id,
                         e.span_id

@@ -55,6 +55,8 @@ pub(crate) struct Writer {
     /// changes when another connection commits, which may have appended old
     /// entries we did not see.
     data_version: i64,
+    /// The connection runs with `synchronous=FULL` (else `NORMAL`).
+    synchronous_full: bool,
 }
 
 impl Drop for Writer {
@@ -144,6 +146,7 @@ impl Writer {
         conn: Connection,
         checkpointer: Checkpointer,
         block_rows: usize,
+        synchronous_full: bool,
     ) -> Result<Writer> {
         let data_version = data_version(&conn)?;
         Ok(Writer {
@@ -157,6 +160,7 @@ impl Writer {
             index: OpenBlock::new(block_rows),
             expired: [None; 6],
             data_version,
+            synchronous_full,
         })
     }
 
@@ -250,6 +254,27 @@ impl Writer {
             self.index.invalidate();
         }
         result
+    }
+
+    /// [`Writer::append`] committed without an fsync (`synchronous=NORMAL`
+    /// for this transaction only); `SqliteStore::sync_appends` makes it
+    /// durable.
+    pub(crate) fn append_unsynced(&mut self, batches: &[Batch<'_>]) -> Result<Vec<i64>> {
+        if !self.synchronous_full {
+            return self.append(batches);
+        }
+        self.set_synchronous("NORMAL")?;
+        let result = self.append(batches);
+        let restored = self.set_synchronous("FULL");
+        let ids = result?;
+        restored?;
+        Ok(ids)
+    }
+
+    fn set_synchronous(&self, mode: &str) -> Result<()> {
+        self.conn
+            .pragma_update(None, "synchronous", mode)
+            .map_err(db("set synchronous"))
     }
 
     /// The hot path. Entries are grouped by service (in the order services

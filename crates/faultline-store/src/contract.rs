@@ -22,7 +22,9 @@
 //! adapter can also run one alone while debugging.
 
 use crate::{Cursor, LogPage, LogQuery, Paging, Store, StoreError};
-use faultline_model::{AttrValue, Attributes, Level, LogFilter, NewEntry, StoredEntry, TokenKind};
+use faultline_model::{
+    AttrValue, Attributes, Level, LogFilter, Name, NewEntry, StoredEntry, TokenKind,
+};
 use std::collections::HashSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -103,6 +105,10 @@ pub const CHECKS: &[(&str, Check)] = &[
     ),
     ("size_is_reported", size_is_reported),
     (
+        "unsynced_appends_are_committed_then_synced",
+        unsynced_appends_are_committed_then_synced,
+    ),
+    (
         "interleaved_appends_merge_newest_first",
         interleaved_appends_merge_newest_first,
     ),
@@ -166,7 +172,7 @@ fn entry(project: &str, service: &str, level: Level, ts: i64, message: &str) -> 
 }
 
 fn with_tags(mut e: NewEntry, tags: &[&str]) -> NewEntry {
-    e.tags = tags.iter().map(|t| t.to_string()).collect();
+    e.tags = tags.iter().map(|t| Name::from(*t)).collect();
     e
 }
 
@@ -464,7 +470,7 @@ fn append_round_trips_every_field(store: &dyn Store) {
         "route".into(),
         AttrValue::Str("/api/v1/\"orders\" ✓".into()),
     );
-    attributes.insert("empty".into(), AttrValue::Str(String::new()));
+    attributes.insert("empty".into(), AttrValue::Str(Name::default()));
     let full = NewEntry {
         project: "shop".into(),
         service: "api".into(),
@@ -1437,6 +1443,34 @@ fn many_entries_and_batches_in_one_append(store: &dyn Store) {
     let hit = walk(store, &text("number 4321"), 10);
     assert_eq!(hit.len(), 1, "entries of a big append are searchable");
     assert_eq!(hit[0].id, ids[4321]);
+}
+
+fn unsynced_appends_are_committed_then_synced(store: &dyn Store) {
+    store
+        .sync_appends()
+        .expect("syncing before any append is a no-op");
+    let first: Vec<NewEntry> = (0..50)
+        .map(|i| entry("p", "s", Level::Info, T0 + i, &format!("unsynced {i}")))
+        .collect();
+    let second = vec![entry("p", "s", Level::Error, T0 + 50, "unsynced error")];
+    let prepared = store.prepare(&first);
+    let ids = store
+        .append_prepared_unsynced(&[(&first, prepared.as_ref()), (&second, None)])
+        .expect("unsynced append");
+    assert_eq!(ids.len(), 51);
+    // Committed: visible before the sync.
+    assert_eq!(walk(store, &LogFilter::default(), 100).len(), 51);
+    let more = store
+        .append_prepared_unsynced(&[(&second, None)])
+        .expect("a second unsynced append before the sync");
+    store.sync_appends().expect("sync");
+    // A synced append after unsynced ones.
+    let last = store.append(&[&second]).expect("synced append");
+    assert!(ids[50] < more[0] && more[0] < last[0], "ids keep growing");
+    let got = walk(store, &LogFilter::default(), 100);
+    assert_eq!(got.len(), 53);
+    assert_eq!(service_summary(store, "p", "s").error_count, 3);
+    assert_eq!(walk(store, &text("unsynced 42"), 10)[0].id, ids[42]);
 }
 
 fn size_is_reported(store: &dyn Store) {

@@ -160,6 +160,23 @@ pub trait Store: IssueStore + AlertStore + UserStore + Send + Sync {
         let plain: Vec<&[NewEntry]> = batches.iter().map(|(b, _)| *b).collect();
         self.append(&plain)
     }
+    /// [`Store::append_prepared`] that may return once the transaction is
+    /// committed and visible but before it is durable; the caller makes it
+    /// durable with [`Store::sync_appends`] before it acknowledges anything.
+    /// The single writer then commits the next group while the last one is
+    /// being synced. The default is `append_prepared` (durable on return).
+    fn append_prepared_unsynced(
+        &self,
+        batches: &[(&[NewEntry], Option<&Prepared>)],
+    ) -> Result<Vec<i64>> {
+        self.append_prepared(batches)
+    }
+    /// Makes every append that returned before this call as durable as
+    /// [`Store::append`] would have. May run on another thread than the
+    /// appends, concurrently with the next one. The default does nothing.
+    fn sync_appends(&self) -> Result<()> {
+        Ok(())
+    }
     /// Entries matching the query, newest first. `Invalid` for a limit of 0
     /// or page 0.
     fn query_logs(&self, query: &LogQuery) -> Result<LogPage>;

@@ -15,8 +15,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use faultline_model::{
-    AttachmentRef, AttrValue, Attributes, EventContext, EventDetails, Level, NewEntry, StoredEntry,
-    TokenKind, now_micros, parse_rfc3339_micros,
+    AttachmentRef, AttrValue, Attributes, EventContext, EventDetails, Level, Name, NewEntry,
+    StoredEntry, TokenKind, now_micros, parse_rfc3339_micros,
 };
 use faultline_store::Attachment;
 use serde::Deserialize;
@@ -131,7 +131,7 @@ fn attr_value(v: &Value) -> Option<AttrValue> {
             Some(i) => AttrValue::Int(i),
             None => AttrValue::Float(n.as_f64()?),
         }),
-        Value::String(s) => Some(AttrValue::Str(s.clone())),
+        Value::String(s) => Some(AttrValue::Str(s.into())),
         _ => None,
     }
 }
@@ -296,22 +296,31 @@ pub async fn post_incident(
     for (k, v) in &raw.attributes {
         let v = attr_value(v)
             .ok_or_else(|| bad(format!("attribute {k:?} must be a string, number or bool")))?;
-        attributes.insert(k.clone(), v);
+        attributes.insert(k.into(), v);
     }
     let mut put = |k: &str, v: Option<AttrValue>| {
         if let Some(v) = v {
-            attributes.insert(k.to_owned(), v);
+            attributes.insert(k.into(), v);
         }
     };
-    put("logger", raw.logger.clone().map(AttrValue::Str));
+    put(
+        "logger",
+        raw.logger.as_deref().map(|s| AttrValue::Str(s.into())),
+    );
     put("process.pid", raw.pid.map(AttrValue::Int));
-    put("engine", raw.engine.clone().map(AttrValue::Str));
+    put(
+        "engine",
+        raw.engine.as_deref().map(|s| AttrValue::Str(s.into())),
+    );
     put(
         "agent.fingerprint",
-        raw.fingerprint.clone().map(AttrValue::Str),
+        raw.fingerprint.as_deref().map(|s| AttrValue::Str(s.into())),
     );
     if let Some(src) = &raw.source {
-        put("source.path", src.path.clone().map(AttrValue::Str));
+        put(
+            "source.path",
+            src.path.as_deref().map(|s| AttrValue::Str(s.into())),
+        );
         put(
             "source.offset",
             src.offset
@@ -386,14 +395,14 @@ pub async fn post_incident(
         entry: StoredEntry {
             id: 0,
             entry: NewEntry {
-                project,
-                service,
+                project: project.into(),
+                service: service.into(),
                 level,
                 message: raw.message,
-                tags: raw.tags,
+                tags: raw.tags.into_iter().map(Name::from).collect(),
                 timestamp: ts,
                 received_at: now,
-                host,
+                host: host.map(Name::from),
                 attributes,
                 trace_id: None,
                 span_id: None,
