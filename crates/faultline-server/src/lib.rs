@@ -195,6 +195,13 @@ pub async fn run(
     let app = routes::router(state);
     on_ready(addr, first_admin);
 
+    // Responses and live-tail frames are small writes: send them at once
+    // instead of holding them back for the peer's ACK (Nagle).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
         tracing::info!("shutting down: finishing requests and draining the queue");
