@@ -3,7 +3,7 @@ use crate::val::{Key, Obj, Val};
 use faultline_model::{AttrValue, Attributes, Level, Name, NewEntry, format_rfc3339_micros};
 use serde::Deserialize;
 use serde::Serialize;
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::fmt;
 
 /// Attribute under which a replaced out-of-range timestamp is kept.
@@ -58,14 +58,14 @@ const MAX_REPORTED_ERRORS: usize = 100;
 ///
 /// Entries are decoded one by one as the JSON parser reaches them, so only
 /// one entry's fields are held as JSON values at a time. A body that is not
-/// well-formed JSON is rejected as malformed even when an earlier entry was
-/// invalid or named another service.
+/// well-formed JSON is rejected as malformed even when it has too many
+/// entries, or an earlier entry was invalid or named another service.
 pub fn decode_body(body: &[u8], ctx: &DecodeContext<'_>) -> Result<Vec<NewEntry>, IngestError> {
     let mut sink = Sink {
         ctx,
         index: 0,
         // About 300 bytes of JSON an entry: one allocation for most bodies.
-        out: Vec::with_capacity((body.len() / 256).clamp(1, ctx.limits.max_entries)),
+        out: Vec::with_capacity((body.len() / 256).min(ctx.limits.max_entries).max(1)),
         errors: Vec::new(),
         mismatch: None,
     };
@@ -75,6 +75,11 @@ pub fn decode_body(body: &[u8], ctx: &DecodeContext<'_>) -> Result<Vec<NewEntry>
     match std::str::from_utf8(body) {
         Ok(text) => sink.read(body, serde_json::de::StrRead::new(text))?,
         Err(_) => sink.read(body, serde_json::de::SliceRead::new(body))?,
+    }
+    if sink.index > ctx.limits.max_entries {
+        return Err(IngestError::TooManyEntries {
+            limit: ctx.limits.max_entries,
+        });
     }
     if let Some(mismatch) = sink.mismatch {
         return Err(mismatch);
@@ -113,53 +118,43 @@ impl Sink<'_, '_> {
         if first == Some(&b'[') {
             let parsed =
                 serde::Deserializer::deserialize_seq(&mut de, &mut *self).and_then(|()| de.end());
-            return parsed.map_err(|e| self.parse_error(e));
+            return parsed.map_err(|e| self.malformed(e));
         }
         let mut stream = de.into_iter::<Fields<'de>>();
         for item in &mut stream {
-            let mut fields = item.map_err(|e| self.parse_error(e))?;
-            self.push(&mut fields)?;
+            let mut fields = item.map_err(|e| self.malformed(e))?;
+            self.push(&mut fields);
         }
         Ok(())
     }
 
-    /// Decodes the next entry, unless the request is already refused.
-    fn push(&mut self, fields: &mut Fields<'_>) -> Result<(), IngestError> {
+    /// Counts the next entry and decodes it, unless the request is already
+    /// refused (the rest of the body is still parsed, to tell a malformed
+    /// one).
+    fn push(&mut self, fields: &mut Fields<'_>) {
         let index = self.index;
-        if index == self.ctx.limits.max_entries {
-            return Err(IngestError::TooManyEntries {
-                limit: self.ctx.limits.max_entries,
-            });
-        }
         self.index += 1;
-        if self.mismatch.is_some() || self.errors.len() >= MAX_REPORTED_ERRORS {
-            return Ok(());
+        if index >= self.ctx.limits.max_entries
+            || self.mismatch.is_some()
+            || self.errors.len() >= MAX_REPORTED_ERRORS
+        {
+            return;
         }
         match decode_entry(index, fields, self.ctx, &mut self.errors) {
             Ok(Some(e)) if self.errors.is_empty() => self.out.push(e),
             Ok(_) => {}
             Err(mismatch) => self.mismatch = Some(mismatch),
         }
-        Ok(())
     }
 
-    /// A JSON error names the entry being read; `TooMany` comes back from
-    /// the array visitor as a custom error.
-    fn parse_error(&self, e: serde_json::Error) -> IngestError {
-        if e.is_data() && e.to_string().starts_with(TOO_MANY) {
-            return IngestError::TooManyEntries {
-                limit: self.ctx.limits.max_entries,
-            };
-        }
+    /// A JSON error names the entry being read.
+    fn malformed(&self, e: serde_json::Error) -> IngestError {
         IngestError::Malformed {
             index: self.index,
             detail: e.to_string(),
         }
     }
 }
-
-/// The custom error the array visitor stops with at the entry limit.
-const TOO_MANY: &str = "faultline: too many entries";
 
 impl<'de> Visitor<'de> for &mut Sink<'_, '_> {
     type Value = ();
@@ -171,9 +166,7 @@ impl<'de> Visitor<'de> for &mut Sink<'_, '_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let mut fields = Fields::new(false);
         while seq.next_element_seed(Fill(&mut fields))?.is_some() {
-            if self.push(&mut fields).is_err() {
-                return Err(de::Error::custom(TOO_MANY));
-            }
+            self.push(&mut fields);
         }
         Ok(())
     }
@@ -314,9 +307,10 @@ impl<'de> Visitor<'de> for Fill<'_, 'de> {
         }
         Ok(())
     }
-    // Anything else is not an entry, and is read only to be skipped.
+    // Anything else is not an entry. Its values are still parsed in full
+    // (not skipped), so a bad string or number in it is malformed JSON.
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+        while seq.next_element::<Val<'de>>()?.is_some() {}
         Ok(())
     }
     fn visit_bool<E>(self, _: bool) -> Result<(), E> {
@@ -917,6 +911,40 @@ mod tests {
                 other => panic!("{body}: {other:?}"),
             }
         }
+        // Malformed JSON inside a non-object entry, or after the entry
+        // limit, is still malformed.
+        for body in [
+            r#"[{"message":"a"},["\ud800"]]"#,
+            r#"[{"message":"a"},[1e400]]"#,
+            "{\"message\":\"a\"}\n[\"\\ud800\"]",
+        ] {
+            assert!(
+                matches!(decode(body), Err(IngestError::Malformed { index: 1, .. })),
+                "{body}: {:?}",
+                decode(body)
+            );
+        }
+        let limits = Limits {
+            max_entries: 1,
+            ..Limits::default()
+        };
+        assert!(matches!(
+            decode_with(r#"[{"message":"a"},{"message":"a"},{"#, &limits),
+            Err(IngestError::Malformed { index: 2, .. })
+        ));
+        let bytes = b"[{\"message\":\"a\"},[\"\xff\"]]";
+        assert!(matches!(
+            decode_body(
+                bytes,
+                &DecodeContext {
+                    project: "p",
+                    service: Some("api"),
+                    now: NOW,
+                    limits: &Limits::default(),
+                },
+            ),
+            Err(IngestError::Malformed { index: 1, .. })
+        ));
         // Non-object entries are skipped whole, arrays and objects inside
         // them included.
         let errs = invalid(r#"[[{"message":"a"},[1]],"x",null,{"message":"a"},true]"#);
@@ -951,6 +979,16 @@ mod tests {
 
     #[test]
     fn limits_are_enforced() {
+        assert!(matches!(
+            decode_with(
+                r#"{"message":"a"}"#,
+                &Limits {
+                    max_entries: 0,
+                    ..Limits::default()
+                }
+            ),
+            Err(IngestError::TooManyEntries { limit: 0 })
+        ));
         let limits = Limits {
             max_entries: 2,
             max_message_bytes: 5,

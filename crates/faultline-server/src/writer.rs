@@ -7,7 +7,9 @@
 //!
 //! Invariant: a batch is acknowledged `Ok` only after the transaction that
 //! holds it has committed and was made durable; on a failed commit every
-//! batch of the group gets the error and nothing of it is visible.
+//! batch of the group gets the error and nothing of it is visible. A failed
+//! sync rejects its groups (committed and visible already: a retry may
+//! store them twice) and every later one until faultline is restarted.
 
 use crate::issues::{Committed, IssueFeed};
 use crate::live::Hub;
@@ -133,14 +135,31 @@ impl Syncer {
         let thread = std::thread::Builder::new()
             .name("faultline-sync".into())
             .spawn(move || {
+                // After a failed sync nothing later is acknowledged: the
+                // kernel may have dropped the unsynced pages, so a later
+                // sync that succeeds says nothing about them, and WAL
+                // recovery stops at the first bad frame. A restart runs
+                // that recovery. (The groups rejected this way are
+                // committed and visible already; a client that retries
+                // may store them twice.)
+                let mut failed: Option<String> = None;
                 while let Ok(first) = recv.recv() {
                     let mut groups = vec![first];
                     groups.extend(recv.try_iter());
-                    let started = Instant::now();
-                    let result = store.sync_appends().map_err(|e| e.to_string());
-                    metrics::histogram!("faultline_wal_sync_seconds")
-                        .record(started.elapsed().as_secs_f64());
+                    let result = match &failed {
+                        Some(e) => Err(format!(
+                            "an earlier WAL sync failed ({e}); restart faultline"
+                        )),
+                        None => {
+                            let started = Instant::now();
+                            let synced = store.sync_appends().map_err(|e| e.to_string());
+                            metrics::histogram!("faultline_wal_sync_seconds")
+                                .record(started.elapsed().as_secs_f64());
+                            synced
+                        }
+                    };
                     if let Err(e) = &result {
+                        failed.get_or_insert_with(|| e.clone());
                         let n: usize = groups.iter().flatten().map(Delivery::len).sum();
                         tracing::error!(error = %e, entries = n, "sync failed; batches rejected");
                         metrics::counter!("faultline_entries_rejected_total", "reason" => "store_failed")

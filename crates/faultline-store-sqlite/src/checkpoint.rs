@@ -162,6 +162,32 @@ mod tests {
         assert_eq!(store.last_entry_id().expect("last id"), 20);
     }
 
+    /// The WAL synced is the one SQLite writes, also when the database is
+    /// opened through a symbolic link (SQLite names the WAL after the
+    /// link's target).
+    #[cfg(unix)]
+    #[test]
+    fn the_synced_wal_is_the_one_sqlite_writes() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        std::fs::create_dir(dir.path().join("real")).expect("mkdir");
+        let link = dir.path().join("link.db");
+        std::os::unix::fs::symlink(dir.path().join("real/target.db"), &link).expect("symlink");
+        let store = SqliteStore::open(&link, SqliteOptions::default()).expect("open");
+        let e = NewEntry {
+            project: "p".into(),
+            service: "s".into(),
+            message: "through a link".into(),
+            ..NewEntry::default()
+        };
+        store
+            .append_prepared_unsynced(&[(&[e], None)])
+            .expect("unsynced append");
+        let wal = &store.wal.as_ref().expect("synchronous=FULL syncs").path;
+        assert!(wal.exists(), "{} is not the WAL", wal.display());
+        assert!(wal.starts_with(dir.path().join("real")) || wal.ends_with("real/target.db-wal"));
+        store.sync_appends().expect("sync");
+    }
+
     /// Small appends back to back (the WAL grows while the thread
     /// checkpoints): every commit succeeds and the WAL stays bounded.
     #[test]

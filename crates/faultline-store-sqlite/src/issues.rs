@@ -656,9 +656,9 @@ pub(crate) fn record_events(
     if batch.durable {
         return record_events_in(conn, batch, then);
     }
-    // Derived data: commit without waiting for the disk (the next durable
-    // commit of the connection, e.g. the next log append, syncs the WAL
-    // with it). A power loss may drop it, together with the watermark
+    // Derived data: commit without waiting for the disk (the next sync of
+    // the WAL, by the server's sync thread after a log append or by any
+    // synchronous=FULL commit, makes it durable with the rest). A power loss may drop it, together with the watermark
     // committed with it: the processor then replays those entries.
     let synchronous: i64 = conn
         .query_row("PRAGMA synchronous", [], |r| r.get(0))

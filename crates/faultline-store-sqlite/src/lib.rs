@@ -230,9 +230,16 @@ pub struct SqliteStore {
     path: PathBuf,
     writer: Mutex<write::Writer>,
     readers: read::Pool,
-    /// The WAL file, opened on first use, which `sync_appends` syncs;
-    /// `None` inside when `synchronous=NORMAL` (nothing to sync).
-    wal: Option<Mutex<Option<std::fs::File>>>,
+    /// The WAL file `sync_appends` syncs; `None` with `synchronous=NORMAL`
+    /// (nothing to sync).
+    wal: Option<WalFile>,
+}
+
+/// The WAL as SQLite names it (after the database file's real path:
+/// SQLite resolves symbolic links), opened on first use.
+struct WalFile {
+    path: PathBuf,
+    file: Mutex<Option<std::fs::File>>,
 }
 
 impl SqliteStore {
@@ -259,11 +266,18 @@ impl SqliteStore {
         }
         let mut conn = schema::open_writer(path, &options)?;
         let checkpointer = checkpoint::Checkpointer::start(&mut conn, path, &options)?;
+        let wal = match conn.path() {
+            Some(db) if options.synchronous_full && !db.is_empty() => Some(WalFile {
+                path: PathBuf::from(format!("{db}-wal")),
+                file: Mutex::new(None),
+            }),
+            _ => None,
+        };
         let writer = write::Writer::new(conn, checkpointer, block_rows, options.synchronous_full)?;
         Ok(SqliteStore {
             path: path.to_path_buf(),
             writer: Mutex::new(writer),
-            wal: options.synchronous_full.then(|| Mutex::new(None)),
+            wal,
             readers: read::Pool::new(path.to_path_buf(), options),
         })
     }
@@ -417,19 +431,25 @@ impl Store for SqliteStore {
         let Some(wal) = &self.wal else {
             return Ok(());
         };
-        let mut wal = wal.lock().unwrap_or_else(PoisonError::into_inner);
-        if wal.is_none() {
-            let mut name = self.path.clone().into_os_string();
-            name.push("-wal");
-            match std::fs::OpenOptions::new().write(true).open(&name) {
-                Ok(f) => *wal = Some(f),
-                // No WAL yet: nothing was appended.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-                Err(e) => return Err(StoreError::backend("open the WAL to sync it", e)),
-            }
+        let mut file = wal.file.lock().unwrap_or_else(PoisonError::into_inner);
+        if file.is_none() {
+            // The WAL exists from the open on (the schema check reads
+            // through it) until the last connection closes, and the
+            // writer's stays open: a missing WAL is an error, never
+            // "nothing to sync".
+            let opened = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&wal.path)
+                .map_err(|e| {
+                    let named =
+                        std::io::Error::new(e.kind(), format!("{}: {e}", wal.path.display()));
+                    StoreError::backend("open the WAL to sync it", named)
+                })?;
+            *file = Some(opened);
         }
-        let file = wal.as_ref().expect("opened above");
-        file.sync_data()
+        file.as_ref()
+            .expect("opened above")
+            .sync_data()
             .map_err(|e| StoreError::backend("sync the WAL", e))
     }
 

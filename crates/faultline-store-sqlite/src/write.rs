@@ -265,10 +265,12 @@ impl Writer {
         }
         self.set_synchronous("NORMAL")?;
         let result = self.append(batches);
-        let restored = self.set_synchronous("FULL");
-        let ids = result?;
-        restored?;
-        Ok(ids)
+        if let Err(e) = self.set_synchronous("FULL") {
+            // The append committed (or failed) all the same; other writes
+            // are left without their fsync until a later switch succeeds.
+            tracing::error!(error = %e, "could not switch the write connection back to synchronous=FULL");
+        }
+        result
     }
 
     fn set_synchronous(&self, mode: &str) -> Result<()> {
