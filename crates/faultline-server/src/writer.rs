@@ -34,7 +34,10 @@ pub fn spawn(
         .name("faultline-writer".into())
         .spawn(move || {
             let dropper = Dropper::start();
-            let syncer = Syncer::start(Arc::clone(&store));
+            let syncer = {
+                let store = Arc::clone(&store);
+                Syncer::start(move || store.sync_appends().map_err(|e| e.to_string()))
+            };
             while let Some(mut group) = consumer.recv_group_blocking(max_commit_entries) {
                 let started = Instant::now();
                 let result = {
@@ -130,7 +133,8 @@ struct Syncer {
 }
 
 impl Syncer {
-    fn start(store: Arc<dyn Store>) -> Syncer {
+    /// `sync` makes every commit made before the call durable.
+    fn start(sync: impl Fn() -> Result<(), String> + Send + 'static) -> Syncer {
         let (send, recv) = std::sync::mpsc::channel::<Vec<Delivery>>();
         let thread = std::thread::Builder::new()
             .name("faultline-sync".into())
@@ -152,7 +156,7 @@ impl Syncer {
                         )),
                         None => {
                             let started = Instant::now();
-                            let synced = store.sync_appends().map_err(|e| e.to_string());
+                            let synced = sync();
                             metrics::histogram!("faultline_wal_sync_seconds")
                                 .record(started.elapsed().as_secs_f64());
                             synced
@@ -256,4 +260,57 @@ fn service_counts(batches: &[Vec<NewEntry>]) -> Vec<ServiceCount> {
         out[i].errors += u64::from(e.level >= faultline_model::Level::Error);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Syncer;
+    use faultline_bus::{Bus, BusError, InProcessBus};
+    use faultline_model::NewEntry;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    /// Batches are acknowledged after their sync; once a sync failed, no
+    /// later batch is acknowledged, even when syncing would work again.
+    #[test]
+    fn nothing_is_acknowledged_after_a_failed_sync() {
+        // Publishes run on the runtime's worker while this thread plays the
+        // writer.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let (bus, mut consumer) = InProcessBus::new(100, Duration::from_secs(5));
+        let bus = Arc::new(bus);
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&calls);
+        let syncer = Syncer::start(move || {
+            // The second sync fails, the others work.
+            match counted.fetch_add(1, Ordering::SeqCst) {
+                1 => Err("EIO".to_string()),
+                _ => Ok(()),
+            }
+        });
+        let mut results = Vec::new();
+        for _ in 0..3 {
+            let bus = Arc::clone(&bus);
+            let publish = rt.spawn(async move { bus.publish(vec![NewEntry::default()]).await });
+            let group = consumer
+                .recv_group_blocking(100)
+                .expect("the batch is queued");
+            syncer.ack_when_durable(group);
+            results.push(rt.block_on(publish).expect("the publish task ends"));
+        }
+        syncer.stop();
+        assert_eq!(results[0], Ok(()));
+        assert!(matches!(&results[1], Err(BusError::Failed(e)) if e == "EIO"));
+        assert!(
+            matches!(&results[2], Err(BusError::Failed(e)) if e.contains("earlier WAL sync failed")),
+            "{:?}",
+            results[2]
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "no sync after the failure");
+    }
 }
