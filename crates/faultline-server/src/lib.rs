@@ -140,6 +140,7 @@ pub async fn run(
     let (bus, consumer) = InProcessBus::new(config.queue_capacity, config.queue_wait);
     let hub = live::Hub::new(config.live_buffer);
     let commits = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sync_failed = Arc::new(std::sync::OnceLock::new());
     routes::alerts::apply_config(store.as_ref(), &config).map_err(ServerError::Alerts)?;
     let deliveries = Arc::new(tokio::sync::Notify::new());
     let (notices, _) = tokio::sync::broadcast::channel(256);
@@ -156,6 +157,7 @@ pub async fn run(
         issue_feed.clone(),
         config.max_commit_entries,
         commits.clone(),
+        sync_failed.clone(),
     );
     let store_calls = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -191,6 +193,7 @@ pub async fn run(
         prometheus,
         shutdown: stop_rx.clone(),
         store_calls,
+        sync_failed,
     });
     let app = routes::router(state);
     on_ready(addr, first_admin);

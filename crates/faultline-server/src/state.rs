@@ -29,6 +29,9 @@ pub struct AppState {
     /// Store calls made by handlers, so upkeep can tell when the server is
     /// idle (see retention.rs).
     pub store_calls: Arc<std::sync::atomic::AtomicU64>,
+    /// Why a WAL sync failed, once one did: ingest then refuses everything
+    /// until a restart, and `/readyz` says so.
+    pub sync_failed: Arc<std::sync::OnceLock<String>>,
 }
 
 impl AppState {

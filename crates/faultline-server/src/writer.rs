@@ -9,7 +9,8 @@
 //! holds it has committed and was made durable; on a failed commit every
 //! batch of the group gets the error and nothing of it is visible. A failed
 //! sync rejects its groups (committed and visible already: a retry may
-//! store them twice) and every later one until faultline is restarted.
+//! store them twice) and every later one until faultline is restarted
+//! (`/readyz` reports it).
 
 use crate::issues::{Committed, IssueFeed};
 use crate::live::Hub;
@@ -17,8 +18,8 @@ use faultline_alerts::ServiceCount;
 use faultline_bus::{Delivery, InProcessConsumer};
 use faultline_model::{NewEntry, StoredEntry};
 use faultline_store::{Prepared, Store};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 /// `commits` counts committed groups, so upkeep can tell when ingest is idle.
@@ -29,6 +30,7 @@ pub fn spawn(
     issues: IssueFeed,
     max_commit_entries: usize,
     commits: Arc<AtomicU64>,
+    sync_failed: Arc<OnceLock<String>>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name("faultline-writer".into())
@@ -36,7 +38,10 @@ pub fn spawn(
             let dropper = Dropper::start();
             let syncer = {
                 let store = Arc::clone(&store);
-                Syncer::start(move || store.sync_appends().map_err(|e| e.to_string()))
+                Syncer::start(
+                    move || store.sync_appends().map_err(|e| e.to_string()),
+                    sync_failed,
+                )
             };
             while let Some(mut group) = consumer.recv_group_blocking(max_commit_entries) {
                 let started = Instant::now();
@@ -134,7 +139,11 @@ struct Syncer {
 
 impl Syncer {
     /// `sync` makes every commit made before the call durable.
-    fn start(sync: impl Fn() -> Result<(), String> + Send + 'static) -> Syncer {
+    /// `failed` is set to the error of the first failed sync.
+    fn start(
+        sync: impl Fn() -> Result<(), String> + Send + 'static,
+        failed: Arc<OnceLock<String>>,
+    ) -> Syncer {
         let (send, recv) = std::sync::mpsc::channel::<Vec<Delivery>>();
         let thread = std::thread::Builder::new()
             .name("faultline-sync".into())
@@ -146,11 +155,10 @@ impl Syncer {
                 // that recovery. (The groups rejected this way are
                 // committed and visible already; a client that retries
                 // may store them twice.)
-                let mut failed: Option<String> = None;
                 while let Ok(first) = recv.recv() {
                     let mut groups = vec![first];
                     groups.extend(recv.try_iter());
-                    let result = match &failed {
+                    let result = match failed.get() {
                         Some(e) => Err(format!(
                             "an earlier WAL sync failed ({e}); restart faultline"
                         )),
@@ -163,7 +171,7 @@ impl Syncer {
                         }
                     };
                     if let Err(e) = &result {
-                        failed.get_or_insert_with(|| e.clone());
+                        let _ = failed.set(e.clone());
                         let n: usize = groups.iter().flatten().map(Delivery::len).sum();
                         tracing::error!(error = %e, entries = n, "sync failed; batches rejected");
                         metrics::counter!("faultline_entries_rejected_total", "reason" => "store_failed")
@@ -286,13 +294,17 @@ mod tests {
         let bus = Arc::new(bus);
         let calls = Arc::new(AtomicUsize::new(0));
         let counted = Arc::clone(&calls);
-        let syncer = Syncer::start(move || {
-            // The second sync fails, the others work.
-            match counted.fetch_add(1, Ordering::SeqCst) {
-                1 => Err("EIO".to_string()),
-                _ => Ok(()),
-            }
-        });
+        let failed = Arc::new(std::sync::OnceLock::new());
+        let syncer = Syncer::start(
+            move || {
+                // The second sync fails, the others work.
+                match counted.fetch_add(1, Ordering::SeqCst) {
+                    1 => Err("EIO".to_string()),
+                    _ => Ok(()),
+                }
+            },
+            Arc::clone(&failed),
+        );
         let mut results = Vec::new();
         for _ in 0..3 {
             let bus = Arc::clone(&bus);
@@ -312,5 +324,6 @@ mod tests {
             results[2]
         );
         assert_eq!(calls.load(Ordering::SeqCst), 2, "no sync after the failure");
+        assert_eq!(failed.get().map(String::as_str), Some("EIO"), "for /readyz");
     }
 }

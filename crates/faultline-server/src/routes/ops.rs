@@ -10,6 +10,11 @@ pub async fn healthz() -> Json<Value> {
 }
 
 pub async fn readyz(state: State) -> Result<Json<Value>, ApiError> {
+    if let Some(e) = state.sync_failed.get() {
+        return Err(ApiError::Unavailable(format!(
+            "a WAL sync failed ({e}): ingest refuses every batch until faultline is restarted"
+        )));
+    }
     state
         .with_store(|s| s.list_projects())
         .await
