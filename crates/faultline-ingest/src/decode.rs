@@ -237,6 +237,17 @@ impl<'de> Fields<'de> {
         }
     }
 
+    /// Empties it for the next entry (only the slots that hold a value).
+    fn clear(&mut self) {
+        self.object = false;
+        while self.present != 0 {
+            let slot = self.present.trailing_zeros() as usize;
+            self.known[slot] = None;
+            self.present &= self.present - 1;
+        }
+        self.rest.clear();
+    }
+
     /// Takes every field at one of `slots` and returns the first name
     /// (in `slots` order) with a non-null value; a key written twice counted
     /// with its last value, as in other JSON decoders.
@@ -273,16 +284,8 @@ impl<'de> DeserializeSeed<'de> for Fill<'_, 'de> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        let fields = self.0;
-        fields.object = false;
-        while fields.present != 0 {
-            let slot = fields.present.trailing_zeros() as usize;
-            fields.known[slot] = None;
-            fields.present &= fields.present - 1;
-        }
-        fields.rest.clear();
-        let this = Fill(fields);
-        d.deserialize_any(this)
+        self.0.clear();
+        d.deserialize_any(self)
     }
 }
 

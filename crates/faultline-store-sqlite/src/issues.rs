@@ -660,14 +660,9 @@ pub(crate) fn record_events(
     // the WAL, by the server's sync thread after a log append or by any
     // synchronous=FULL commit, makes it durable with the rest). A power loss may drop it, together with the watermark
     // committed with it: the processor then replays those entries.
-    let synchronous: i64 = conn
-        .query_row("PRAGMA synchronous", [], |r| r.get(0))
-        .map_err(db("read synchronous"))?;
-    conn.pragma_update(None, "synchronous", "NORMAL")
-        .map_err(db("relax synchronous"))?;
+    let mode = crate::schema::relax_synchronous(conn)?;
     let result = record_events_in(conn, batch, then);
-    conn.pragma_update(None, "synchronous", synchronous)
-        .map_err(db("restore synchronous"))?;
+    crate::schema::restore_synchronous(conn, mode);
     result
 }
 

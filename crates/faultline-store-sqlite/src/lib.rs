@@ -273,7 +273,7 @@ impl SqliteStore {
             }),
             _ => None,
         };
-        let writer = write::Writer::new(conn, checkpointer, block_rows, options.synchronous_full)?;
+        let writer = write::Writer::new(conn, checkpointer, block_rows)?;
         Ok(SqliteStore {
             path: path.to_path_buf(),
             writer: Mutex::new(writer),

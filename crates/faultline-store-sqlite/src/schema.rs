@@ -448,6 +448,39 @@ pub(crate) fn open_checkpointer(path: &Path, options: &SqliteOptions) -> Result<
     Ok(conn)
 }
 
+/// Sets `synchronous=NORMAL` for the next transactions of `conn`: their
+/// commits are not fsynced, something else makes them durable (the WAL's
+/// next sync). Returns the mode to give back to [`restore_synchronous`];
+/// `None` when it was NORMAL or OFF already.
+pub(crate) fn relax_synchronous(conn: &Connection) -> Result<Option<i64>> {
+    let mode: i64 = conn
+        .prepare_cached("PRAGMA synchronous")
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .map_err(db("read synchronous"))?;
+    if mode <= 1 {
+        return Ok(None);
+    }
+    conn.prepare_cached("PRAGMA synchronous = NORMAL")
+        .and_then(|mut s| s.execute([]))
+        .map_err(db("relax synchronous"))?;
+    Ok(Some(mode))
+}
+
+/// Gives back the mode [`relax_synchronous`] replaced. A failure is logged,
+/// not returned: the transactions in between committed (or failed) all the
+/// same, and only later writes lose their fsync until a switch succeeds.
+pub(crate) fn restore_synchronous(conn: &Connection, mode: Option<i64>) {
+    let Some(mode) = mode else {
+        return;
+    };
+    if let Err(e) = conn
+        .prepare_cached(&format!("PRAGMA synchronous = {mode}"))
+        .and_then(|mut s| s.execute([]))
+    {
+        tracing::error!(error = %e, mode, "could not restore synchronous on the write connection");
+    }
+}
+
 /// Settings every connection needs (they are per connection in SQLite).
 fn configure(conn: &Connection, options: &SqliteOptions) -> Result<()> {
     let synchronous = if options.synchronous_full {

@@ -5,6 +5,7 @@ use crate::chunk::{self, Chunk, ChunkBuilder};
 use crate::db;
 use crate::index::{self, OpenBlock};
 use crate::read::token_by_id;
+use crate::schema;
 use faultline_model::{Level, NewEntry, Project, Service, TokenInfo, TokenKind, now_micros};
 use faultline_store::{Result, StoreError};
 use rusqlite::{
@@ -55,8 +56,6 @@ pub(crate) struct Writer {
     /// changes when another connection commits, which may have appended old
     /// entries we did not see.
     data_version: i64,
-    /// The connection runs with `synchronous=FULL` (else `NORMAL`).
-    synchronous_full: bool,
 }
 
 impl Drop for Writer {
@@ -146,7 +145,6 @@ impl Writer {
         conn: Connection,
         checkpointer: Checkpointer,
         block_rows: usize,
-        synchronous_full: bool,
     ) -> Result<Writer> {
         let data_version = data_version(&conn)?;
         Ok(Writer {
@@ -160,7 +158,6 @@ impl Writer {
             index: OpenBlock::new(block_rows),
             expired: [None; 6],
             data_version,
-            synchronous_full,
         })
     }
 
@@ -260,23 +257,10 @@ impl Writer {
     /// for this transaction only); `SqliteStore::sync_appends` makes it
     /// durable.
     pub(crate) fn append_unsynced(&mut self, batches: &[Batch<'_>]) -> Result<Vec<i64>> {
-        if !self.synchronous_full {
-            return self.append(batches);
-        }
-        self.set_synchronous("NORMAL")?;
+        let mode = schema::relax_synchronous(&self.conn)?;
         let result = self.append(batches);
-        if let Err(e) = self.set_synchronous("FULL") {
-            // The append committed (or failed) all the same; other writes
-            // are left without their fsync until a later switch succeeds.
-            tracing::error!(error = %e, "could not switch the write connection back to synchronous=FULL");
-        }
+        schema::restore_synchronous(&self.conn, mode);
         result
-    }
-
-    fn set_synchronous(&self, mode: &str) -> Result<()> {
-        self.conn
-            .pragma_update(None, "synchronous", mode)
-            .map_err(db("set synchronous"))
     }
 
     /// The hot path. Entries are grouped by service (in the order services
