@@ -320,20 +320,16 @@ impl Entry {
 /// Makes entries and request bodies.
 pub struct Generator {
     rng: Rng,
-    /// Per service, entries already serialized without their timestamp (see
-    /// [`Generator::batch_json_pooled`]).
-    pool: Vec<Vec<String>>,
 }
 
-/// Entries per service that [`Generator::batch_json_pooled`] generates
-/// before it reuses them.
-pub const POOL_ENTRIES: usize = 2_048;
+/// Entries per service in an [`EntryPool`] (8 clients × 2,048, what the
+/// default 8 clients generated in their own pools before).
+pub const POOL_ENTRIES: usize = 16_384;
 
 impl Generator {
     pub fn new(seed: u64) -> Generator {
         Generator {
             rng: Rng::new(seed),
-            pool: Vec::new(),
         }
     }
 
@@ -393,43 +389,119 @@ impl Generator {
         out.push(']');
         out
     }
+}
 
-    /// Like [`Generator::batch_json`] without a marker, for the closed-loop
-    /// load, where generating entries took about half of the load
-    /// generator's CPU (which the server on the same cores then lacks): the
-    /// first [`POOL_ENTRIES`] entries of each service are generated as
-    /// usual and kept serialized (without their timestamp), and later
-    /// batches draw entries from them at random, with fresh timestamps. The
-    /// server sees the same kind of bodies (sizes, levels, tags,
-    /// attributes); messages repeat after the first few hundred batches.
-    pub fn batch_json_pooled(&mut self, service: usize, n: usize) -> String {
-        if self.pool.len() <= service {
-            self.pool.resize_with(service + 1, Vec::new);
-        }
+/// Entries serialized once for the closed-loop load, from which every
+/// client copies a run of consecutive entries starting at a random one and
+/// stamps fresh timestamps into it. Generating entries during the load took
+/// a third to half of the load generator's CPU (which the server on the
+/// same two cores then lacks), more the more clients there were (each
+/// client had its own pool, filled during the timed phase); picking each
+/// entry from a random place in a pool larger than the caches still spent
+/// 40 % of it waiting on memory. The pool is built before the warm-up, with
+/// as many distinct entries per service as the 8 default clients' pools
+/// held together, so the server sees the same kind of bodies (sizes,
+/// levels, tags, attributes) and the same variety whatever `--clients`.
+pub struct EntryPool {
+    per_service: Vec<PoolText>,
+}
+
+/// One service's entries, each `{"timestamp":"<TS_LEN bytes>"…}`, joined
+/// by commas, and where each starts.
+struct PoolText {
+    text: Vec<u8>,
+    starts: Vec<usize>,
+}
+
+/// Length of the fixed-width timestamps of pooled entries
+/// (`2026-11-22T19:30:25.123456Z`).
+const TS_LEN: usize = 27;
+/// Where an entry's timestamp starts, from the entry's start.
+const TS_AT: usize = "{\"timestamp\":\"".len();
+
+impl EntryPool {
+    /// [`POOL_ENTRIES`] entries for each of the [`SERVICES`].
+    pub fn new(seed: u64) -> EntryPool {
+        EntryPool::with_size(seed, POOL_ENTRIES)
+    }
+
+    fn with_size(seed: u64, per_service: usize) -> EntryPool {
+        let mut g = Generator::new(seed);
+        let per_service = (0..SERVICES)
+            .map(|service| {
+                let mut text = String::with_capacity(per_service * 400);
+                let mut starts = Vec::with_capacity(per_service);
+                for i in 0..per_service {
+                    if i > 0 {
+                        text.push(',');
+                    }
+                    starts.push(text.len());
+                    text.push_str("{\"timestamp\":\"");
+                    text.push_str(&"0".repeat(TS_LEN));
+                    text.push('"');
+                    write_fields(&g.entry(service, None), &mut text);
+                }
+                PoolText {
+                    text: text.into_bytes(),
+                    starts,
+                }
+            })
+            .collect();
+        EntryPool { per_service }
+    }
+
+    /// A JSON array of `n` consecutive entries of `service` from a place
+    /// picked with `rng` (`n` at most the pool's size), timestamped a few
+    /// microseconds apart up to now.
+    pub fn batch_json(&self, rng: &mut Rng, service: usize, n: usize) -> Vec<u8> {
+        let pool = &self.per_service[service % SERVICES];
+        let n = n.clamp(1, pool.starts.len());
+        let first = rng.below((pool.starts.len() - n + 1) as u64) as usize;
+        let from = pool.starts[first];
+        let to = pool
+            .starts
+            .get(first + n)
+            .map_or(pool.text.len(), |next| next - 1);
+        let mut out = Vec::with_capacity(to - from + 2);
+        out.push(b'[');
+        out.extend_from_slice(&pool.text[from..to]);
+        out.push(b']');
         let now = time::OffsetDateTime::now_utc();
-        let mut out = String::with_capacity(n * 420 + 2);
-        out.push('[');
-        for i in 0..n {
-            if i > 0 {
-                out.push(',');
-            }
+        for (i, start) in pool.starts[first..first + n].iter().enumerate() {
             let ts = now - time::Duration::microseconds((n - i) as i64 * 7);
-            out.push_str("{\"timestamp\":\"");
-            write_rfc3339(ts, &mut out);
-            out.push('"');
-            if self.pool[service].len() < POOL_ENTRIES {
-                let entry = self.entry(service, None);
-                let mut fields = String::with_capacity(400);
-                write_fields(&entry, &mut fields);
-                out.push_str(&fields);
-                self.pool[service].push(fields);
-            } else {
-                let k = self.rng.below(POOL_ENTRIES as u64) as usize;
-                out.push_str(&self.pool[service][k]);
-            }
+            let at = 1 + start - from + TS_AT;
+            write_fixed_rfc3339(ts, &mut out[at..at + TS_LEN]);
         }
-        out.push(']');
         out
+    }
+}
+
+/// Writes `ts` as `YYYY-MM-DDTHH:MM:SS.ffffffZ` into `out` ([`TS_LEN`]
+/// bytes).
+fn write_fixed_rfc3339(ts: time::OffsetDateTime, out: &mut [u8]) {
+    let mut put = |at: usize, width: usize, mut v: u32| {
+        for k in (at..at + width).rev() {
+            out[k] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, ts.year().unsigned_abs());
+    put(5, 2, u32::from(u8::from(ts.month())));
+    put(8, 2, u32::from(ts.day()));
+    put(11, 2, u32::from(ts.hour()));
+    put(14, 2, u32::from(ts.minute()));
+    put(17, 2, u32::from(ts.second()));
+    put(20, 6, ts.microsecond());
+    for (k, c) in [
+        (4, b'-'),
+        (7, b'-'),
+        (10, b'T'),
+        (13, b':'),
+        (16, b':'),
+        (19, b'.'),
+        (26, b'Z'),
+    ] {
+        out[k] = c;
     }
 }
 
@@ -486,6 +558,7 @@ fn json_string(s: &str, out: &mut String) {
 mod tests {
     use super::*;
     use std::collections::HashSet;
+    use time::format_description::well_known::Rfc3339;
 
     #[test]
     fn batches_are_json_arrays_of_valid_entries() {
@@ -507,20 +580,28 @@ mod tests {
 
     #[test]
     fn pooled_batches_are_valid_and_vary() {
-        let mut g = Generator::new(5);
+        let pool = EntryPool::with_size(5, 2_048);
+        let mut rng = Rng::new(6);
         let mut seen = HashSet::new();
-        for round in 0..(2 * POOL_ENTRIES / 100 + 2) {
-            let body = g.batch_json_pooled(2, 100);
-            let v: serde_json::Value = serde_json::from_str(&body).expect("valid JSON");
+        let now = time::OffsetDateTime::now_utc();
+        for round in 0..(2 * 2_048 / 100 + 2) {
+            let body = pool.batch_json(&mut rng, 2, 100);
+            let v: serde_json::Value = serde_json::from_slice(&body).expect("valid JSON");
             let entries = v.as_array().expect("an array");
             assert_eq!(entries.len(), 100, "round {round}");
             for e in entries {
                 assert_eq!(e["service"], "svc2");
-                assert!(e["timestamp"].as_str().is_some());
+                let ts = e["timestamp"].as_str().expect("a timestamp");
+                let ts = time::OffsetDateTime::parse(ts, &Rfc3339).expect("RFC 3339");
+                assert!((now - ts).whole_seconds().abs() < 60, "{ts}");
                 seen.insert(e["message"].as_str().expect("a message").to_owned());
             }
         }
-        assert!(seen.len() > POOL_ENTRIES / 2, "{} distinct", seen.len());
+        assert!(seen.len() > 2_048 / 2, "{} distinct", seen.len());
+        // A whole pool in one body, and more than the pool holds.
+        let all = pool.batch_json(&mut rng, 3, 5_000);
+        let v: serde_json::Value = serde_json::from_slice(&all).expect("valid JSON");
+        assert_eq!(v.as_array().map(Vec::len), Some(2_048));
     }
 
     #[test]

@@ -2,12 +2,13 @@
 //! every 50 ms a batch to `svc0` carries a unique marker word, and the delay
 //! is the time from that batch's 202 to the marker's arrival on the socket.
 
-use crate::generate::Generator;
+use crate::generate::{EntryPool, Generator};
 use crate::load::{Paced, Target, open_loop};
 use crate::stats::Outcome;
 use anyhow::Context;
 use futures_util::StreamExt;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -48,6 +49,7 @@ struct Arrival {
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
     target: &Target,
+    pool: &Arc<EntryPool>,
     ws_url: &str,
     admin_token: &str,
     load_rate: f64,
@@ -136,6 +138,7 @@ pub async fn run(
     };
     let background = open_loop(
         target,
+        pool,
         load_rate,
         batch,
         duration,

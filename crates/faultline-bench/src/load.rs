@@ -1,7 +1,7 @@
 //! The ingest load generator: closed-loop clients at full speed, and an
 //! open-loop pacer at a fixed rate.
 
-use crate::generate::{Generator, SERVICES};
+use crate::generate::{EntryPool, Rng, SERVICES};
 use crate::stats::{Outcome, Tally};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,7 +22,7 @@ pub struct Target {
 
 impl Target {
     /// Posts one JSON array body as `service`.
-    pub async fn post(&self, service: usize, body: String) -> Outcome {
+    pub async fn post(&self, service: usize, body: impl Into<reqwest::Body>) -> Outcome {
         let sent = self
             .http
             .post(&*self.url)
@@ -73,11 +73,13 @@ async fn back_off(outcome: &Outcome) {
     }
 }
 
-/// `clients` concurrent clients, each posting `batch`-entry arrays back to
-/// back (rotating over the services' tokens) until `duration` has passed.
-/// Returns the tally and the wall time until the last answer.
+/// `clients` concurrent clients, each posting `batch`-entry arrays drawn
+/// from `pool` back to back (rotating over the services' tokens) until
+/// `duration` has passed. Returns the tally and the wall time until the
+/// last answer.
 pub async fn closed_loop(
     target: &Target,
+    pool: &Arc<EntryPool>,
     clients: usize,
     batch: usize,
     duration: Duration,
@@ -88,14 +90,15 @@ pub async fn closed_loop(
     let mut set = JoinSet::new();
     for client in 0..clients {
         let target = target.clone();
+        let pool = Arc::clone(pool);
         set.spawn(async move {
-            let mut generator = Generator::new(seed ^ ((client as u64 + 1) << 32));
+            let mut rng = Rng::new(seed ^ ((client as u64 + 1) << 32));
             let mut tally = Tally::default();
             let mut k = client;
             while Instant::now() < deadline {
                 let service = k % SERVICES;
                 k += 1;
-                let body = generator.batch_json_pooled(service, batch);
+                let body = pool.batch_json(&mut rng, service, batch);
                 let t0 = Instant::now();
                 let outcome = target.post(service, body).await;
                 tally.record(&outcome, t0.elapsed());
@@ -124,6 +127,7 @@ pub struct Paced {
 
 pub async fn open_loop(
     target: &Target,
+    pool: &Arc<EntryPool>,
     entries_per_sec: f64,
     batch: usize,
     duration: Duration,
@@ -148,6 +152,7 @@ pub async fn open_loop(
             .await
             .expect("the semaphore is never closed");
         let target = target.clone();
+        let pool = Arc::clone(pool);
         let late = late.clone();
         set.spawn(async move {
             let _permit = permit;
@@ -155,8 +160,8 @@ pub async fn open_loop(
                 late.fetch_add(1, Ordering::Relaxed);
             }
             let service = (k as usize) % SERVICES;
-            let body =
-                Generator::new(seed ^ k.wrapping_mul(0x2545_F491)).batch_json(service, batch, None);
+            let mut rng = Rng::new(seed ^ k.wrapping_mul(0x2545_F491));
+            let body = pool.batch_json(&mut rng, service, batch);
             let outcome = target.post(service, body).await;
             (outcome, scheduled.elapsed())
         });

@@ -4,7 +4,7 @@
 
 use crate::Plan;
 use crate::baseline::{self, Baseline};
-use crate::generate::{self, Generator};
+use crate::generate::{self, EntryPool, Generator};
 use crate::live::{self, LiveResult};
 use crate::load::{self, Paced, Target};
 use crate::prom::{HistogramDelta, Scrape};
@@ -304,12 +304,25 @@ async fn ingest_phases(
     let base = server.base_url();
     let pid = server.pid;
     let in_flight = plan.clients * 4;
+    let seed = plan.seed;
+    let pool = Arc::new(
+        tokio::task::spawn_blocking(move || EntryPool::new(seed ^ 2))
+            .await
+            .context("generate the entry pool")?,
+    );
     progress(format!(
         "warm-up {} s (not reported)",
         plan.warmup.as_secs()
     ));
-    let (warm, _) =
-        load::closed_loop(target, plan.clients, plan.batch, plan.warmup, plan.seed ^ 1).await;
+    let (warm, _) = load::closed_loop(
+        target,
+        &pool,
+        plan.clients,
+        plan.batch,
+        plan.warmup,
+        plan.seed ^ 1,
+    )
+    .await;
     let mut stored = warm.accepted;
 
     // 3. Sustained ingest.
@@ -321,8 +334,15 @@ async fn ingest_phases(
     ));
     let before = Scrape::fetch(http, &base).await;
     let meter = Meter::begin(pid, ticks);
-    let (sustained, elapsed) =
-        load::closed_loop(target, plan.clients, plan.batch, plan.sustained, plan.seed).await;
+    let (sustained, elapsed) = load::closed_loop(
+        target,
+        &pool,
+        plan.clients,
+        plan.batch,
+        plan.sustained,
+        plan.seed,
+    )
+    .await;
     let w_sustained = meter.end(sampler);
     let after = Scrape::fetch(http, &base).await;
     stored += sustained.accepted;
@@ -346,6 +366,7 @@ async fn ingest_phases(
     let meter = Meter::begin(pid, ticks);
     let half = load::open_loop(
         target,
+        &pool,
         half_rate,
         plan.batch,
         plan.half,
@@ -376,6 +397,7 @@ async fn ingest_phases(
     let meter = Meter::begin(pid, ticks);
     let live = live::run(
         target,
+        &pool,
         &ws_url,
         admin,
         half_rate,
