@@ -322,8 +322,8 @@ pub struct Generator {
     rng: Rng,
 }
 
-/// Entries per service in an [`EntryPool`] (8 clients × 2,048, what the
-/// default 8 clients generated in their own pools before).
+/// Entries per service in an [`EntryPool`] (8 × 2,048: what 8 clients
+/// generated in their own pools before).
 pub const POOL_ENTRIES: usize = 16_384;
 
 impl Generator {
@@ -399,7 +399,7 @@ impl Generator {
 /// client had its own pool, filled during the timed phase); picking each
 /// entry from a random place in a pool larger than the caches still spent
 /// 40 % of it waiting on memory. The pool is built before the warm-up, with
-/// as many distinct entries per service as the 8 default clients' pools
+/// as many distinct entries per service as 8 clients' own pools
 /// held together, so the server sees the same kind of bodies (sizes,
 /// levels, tags, attributes) and the same variety whatever `--clients`.
 pub struct EntryPool {
