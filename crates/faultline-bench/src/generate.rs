@@ -455,6 +455,7 @@ impl EntryPool {
     /// microseconds apart up to now.
     pub fn batch_json(&self, rng: &mut Rng, service: usize, n: usize) -> Vec<u8> {
         let pool = &self.per_service[service % SERVICES];
+        debug_assert!(n >= 1 && !pool.starts.is_empty());
         let n = n.clamp(1, pool.starts.len());
         let first = rng.below((pool.starts.len() - n + 1) as u64) as usize;
         let from = pool.starts[first];
@@ -485,6 +486,7 @@ fn write_fixed_rfc3339(ts: time::OffsetDateTime, out: &mut [u8]) {
             v /= 10;
         }
     };
+    debug_assert!((0..=9999).contains(&ts.year()), "{ts}");
     put(0, 4, ts.year().unsigned_abs());
     put(5, 2, u32::from(u8::from(ts.month())));
     put(8, 2, u32::from(ts.day()));
