@@ -47,6 +47,11 @@ enum BenchCmd {
         /// Only the scan (not the full pipeline): for profiling.
         #[arg(long)]
         scan_only: bool,
+        /// Pairs of `grep -c ERROR` and agent scan, run one after the
+        /// other; the ratio reported is the median of the pairs' ratios
+        /// (a shared machine moves single runs by ±30 %).
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+        runs: u32,
     },
     /// Write a ShotGrid-format test log with 0.1% errors.
     Generate {
@@ -81,7 +86,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             breakdown,
             line_by_line,
             scan_only,
-        } => scan(&file, breakdown, line_by_line, scan_only),
+            runs,
+        } => scan(&file, breakdown, line_by_line, scan_only, runs),
         BenchCmd::Generate { file, mib } => generate(&file, mib),
         BenchCmd::Latency(run) => latency(&run),
         BenchCmd::Idle {
@@ -193,7 +199,41 @@ fn thread_cpu_secs() -> Option<f64> {
     Some(ns / 1e9)
 }
 
-fn scan(file: &Path, breakdown: bool, line_by_line: bool, scan_only: bool) -> anyhow::Result<()> {
+/// Seconds `grep -c ERROR file` took, and its count.
+fn time_grep(file: &Path) -> anyhow::Result<(f64, u64)> {
+    let t = Instant::now();
+    let out = std::process::Command::new("grep")
+        .args(["-c", "ERROR"])
+        .arg(file)
+        .output()
+        .context("run grep")?;
+    let secs = t.elapsed().as_secs_f64();
+    let count = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    Ok((secs, count))
+}
+
+/// The median of `v` (not empty).
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
+}
+
+fn scan(
+    file: &Path,
+    breakdown: bool,
+    line_by_line: bool,
+    scan_only: bool,
+    runs: u32,
+) -> anyhow::Result<()> {
     let size = std::fs::metadata(file)
         .with_context(|| format!("stat {}", file.display()))?
         .len();
@@ -203,18 +243,7 @@ fn scan(file: &Path, breakdown: bool, line_by_line: bool, scan_only: bool) -> an
         .arg(file)
         .stdout(std::process::Stdio::null())
         .status();
-
-    let t = Instant::now();
-    let out = std::process::Command::new("grep")
-        .args(["-c", "ERROR"])
-        .arg(file)
-        .output()
-        .context("run grep")?;
-    let grep_secs = t.elapsed().as_secs_f64();
-    let grep_count: u64 = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0);
+    println!("file: {} ({mib:.0} MiB)", file.display());
 
     // The matcher and the filter the agent sets for a ShotGrid source with
     // the defaults (ERROR and above, 20 lines before, 10 after).
@@ -225,26 +254,45 @@ fn scan(file: &Path, breakdown: bool, line_by_line: bool, scan_only: bool) -> an
     } else {
         faultline_agent::pipeline::scan_filter(&cfg, &cfg.sources[0], &matcher)
     };
-    let mut matched = 0u64;
-    let (n, agent_secs, agent_total, skipped) = tail_all(file, size, true, filter, |text| {
-        if matcher.may_match(text) && matcher.matches(&parse(Format::Shotgrid, text), text) {
-            matched += 1;
+    let (mut ratios, mut grep_times, mut agent_times) = (Vec::new(), Vec::new(), Vec::new());
+    for run in 1..=runs {
+        let (grep_secs, grep_count) = time_grep(file)?;
+        let mut matched = 0u64;
+        let (n, agent_secs, agent_total, skipped) =
+            tail_all(file, size, true, filter.clone(), |text| {
+                if matcher.may_match(text) && matcher.matches(&parse(Format::Shotgrid, text), text)
+                {
+                    matched += 1;
+                }
+            })?;
+        if n == 0 {
+            bail!("no records read");
         }
-    })?;
-    if n == 0 {
-        bail!("no records read");
+        let skipped_mib = skipped as f64 / (1u64 << 20) as f64;
+        println!(
+            "run {run}: grep -c ERROR: {grep_count} lines in {grep_secs:.3} s = {:.0} MiB/s",
+            mib / grep_secs
+        );
+        println!(
+            "run {run}: agent scan:    {n} records handed out ({skipped_mib:.0} MiB skipped unframed), {matched} incidents in {agent_secs:.3} s = {:.0} MiB/s (the last record {agent_total:.2} s, after the multiline timeout)",
+            mib / agent_secs
+        );
+        println!("run {run}: ratio agent/grep: {:.3}", grep_secs / agent_secs);
+        ratios.push(grep_secs / agent_secs);
+        grep_times.push(grep_secs);
+        agent_times.push(agent_secs);
     }
-    let skipped_mib = skipped as f64 / (1u64 << 20) as f64;
-    println!("file: {} ({mib:.0} MiB)", file.display());
+    let grep_secs = median(&grep_times);
+    let agent_secs = median(&agent_times);
+    let (lo, hi) = ratios
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), &r| (lo.min(r), hi.max(r)));
     println!(
-        "grep -c ERROR: {grep_count} lines in {grep_secs:.3} s = {:.0} MiB/s",
-        mib / grep_secs
-    );
-    println!(
-        "agent scan:    {n} records handed out ({skipped_mib:.0} MiB skipped unframed), {matched} incidents in {agent_secs:.3} s = {:.0} MiB/s (the last record {agent_total:.2} s, after the multiline timeout)",
+        "ratio agent/grep: median {:.3} over {runs} runs ({lo:.3}–{hi:.3}); medians: grep {:.0} MiB/s, agent scan {:.0} MiB/s",
+        median(&ratios),
+        mib / grep_secs,
         mib / agent_secs
     );
-    println!("ratio agent/grep: {:.3}", grep_secs / agent_secs);
     if scan_only {
         return Ok(());
     }
@@ -745,4 +793,16 @@ fn full_pipeline(
     let secs = t.elapsed().as_secs_f64();
     let _ = std::fs::remove_dir_all(&state);
     Ok((records, stats, read_secs.unwrap_or(secs), secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&[3.0]), 3.0);
+        assert_eq!(median(&[0.5, 0.1, 0.3]), 0.3);
+        assert_eq!(median(&[0.4, 0.1, 0.3, 0.2]), 0.25);
+    }
 }
