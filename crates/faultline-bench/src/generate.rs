@@ -4,6 +4,7 @@
 //! attributes. Deterministic for a given seed and cheap to produce, so the
 //! load generator spends its CPU on HTTP rather than on making data.
 
+use faultline_model::format_rfc3339_micros;
 use std::fmt::Write as _;
 
 /// Number of services (`svc0` … `svc9`), each with its own ingest token.
@@ -374,7 +375,7 @@ impl Generator {
     /// `POST /api/v1/logs`; when `marker` is given, the first entry's message
     /// carries it as an extra word.
     pub fn batch_json(&mut self, service: usize, n: usize, marker: Option<&str>) -> String {
-        let now = time::OffsetDateTime::now_utc();
+        let now = faultline_model::now_micros();
         let mut out = String::with_capacity(n * 420 + 2);
         out.push('[');
         for i in 0..n {
@@ -382,9 +383,7 @@ impl Generator {
             if i > 0 {
                 out.push(',');
             }
-            // Entries of one batch are a few microseconds apart, oldest first.
-            let ts = now - time::Duration::microseconds((n - i) as i64 * 7);
-            write_entry(&entry, ts, &mut out);
+            write_entry(&entry, batch_timestamp(now, i, n), &mut out);
         }
         out.push(']');
         out
@@ -413,8 +412,8 @@ struct PoolText {
     starts: Vec<usize>,
 }
 
-/// Length of the fixed-width timestamps of pooled entries
-/// (`2026-11-22T19:30:25.123456Z`).
+/// Length of the timestamps `format_rfc3339_micros` writes for the years
+/// 0–9999 (`2026-11-22T19:30:25.123456Z`), placeholders in the pool.
 const TS_LEN: usize = 27;
 /// Where an entry's timestamp starts, from the entry's start.
 const TS_AT: usize = "{\"timestamp\":\"".len();
@@ -467,57 +466,25 @@ impl EntryPool {
         out.push(b'[');
         out.extend_from_slice(&pool.text[from..to]);
         out.push(b']');
-        let now = time::OffsetDateTime::now_utc();
+        let now = faultline_model::now_micros();
         for (i, start) in pool.starts[first..first + n].iter().enumerate() {
-            let ts = now - time::Duration::microseconds((n - i) as i64 * 7);
             let at = 1 + start - from + TS_AT;
-            write_fixed_rfc3339(ts, &mut out[at..at + TS_LEN]);
+            let ts = format_rfc3339_micros(batch_timestamp(now, i, n));
+            out[at..at + TS_LEN].copy_from_slice(ts.as_bytes());
         }
         out
     }
 }
 
-/// Writes `ts` as `YYYY-MM-DDTHH:MM:SS.ffffffZ` into `out` ([`TS_LEN`]
-/// bytes).
-fn write_fixed_rfc3339(ts: time::OffsetDateTime, out: &mut [u8]) {
-    let mut put = |at: usize, width: usize, mut v: u32| {
-        for k in (at..at + width).rev() {
-            out[k] = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
-    };
-    debug_assert!((0..=9999).contains(&ts.year()), "{ts}");
-    put(0, 4, ts.year().unsigned_abs());
-    put(5, 2, u32::from(u8::from(ts.month())));
-    put(8, 2, u32::from(ts.day()));
-    put(11, 2, u32::from(ts.hour()));
-    put(14, 2, u32::from(ts.minute()));
-    put(17, 2, u32::from(ts.second()));
-    put(20, 6, ts.microsecond());
-    for (k, c) in [
-        (4, b'-'),
-        (7, b'-'),
-        (10, b'T'),
-        (13, b':'),
-        (16, b':'),
-        (19, b'.'),
-        (26, b'Z'),
-    ] {
-        out[k] = c;
-    }
+/// The timestamp of entry `i` of `n` in a batch sent at `now` (µs): a few
+/// microseconds apart, oldest first.
+fn batch_timestamp(now: i64, i: usize, n: usize) -> i64 {
+    now - (n - i) as i64 * 7
 }
 
-/// Appends `ts` in RFC 3339 without allocating.
-fn write_rfc3339(ts: time::OffsetDateTime, out: &mut String) {
-    let mut buf = Vec::with_capacity(40);
-    ts.format_into(&mut buf, &time::format_description::well_known::Rfc3339)
-        .expect("a current UTC time formats as RFC 3339");
-    out.push_str(std::str::from_utf8(&buf).expect("RFC 3339 is ASCII"));
-}
-
-fn write_entry(e: &Entry, ts: time::OffsetDateTime, out: &mut String) {
+fn write_entry(e: &Entry, ts: i64, out: &mut String) {
     out.push_str("{\"timestamp\":\"");
-    write_rfc3339(ts, out);
+    out.push_str(&format_rfc3339_micros(ts));
     out.push('"');
     write_fields(e, out);
 }

@@ -164,7 +164,7 @@ impl<'de> Visitor<'de> for &mut Sink<'_, '_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let mut fields = Fields::new(false);
+        let mut fields = Fields::new();
         while seq.next_element_seed(Fill(&mut fields))?.is_some() {
             self.push(&mut fields);
         }
@@ -228,9 +228,9 @@ struct Fields<'de> {
 }
 
 impl<'de> Fields<'de> {
-    fn new(object: bool) -> Fields<'de> {
+    fn new() -> Fields<'de> {
         Fields {
-            object,
+            object: false,
             present: 0,
             known: Default::default(),
             rest: Vec::new(),
@@ -271,7 +271,7 @@ impl<'de> Fields<'de> {
 
 impl<'de> Deserialize<'de> for Fields<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let mut fields = Fields::new(false);
+        let mut fields = Fields::new();
         Fill(&mut fields).deserialize(d)?;
         Ok(fields)
     }

@@ -17,6 +17,12 @@ pub enum AttrValue {
     Str(Name),
 }
 
+impl From<&str> for AttrValue {
+    fn from(s: &str) -> AttrValue {
+        AttrValue::Str(s.into())
+    }
+}
+
 /// Attributes in a stable (sorted) order.
 pub type Attributes = BTreeMap<Name, AttrValue>;
 

@@ -128,66 +128,6 @@ mod tests {
     use faultline_model::{Level, NewEntry};
     use faultline_store::Store;
 
-    /// Unsynced appends commit without an fsync, and leave the connection
-    /// as it was for every other write; their data is in the file once
-    /// synced.
-    #[test]
-    fn unsynced_appends_restore_synchronous_full() {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let path = dir.path().join("u.db");
-        let entries: Vec<NewEntry> = (0..20)
-            .map(|i| NewEntry {
-                project: "p".into(),
-                service: "s".into(),
-                level: Level::Warn,
-                message: format!("entry {i}"),
-                timestamp: i,
-                ..NewEntry::default()
-            })
-            .collect();
-        {
-            let store = SqliteStore::open(&path, SqliteOptions::default()).expect("open");
-            store
-                .append_prepared_unsynced(&[(&entries, None)])
-                .expect("unsynced append");
-            let mode: i64 = store
-                .writer()
-                .conn()
-                .query_row("PRAGMA synchronous", [], |r| r.get(0))
-                .expect("read synchronous");
-            assert_eq!(mode, 2, "FULL again after the unsynced append");
-            store.sync_appends().expect("sync");
-        }
-        let store = SqliteStore::open(&path, SqliteOptions::default()).expect("reopen");
-        assert_eq!(store.last_entry_id().expect("last id"), 20);
-    }
-
-    /// The WAL synced is the one SQLite writes, also when the database is
-    /// opened through a symbolic link (SQLite names the WAL after the
-    /// link's target).
-    #[cfg(unix)]
-    #[test]
-    fn the_synced_wal_is_the_one_sqlite_writes() {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        std::fs::create_dir(dir.path().join("real")).expect("mkdir");
-        let link = dir.path().join("link.db");
-        std::os::unix::fs::symlink(dir.path().join("real/target.db"), &link).expect("symlink");
-        let store = SqliteStore::open(&link, SqliteOptions::default()).expect("open");
-        let e = NewEntry {
-            project: "p".into(),
-            service: "s".into(),
-            message: "through a link".into(),
-            ..NewEntry::default()
-        };
-        store
-            .append_prepared_unsynced(&[(&[e], None)])
-            .expect("unsynced append");
-        let wal = &store.wal.as_ref().expect("synchronous=FULL syncs").path;
-        assert!(wal.exists(), "{} is not the WAL", wal.display());
-        assert!(wal.starts_with(dir.path().join("real")) || wal.ends_with("real/target.db-wal"));
-        store.sync_appends().expect("sync");
-    }
-
     /// Small appends back to back (the WAL grows while the thread
     /// checkpoints): every commit succeeds and the WAL stays bounded.
     #[test]

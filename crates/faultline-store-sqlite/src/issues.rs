@@ -658,8 +658,9 @@ pub(crate) fn record_events(
     }
     // Derived data: commit without waiting for the disk (the next sync of
     // the WAL, by the server's sync thread after a log append or by any
-    // synchronous=FULL commit, makes it durable with the rest). A power loss may drop it, together with the watermark
-    // committed with it: the processor then replays those entries.
+    // synchronous=FULL commit, makes it durable with the rest). A power
+    // loss may drop it, together with the watermark committed with it: the
+    // processor then replays those entries.
     let mode = crate::schema::relax_synchronous(conn)?;
     let result = record_events_in(conn, batch, then);
     crate::schema::restore_synchronous(conn, mode);

@@ -131,7 +131,7 @@ fn attr_value(v: &Value) -> Option<AttrValue> {
             Some(i) => AttrValue::Int(i),
             None => AttrValue::Float(n.as_f64()?),
         }),
-        Value::String(s) => Some(AttrValue::Str(s.into())),
+        Value::String(s) => Some(AttrValue::from(s.as_str())),
         _ => None,
     }
 }
@@ -303,24 +303,15 @@ pub async fn post_incident(
             attributes.insert(k.into(), v);
         }
     };
-    put(
-        "logger",
-        raw.logger.as_deref().map(|s| AttrValue::Str(s.into())),
-    );
+    put("logger", raw.logger.as_deref().map(AttrValue::from));
     put("process.pid", raw.pid.map(AttrValue::Int));
-    put(
-        "engine",
-        raw.engine.as_deref().map(|s| AttrValue::Str(s.into())),
-    );
+    put("engine", raw.engine.as_deref().map(AttrValue::from));
     put(
         "agent.fingerprint",
-        raw.fingerprint.as_deref().map(|s| AttrValue::Str(s.into())),
+        raw.fingerprint.as_deref().map(AttrValue::from),
     );
     if let Some(src) = &raw.source {
-        put(
-            "source.path",
-            src.path.as_deref().map(|s| AttrValue::Str(s.into())),
-        );
+        put("source.path", src.path.as_deref().map(AttrValue::from));
         put(
             "source.offset",
             src.offset
