@@ -467,12 +467,41 @@ impl EntryPool {
         out.extend_from_slice(&pool.text[from..to]);
         out.push(b']');
         let now = faultline_model::now_micros();
+        let mut stamp = Stamp::default();
         for (i, start) in pool.starts[first..first + n].iter().enumerate() {
             let at = 1 + start - from + TS_AT;
-            let ts = format_rfc3339_micros(batch_timestamp(now, i, n));
-            out[at..at + TS_LEN].copy_from_slice(ts.as_bytes());
+            stamp.write(batch_timestamp(now, i, n), &mut out[at..at + TS_LEN]);
         }
         out
+    }
+}
+
+/// Writes RFC 3339 timestamps as `format_rfc3339_micros` does, formatting
+/// only once per second: a batch's timestamps differ in their microseconds
+/// (formatting each one took a fifth of the load generator's CPU).
+#[derive(Default)]
+struct Stamp {
+    /// The second formatted in `text`.
+    second: Option<i64>,
+    text: Vec<u8>,
+}
+
+impl Stamp {
+    /// `out` is `TS_LEN` bytes.
+    fn write(&mut self, micros: i64, out: &mut [u8]) {
+        let (second, frac) = (micros.div_euclid(1_000_000), micros.rem_euclid(1_000_000));
+        if self.second != Some(second) {
+            self.text = format_rfc3339_micros(micros).into_bytes();
+            self.second = Some(second);
+            debug_assert_eq!(self.text.len(), TS_LEN, "a 4-digit year");
+        }
+        out.copy_from_slice(&self.text);
+        // `…:SS.ffffffZ`: the six digits before the `Z`.
+        let mut f = frac;
+        for d in out[TS_LEN - 7..TS_LEN - 1].iter_mut().rev() {
+            *d = b'0' + (f % 10) as u8;
+            f /= 10;
+        }
     }
 }
 
@@ -571,6 +600,27 @@ mod tests {
         let all = pool.batch_json(&mut rng, 3, 5_000);
         let v: serde_json::Value = serde_json::from_slice(&all).expect("valid JSON");
         assert_eq!(v.as_array().map(Vec::len), Some(2_048));
+    }
+
+    #[test]
+    fn stamps_are_the_formatted_timestamps() {
+        let mut stamp = Stamp::default();
+        let mut out = [0u8; TS_LEN];
+        // Across second, minute and day boundaries, and back in time.
+        let base = 1_795_000_000_000_000 - 1_000_000 * 3_600 * 7 - 1_500;
+        for micros in (0..4_000i64).map(|i| base + i * 7).chain([
+            base + 86_400_000_000,
+            base,
+            0,
+            999_999,
+            1_000_000,
+        ]) {
+            stamp.write(micros, &mut out);
+            assert_eq!(
+                std::str::from_utf8(&out).unwrap(),
+                format_rfc3339_micros(micros)
+            );
+        }
     }
 
     #[test]

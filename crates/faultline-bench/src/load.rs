@@ -14,8 +14,8 @@ use tokio::time::Instant;
 #[derive(Clone)]
 pub struct Target {
     pub http: reqwest::Client,
-    /// `http://ADDR/api/v1/logs`.
-    pub url: Arc<str>,
+    /// `http://ADDR/api/v1/logs`, parsed once (not per request).
+    pub url: reqwest::Url,
     /// Ingest token of `svc{i}` at index `i`.
     pub tokens: Arc<[String]>,
 }
@@ -25,7 +25,7 @@ impl Target {
     pub async fn post(&self, service: usize, body: impl Into<reqwest::Body>) -> Outcome {
         let sent = self
             .http
-            .post(&*self.url)
+            .post(self.url.clone())
             .bearer_auth(&self.tokens[service % self.tokens.len()])
             .header("content-type", "application/json")
             .body(body)

@@ -224,7 +224,7 @@ pub async fn measure(plan: &Plan) -> anyhow::Result<Results> {
     let admin = server.create_token(&["--admin"])?;
     let target = Target {
         http: http.clone(),
-        url: format!("{base}/api/v1/logs").into(),
+        url: reqwest::Url::parse(&format!("{base}/api/v1/logs"))?,
         tokens: Arc::from(tokens),
     };
     let sampler = RssSampler::start(
