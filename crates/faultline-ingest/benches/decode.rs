@@ -49,15 +49,21 @@ fn main() {
     for b in &bodies {
         decode_body(b.as_bytes(), &ctx).expect("valid batch");
     }
-    let rounds = 40;
-    let t = Instant::now();
+    // The fastest of several passes: the machine is shared, and other
+    // load only ever slows a pass down.
+    let mut best = f64::INFINITY;
     let mut n = 0;
-    for _ in 0..rounds {
-        for b in &bodies {
-            n += decode_body(b.as_bytes(), &ctx).expect("valid batch").len();
+    for _ in 0..10 {
+        let t = Instant::now();
+        n = 0;
+        for _ in 0..4 {
+            for b in &bodies {
+                n += decode_body(b.as_bytes(), &ctx).expect("valid batch").len();
+            }
         }
+        best = best.min(t.elapsed().as_secs_f64());
     }
-    let secs = t.elapsed().as_secs_f64();
+    let secs = best;
     println!(
         "decode: {n} entries, {:.0} bytes/entry, {:.2} µs/entry, {:.0} entries/s on one core",
         bytes as f64 / (bodies.len() * 100) as f64,

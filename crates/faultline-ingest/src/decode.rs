@@ -252,20 +252,23 @@ impl<'de> Fields<'de> {
     /// (in `slots` order) with a non-null value; a key written twice counted
     /// with its last value, as in other JSON decoders.
     fn take(&mut self, slots: &[usize]) -> Option<(&'static str, Val<'de>)> {
+        // The value is moved out once, at the end: moving `Val`s through
+        // temporaries in the loop cost more than the rest of the decode of
+        // most fields.
         let mut found = None;
         for &slot in slots {
             if self.present & (1 << slot) == 0 {
                 continue;
             }
             self.present &= !(1 << slot);
-            if let Some(v) = self.known[slot].take()
-                && !v.is_null()
-                && found.is_none()
-            {
-                found = Some((KNOWN[slot], v));
+            if found.is_none() && !matches!(self.known[slot], None | Some(Val::Null)) {
+                found = Some(slot);
+            } else {
+                self.known[slot] = None;
             }
         }
-        found
+        let slot = found?;
+        Some((KNOWN[slot], self.known[slot].take()?))
     }
 }
 
@@ -465,6 +468,7 @@ fn decode_entry(
         match v {
             Val::String(s) => tags.push(Name::from(s.as_ref())),
             Val::Array(items) => {
+                tags.reserve_exact(items.len());
                 for item in items {
                     match item {
                         Val::String(s) => tags.push(Name::from(s.as_ref())),
@@ -542,6 +546,7 @@ fn decode_entry(
     if let Some((field, v)) = obj.take(&[ATTRIBUTES, ATTRS]) {
         match v {
             Val::Object(map) => {
+                attributes.reserve(map.len() + obj.rest.len());
                 for (k, v) in map {
                     add_attribute(
                         errors,
@@ -565,6 +570,7 @@ fn decode_entry(
     }
     // Remaining top-level fields are kept as attributes, as log shippers
     // send arbitrary JSON fields.
+    attributes.reserve(obj.rest.len());
     for (k, v) in obj.rest.drain(..) {
         add_attribute(
             errors,

@@ -140,7 +140,7 @@ pub fn parse_rules(json: &str) -> Result<FingerprintRules, ProcessorError> {
 
 fn attr<'a>(entry: &'a StoredEntry, keys: &[&str]) -> Option<&'a str> {
     keys.iter()
-        .find_map(|k| match entry.entry.attributes.get(*k) {
+        .find_map(|k| match entry.entry.attributes.get(k) {
             Some(AttrValue::Str(s)) if !s.is_empty() => Some(s.as_str()),
             _ => None,
         })

@@ -1,6 +1,5 @@
-use crate::Level;
+use crate::{Attributes, Level};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 /// A short string (name, tag, host, attribute) kept inline up to 24 bytes:
 /// a decoded entry holds a dozen of them, and allocating each on the heap
@@ -23,9 +22,6 @@ impl From<&str> for AttrValue {
     }
 }
 
-/// Attributes in a stable (sorted) order.
-pub type Attributes = BTreeMap<Name, AttrValue>;
-
 /// A validated entry ready to be stored: what ingest hands to the bus.
 ///
 /// The project and service are resolved names; `idempotency` is set by
@@ -47,7 +43,7 @@ pub struct NewEntry {
     pub received_at: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<Name>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "Attributes::is_empty")]
     pub attributes: Attributes,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,

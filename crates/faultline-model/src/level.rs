@@ -81,16 +81,26 @@ impl FromStr for Level {
     /// number written as text.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let t = s.trim();
-        let level = match t.to_ascii_lowercase().as_str() {
-            "trace" | "trc" => Level::Trace,
-            "debug" | "dbg" => Level::Debug,
-            "info" | "inf" | "information" | "notice" => Level::Info,
-            "warn" | "warning" | "wrn" => Level::Warn,
-            "error" | "err" | "severe" => Level::Error,
-            "critical" | "crit" | "fatal" | "alert" | "emerg" | "emergency" | "panic" => {
+        // Lowercased on the stack: every name is shorter than the buffer.
+        let mut buf = [0u8; 16];
+        let lower = match buf.get_mut(..t.len()) {
+            Some(b) => {
+                b.copy_from_slice(t.as_bytes());
+                b.make_ascii_lowercase();
+                &*b
+            }
+            None => &[],
+        };
+        let level = match lower {
+            b"trace" | b"trc" => Level::Trace,
+            b"debug" | b"dbg" => Level::Debug,
+            b"info" | b"inf" | b"information" | b"notice" => Level::Info,
+            b"warn" | b"warning" | b"wrn" => Level::Warn,
+            b"error" | b"err" | b"severe" => Level::Error,
+            b"critical" | b"crit" | b"fatal" | b"alert" | b"emerg" | b"emergency" | b"panic" => {
                 Level::Critical
             }
-            other => match other.parse::<i64>() {
+            _ => match t.parse::<i64>() {
                 Ok(n) => Level::from_syslog(n).ok_or_else(|| ParseLevelError(s.to_string()))?,
                 Err(_) => return Err(ParseLevelError(s.to_string())),
             },
@@ -115,6 +125,15 @@ mod tests {
         assert_eq!("Fatal".parse::<Level>().unwrap(), Level::Critical);
         assert_eq!("info".parse::<Level>().unwrap(), Level::Info);
         assert!("loud".parse::<Level>().is_err());
+        assert_eq!(" Information\t".parse::<Level>().unwrap(), Level::Info);
+        assert_eq!("EMERGENCY".parse::<Level>().unwrap(), Level::Critical);
+        // Longer than any name: only a number can match.
+        assert_eq!(
+            "00000000000000000003".parse::<Level>().unwrap(),
+            Level::Error
+        );
+        assert!("informationinformation".parse::<Level>().is_err());
+        assert!("".parse::<Level>().is_err());
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! SQL or async runtimes. Everything here is plain data plus pure functions,
 //! so it cannot fail for reasons outside its arguments.
 
+mod attributes;
 mod duration;
 mod entry;
 mod filter;
@@ -17,8 +18,9 @@ mod level;
 mod tenancy;
 mod time_fmt;
 
+pub use attributes::Attributes;
 pub use duration::{parse_duration, parse_time_bound};
-pub use entry::{AttrValue, Attributes, Name, NewEntry, StoredEntry};
+pub use entry::{AttrValue, Name, NewEntry, StoredEntry};
 pub use filter::LogFilter;
 pub use issue::{
     AttachmentRef, EventContext, EventDetails, EventFrame, IgnoreUntil, Issue, IssueState,
