@@ -542,47 +542,15 @@ fn decode_entry(
     let trace_id = take_hex_id(obj, TRACE_ID, 32, index, errors);
     let span_id = take_hex_id(obj, SPAN_ID, 16, index, errors);
 
-    let mut user_attrs = 0usize;
-    if let Some((field, v)) = obj.take(&[ATTRIBUTES, ATTRS]) {
-        match v {
-            Val::Object(map) => {
-                attributes.reserve(map.len() + obj.rest.len());
-                for (k, v) in map {
-                    add_attribute(
-                        errors,
-                        index,
-                        Some(field),
-                        Name::from(k.as_ref()),
-                        v,
-                        &mut attributes,
-                        limits,
-                    );
-                    user_attrs += 1;
-                }
-            }
-            _ => err(
-                errors,
-                index,
-                field,
-                "must be an object of strings, numbers and bools",
-            ),
-        }
-    }
-    // Remaining top-level fields are kept as attributes, as log shippers
-    // send arbitrary JSON fields.
-    attributes.reserve(obj.rest.len());
-    for (k, v) in obj.rest.drain(..) {
-        add_attribute(
-            errors,
-            index,
-            None,
-            Name::from(k.as_ref()),
-            v,
-            &mut attributes,
-            limits,
-        );
-        user_attrs += 1;
-    }
+    // The attributes are counted before any is added: an entry over the
+    // limit is refused for that alone, and a huge object (a 10 MB body of
+    // keys) costs no more than reading it.
+    let attrs = obj.take(&[ATTRIBUTES, ATTRS]);
+    let user_attrs = obj.rest.len()
+        + match &attrs {
+            Some((_, Val::Object(map))) => map.len(),
+            _ => 0,
+        };
     if user_attrs > limits.max_attributes {
         err(
             errors,
@@ -593,6 +561,43 @@ fn decode_entry(
                 user_attrs, limits.max_attributes
             ),
         );
+    } else {
+        attributes.reserve(user_attrs);
+        match attrs {
+            None => {}
+            Some((field, Val::Object(map))) => {
+                for (k, v) in map {
+                    add_attribute(
+                        errors,
+                        index,
+                        Some(field),
+                        Name::from(k.as_ref()),
+                        v,
+                        &mut attributes,
+                        limits,
+                    );
+                }
+            }
+            Some((field, _)) => err(
+                errors,
+                index,
+                field,
+                "must be an object of strings, numbers and bools",
+            ),
+        }
+        // Remaining top-level fields are kept as attributes, as log
+        // shippers send arbitrary JSON fields.
+        for (k, v) in obj.rest.drain(..) {
+            add_attribute(
+                errors,
+                index,
+                None,
+                Name::from(k.as_ref()),
+                v,
+                &mut attributes,
+                limits,
+            );
+        }
     }
 
     if errors.len() > before {
@@ -984,6 +989,30 @@ mod tests {
             },
         );
         assert!(matches!(r, Err(IngestError::Malformed { .. })), "{r:?}");
+    }
+
+    #[test]
+    fn a_huge_attribute_object_is_refused_by_its_count() {
+        // 200,000 keys in descending order (the worst order for a sorted
+        // map): refused for the count alone, without adding any of them.
+        let mut body = String::from(r#"{"message":"m","attributes":{"#);
+        for i in (0..200_000).rev() {
+            if i != 199_999 {
+                body.push(',');
+            }
+            body.push_str(&format!("\"k{i:06}\":{{}}"));
+        }
+        body.push_str(r#"},"zz":1}"#);
+        let errs = invalid(&body);
+        assert_eq!(errs.len(), 1, "{:?}", &errs[..errs.len().min(3)]);
+        assert_eq!(errs[0].field, "attributes");
+        assert_eq!(
+            errs[0].reason,
+            format!(
+                "has 200001 attributes, the limit is {}",
+                Limits::default().max_attributes
+            )
+        );
     }
 
     #[test]

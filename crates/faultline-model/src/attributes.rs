@@ -35,7 +35,10 @@ impl Attributes {
         self.0.reserve_exact(n);
     }
 
-    /// Sets `key` to `value`; returns the value it replaced, if any.
+    /// Sets `key` to `value`; returns the value it replaced, if any. Keys
+    /// in ascending order are appended; others shift the later ones, so
+    /// many keys in another order go in faster with [`Extend`] or
+    /// `collect`.
     pub fn insert(&mut self, key: Name, value: AttrValue) -> Option<AttrValue> {
         // Keys often come in order (stored entries, sorted producers).
         if self.0.last().is_none_or(|(last, _)| *last < key) {
@@ -81,6 +84,17 @@ impl Attributes {
     /// Keys in order.
     pub fn keys(&self) -> impl Iterator<Item = &Name> {
         self.0.iter().map(|(k, _)| k)
+    }
+
+    /// Sorts by key after pushes, the last value of a key winning:
+    /// O(n log n) whatever the order (linear for keys already in order).
+    fn normalize(&mut self) {
+        // A stable sort keeps equal keys in insertion order; reversed, the
+        // dedup (which keeps the first of a run) keeps the last inserted.
+        self.0.sort_by(|a, b| a.0.cmp(&b.0));
+        self.0.reverse();
+        self.0.dedup_by(|later, earlier| later.0 == earlier.0);
+        self.0.reverse();
     }
 
     fn position(&self, key: &str) -> Result<usize, usize> {
@@ -141,11 +155,8 @@ impl<K: Into<Name>> FromIterator<(K, AttrValue)> for Attributes {
 
 impl<K: Into<Name>> Extend<(K, AttrValue)> for Attributes {
     fn extend<I: IntoIterator<Item = (K, AttrValue)>>(&mut self, iter: I) {
-        let iter = iter.into_iter();
-        self.0.reserve(iter.size_hint().0);
-        for (k, v) in iter {
-            self.insert(k.into(), v);
-        }
+        self.0.extend(iter.into_iter().map(|(k, v)| (k.into(), v)));
+        self.normalize();
     }
 }
 
@@ -189,9 +200,10 @@ impl<'de> Deserialize<'de> for Attributes {
 
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Attributes, A::Error> {
                 let mut out = Attributes::with_capacity(map.size_hint().unwrap_or(0).min(64));
-                while let Some((k, v)) = map.next_entry::<Name, AttrValue>()? {
-                    out.insert(k, v);
+                while let Some(pair) = map.next_entry::<Name, AttrValue>()? {
+                    out.0.push(pair);
                 }
+                out.normalize();
                 Ok(out)
             }
         }
@@ -239,6 +251,28 @@ mod tests {
         assert!(a.keys().eq(b.keys()));
         let owned: Vec<(Name, AttrValue)> = a.clone().into_iter().collect();
         assert_eq!(owned, b.into_iter().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn many_keys_in_any_order_go_in_quickly() {
+        // Descending, the worst order for inserts one by one (quadratic):
+        // collected and deserialized in O(n log n).
+        let n = 200_000;
+        let keys: Vec<String> = (0..n).rev().map(|i| format!("k{i:06}")).collect();
+        let a: Attributes = keys.iter().map(|k| (k.as_str(), int(1))).collect();
+        assert_eq!(a.len(), n);
+        assert!(a.keys().zip(a.keys().skip(1)).all(|(x, y)| x < y));
+        let json = format!(
+            "{{{}}}",
+            keys.iter()
+                .map(|k| format!("\"{k}\":2"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let b: Attributes = serde_json::from_str(&json).unwrap();
+        assert_eq!(b.len(), n);
+        assert_eq!(b.get("k000000"), Some(&int(2)));
+        assert!(b.iter().map(|(k, _)| k).eq(a.keys()));
     }
 
     #[test]

@@ -31,9 +31,11 @@ pub fn format_rfc3339_micros(micros: i64) -> String {
 /// Parses an RFC 3339 timestamp into microseconds since the epoch.
 pub fn parse_rfc3339_micros(s: &str) -> Option<i64> {
     let s = s.trim();
-    if let Some(micros) = parse_common_utc(s.as_bytes()) {
-        return Some(micros);
-    }
+    parse_common_utc(s.as_bytes()).or_else(|| parse_general(s))
+}
+
+/// Any RFC 3339 timestamp, with the `time` crate's parser.
+fn parse_general(s: &str) -> Option<i64> {
     let t = OffsetDateTime::parse(s, &Rfc3339).ok()?;
     i64::try_from(t.unix_timestamp_nanos() / 1_000).ok()
 }
@@ -120,8 +122,7 @@ mod tests {
 
     /// The general parser's answer, for comparison.
     fn general(s: &str) -> Option<i64> {
-        let t = OffsetDateTime::parse(s.trim(), &Rfc3339).ok()?;
-        i64::try_from(t.unix_timestamp_nanos() / 1_000).ok()
+        parse_general(s.trim())
     }
 
     #[test]
@@ -166,6 +167,18 @@ mod tests {
         fn any_common_utc_timestamp_agrees(
             s in "[0-9]{4}-[0-1][0-9]-[0-3][0-9]T[0-2][0-9]:[0-6][0-9]:[0-6][0-9](\\.[0-9]{0,10})?[Zz]?"
         ) {
+            proptest::prop_assert_eq!(parse_rfc3339_micros(&s), general(&s), "{:?}", s);
+        }
+
+        /// Well-formed dates and times (the fast path's own inputs).
+        #[test]
+        fn well_formed_utc_timestamps_agree(
+            (y, mo, d) in (0u32..=9999, 1u32..=12, 1u32..=31),
+            (h, mi, se) in (0u32..=23, 0u32..=59, 0u32..=59),
+            frac in proptest::option::of("[0-9]{1,9}"),
+        ) {
+            let frac = frac.map(|f| format!(".{f}")).unwrap_or_default();
+            let s = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{se:02}{frac}Z");
             proptest::prop_assert_eq!(parse_rfc3339_micros(&s), general(&s), "{:?}", s);
         }
     }

@@ -469,6 +469,8 @@ impl Chunk {
         let mut attributes = Attributes::new();
         if flags & HAS_ATTRS != 0 {
             let n = b.varint()?;
+            // Bounded: `n` comes from stored (possibly damaged) bytes.
+            attributes.reserve(usize::try_from(n).unwrap_or(0).min(64));
             for _ in 0..n {
                 let k = Name::from(b.str()?);
                 let v = match b.byte()? {

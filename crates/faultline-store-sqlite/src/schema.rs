@@ -384,6 +384,26 @@ const LOG_COUNTS_VERSION: usize = 5;
 /// The schema version this build writes.
 pub(crate) const LATEST: i64 = MIGRATIONS.len() as i64;
 
+/// Switches a database to WAL (a no-op when it already is), retrying while
+/// another connection holds the lock: when two processes open a new data
+/// directory at once, SQLite answers the switch "database is locked" at
+/// once instead of waiting (the busy handler is not called where waiting
+/// could deadlock).
+fn enable_wal(conn: &Connection) -> rusqlite::Result<String> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Opens the write connection and migrates the schema.
 pub(crate) fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connection> {
     let mut conn = Connection::open_with_flags(
@@ -398,9 +418,7 @@ pub(crate) fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connec
     // Only takes effect while the database is still empty.
     conn.pragma_update(None, "page_size", PAGE_SIZE)
         .map_err(db("set the page size"))?;
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-        .map_err(db("enable WAL"))?;
+    let mode = enable_wal(&conn).map_err(db("enable WAL"))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(StoreError::Invalid(format!(
             "{} cannot use write-ahead logging (journal mode stays {mode:?}); is it on a network file system?",

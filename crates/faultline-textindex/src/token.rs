@@ -49,6 +49,7 @@ pub fn for_each_token_hash(text: &str, mut f: impl FnMut(u64)) {
 /// byte-wise test did four bytes per step.)
 #[inline(always)]
 fn alnum_mask(block: &[u8; 64]) -> u64 {
+    debug_assert!(block.is_ascii(), "a byte above 0x7f would carry");
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let mut m = 0u64;
