@@ -27,7 +27,7 @@ use faultline_store::{
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params, params_from_iter};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 const HOUR: i64 = 3_600_000_000;
 
@@ -234,21 +234,34 @@ fn map_fingerprint(tx: &Connection, project_id: i64, fingerprint: &str, issue: i
     Ok(())
 }
 
+/// An issue's distinct sets: the hosts and the users its events came from.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Distinct {
+    Hosts,
+    Users,
+}
+
 /// Adds `value` to an issue's distinct set (`issue_hosts` / `issue_users`)
 /// and bumps its counter when it was new.
-fn add_distinct(tx: &Connection, table: &str, column: &str, issue: i64, value: &str) -> Result<()> {
+fn add_distinct(tx: &Connection, set: Distinct, issue: i64, value: &str) -> Result<()> {
+    let (insert, count) = match set {
+        Distinct::Hosts => (
+            "INSERT INTO issue_hosts (issue_id, value) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            "UPDATE issues SET hosts = hosts + 1 WHERE id = ?1",
+        ),
+        Distinct::Users => (
+            "INSERT INTO issue_users (issue_id, value) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            "UPDATE issues SET users = users + 1 WHERE id = ?1",
+        ),
+    };
     let inserted = tx
-        .prepare_cached(&format!(
-            "INSERT INTO issue_{table} (issue_id, value) VALUES (?1, ?2) ON CONFLICT DO NOTHING"
-        ))
+        .prepare_cached(insert)
         .and_then(|mut s| s.execute(params![issue, value]))
         .map_err(db("record an affected host or user"))?;
     if inserted > 0 {
-        tx.prepare_cached(&format!(
-            "UPDATE issues SET {column} = {column} + 1 WHERE id = ?1"
-        ))
-        .and_then(|mut s| s.execute([issue]))
-        .map_err(db("count an affected host or user"))?;
+        tx.prepare_cached(count)
+            .and_then(|mut s| s.execute([issue]))
+            .map_err(db("count an affected host or user"))?;
     }
     Ok(())
 }
@@ -271,6 +284,10 @@ struct EventTx {
     /// (issue, hour) → events to add to `issue_counts`.
     hours: Vec<((i64, i64), i64)>,
     hour_of: HashMap<(i64, i64), usize>,
+    /// (set, issue, value) added in this transaction: an issue's events
+    /// mostly come from the same few hosts, and each would otherwise try
+    /// its insert again.
+    distinct: HashSet<(Distinct, i64, String)>,
 }
 
 /// The sums of an issue's events in one transaction.
@@ -543,11 +560,12 @@ fn record_one(tx: &Transaction<'_>, cache: &mut EventTx, e: &NewEvent) -> Result
         .and_then(|mut s| s.execute(params![event_id, a.sha256]))
         .map_err(db("link an attachment"))?;
     }
-    if let Some(host) = e.host.as_deref().filter(|h| !h.is_empty()) {
-        add_distinct(tx, "hosts", "hosts", issue, host)?;
-    }
-    if let Some(user) = e.user.as_deref().filter(|u| !u.is_empty()) {
-        add_distinct(tx, "users", "users", issue, user)?;
+    for (set, value) in [(Distinct::Hosts, &e.host), (Distinct::Users, &e.user)] {
+        if let Some(value) = value.as_deref().filter(|v| !v.is_empty())
+            && cache.distinct.insert((set, issue, value.to_owned()))
+        {
+            add_distinct(tx, set, issue, value)?;
+        }
     }
     Ok(EventOutcome {
         event_id,
