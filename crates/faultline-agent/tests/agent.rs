@@ -1319,7 +1319,19 @@ impl Drop for SmallDisk {
 /// Fills the file system holding `dir` with one file until ENOSPC.
 fn fill_up(dir: &Path) -> PathBuf {
     let filler = dir.join("filler");
-    let mut f = std::fs::File::create(&filler).unwrap();
+    std::fs::File::create(&filler).unwrap();
+    top_up(&filler);
+    filler
+}
+
+/// Appends to `filler` until ENOSPC again: space the agent freed after
+/// [`fill_up`] (a spool item it deleted once delivered, a checkpoint it
+/// replaced) would otherwise let its next writes succeed.
+fn top_up(filler: &Path) {
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(filler)
+        .unwrap();
     let block = vec![0x55u8; 16 * 1024];
     loop {
         match f.write_all(&block) {
@@ -1329,7 +1341,6 @@ fn fill_up(dir: &Path) -> PathBuf {
         }
     }
     let _ = f.flush();
-    filler
 }
 
 #[test]
@@ -1346,11 +1357,17 @@ fn full_disk_for_the_spool_keeps_incidents_until_space_returns() {
     // The whole state directory (lock, checkpoints, spool) on 1 MiB.
     let disk = SmallDisk::mount(&env.state(), "1m");
     let (mut agent, log, cfg) = first_incident(&env, &recv);
+    // The first incident's spool item is deleted after its delivery: fill
+    // the disk only once that space is free.
+    wait_until(Duration::from_secs(10), "the first spool item gone", || {
+        spool_items(&env.state()) == 0
+    });
     let filler = fill_up(&disk.0);
     for i in 2..=4 {
         append(&log, &error_block(i));
     }
     wait_until(Duration::from_secs(20), "the full disk reported", || {
+        top_up(&filler);
         let e = agent.stderr();
         e.contains("cannot write the spool") && e.contains("No space left on device")
     });
