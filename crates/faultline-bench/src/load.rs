@@ -2,6 +2,7 @@
 //! open-loop pacer at a fixed rate.
 
 use crate::generate::{EntryPool, Rng, SERVICES};
+use crate::http1;
 use crate::stats::{Outcome, Tally};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -54,6 +55,42 @@ impl Target {
     }
 }
 
+/// What the closed-loop clients send with: one [`http1::Conn`] each.
+impl Target {
+    /// A connection of its own to the server of `url`.
+    fn connection(&self) -> http1::Conn {
+        let addr = self
+            .url
+            .socket_addrs(|| None)
+            .ok()
+            .and_then(|a| a.into_iter().next())
+            .expect("the server listens on an IP address");
+        http1::Conn::new(addr, self.url.path())
+    }
+}
+
+/// Posts one JSON array body as `service` on `conn` (see [`Target::post`]).
+async fn post_on(
+    conn: &mut http1::Conn,
+    tokens: &[String],
+    service: usize,
+    body: &[u8],
+) -> Outcome {
+    match conn.post(&tokens[service % tokens.len()], body).await {
+        Ok((202, answer)) => match serde_json::from_slice::<serde_json::Value>(answer)
+            .ok()
+            .and_then(|v| v.get("accepted").and_then(serde_json::Value::as_u64))
+        {
+            Some(n) => Outcome::Accepted(n),
+            None => Outcome::Failed("202 without accepted"),
+        },
+        Ok((status, _)) => Outcome::Status(status),
+        Err(http1::Failure::Connect) => Outcome::Failed("connect"),
+        Err(http1::Failure::Io) => Outcome::Failed("io"),
+        Err(http1::Failure::Timeout) => Outcome::Failed("timeout"),
+    }
+}
+
 fn failure_kind(e: &reqwest::Error) -> &'static str {
     if e.is_timeout() {
         "timeout"
@@ -95,12 +132,13 @@ pub async fn closed_loop(
             let mut rng = Rng::new(seed ^ ((client as u64 + 1) << 32));
             let mut tally = Tally::default();
             let mut k = client;
+            let mut conn = target.connection();
             while Instant::now() < deadline {
                 let service = k % SERVICES;
                 k += 1;
                 let body = pool.batch_json(&mut rng, service, batch);
                 let t0 = Instant::now();
-                let outcome = target.post(service, body).await;
+                let outcome = post_on(&mut conn, &target.tokens, service, &body).await;
                 tally.record(&outcome, t0.elapsed());
                 back_off(&outcome).await;
             }

@@ -77,6 +77,7 @@
 mod baseline;
 mod figures;
 mod generate;
+mod http1;
 mod live;
 mod load;
 mod prom;
