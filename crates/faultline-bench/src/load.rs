@@ -42,22 +42,11 @@ impl Target {
             Ok(b) => b,
             Err(e) => return Outcome::Failed(failure_kind(&e)),
         };
-        if status != 202 {
-            return Outcome::Status(status);
-        }
-        let accepted = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v.get("accepted").and_then(serde_json::Value::as_u64));
-        match accepted {
-            Some(n) => Outcome::Accepted(n),
-            None => Outcome::Failed("202 without accepted"),
-        }
+        answered(status, &body)
     }
-}
 
-/// What the closed-loop clients send with: one [`http1::Conn`] each.
-impl Target {
-    /// A connection of its own to the server of `url`.
+    /// A connection of its own to the server of `url`, for a closed-loop
+    /// client (see [`http1`]).
     fn connection(&self) -> http1::Conn {
         let addr = self
             .url
@@ -77,17 +66,24 @@ async fn post_on(
     body: &[u8],
 ) -> Outcome {
     match conn.post(&tokens[service % tokens.len()], body).await {
-        Ok((202, answer)) => match serde_json::from_slice::<serde_json::Value>(answer)
-            .ok()
-            .and_then(|v| v.get("accepted").and_then(serde_json::Value::as_u64))
-        {
-            Some(n) => Outcome::Accepted(n),
-            None => Outcome::Failed("202 without accepted"),
-        },
-        Ok((status, _)) => Outcome::Status(status),
+        Ok((status, answer)) => answered(status, answer),
         Err(http1::Failure::Connect) => Outcome::Failed("connect"),
         Err(http1::Failure::Io) => Outcome::Failed("io"),
         Err(http1::Failure::Timeout) => Outcome::Failed("timeout"),
+    }
+}
+
+/// The outcome of an answer: a 202 must say how many entries it accepted.
+fn answered(status: u16, body: &[u8]) -> Outcome {
+    if status != 202 {
+        return Outcome::Status(status);
+    }
+    let accepted = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("accepted").and_then(serde_json::Value::as_u64));
+    match accepted {
+        Some(n) => Outcome::Accepted(n),
+        None => Outcome::Failed("202 without accepted"),
     }
 }
 
@@ -216,5 +212,26 @@ pub async fn open_loop(
         tally,
         late: late.load(Ordering::Relaxed),
         elapsed: start.elapsed(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_become_outcomes() {
+        assert!(matches!(
+            answered(202, br#"{"accepted":100}"#),
+            Outcome::Accepted(100)
+        ));
+        assert!(matches!(
+            answered(202, b"{}"),
+            Outcome::Failed("202 without accepted")
+        ));
+        assert!(matches!(
+            answered(503, br#"{"error":"overloaded"}"#),
+            Outcome::Status(503)
+        ));
     }
 }
