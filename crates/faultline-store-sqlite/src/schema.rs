@@ -27,7 +27,7 @@ const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 /// then page) and copied again by the checkpoint, so twice the page size
 /// halves the system calls per byte of both. Against SQLite's default of
 /// 4 KiB (5 alternated pairs of the benchmark): sustained ingest about 10 %
-/// more entries per server core, the file no bigger (380 vs 377 bytes an
+/// more entries per server core, the file about as big (383 vs 377 bytes an
 /// entry), about a fifth more WAL bytes an entry (each commit rewrites the
 /// partly filled pages it touches), half-load acknowledgements unchanged.
 /// 16 KiB (measured earlier: 6 % faster than 4 KiB) wrote 1.8x the bytes
