@@ -160,8 +160,13 @@ impl AckTracker {
 }
 
 /// Words on which a record is looked at for component versions (with
-/// `tk-`): the catch-up scan hands out every record holding one.
-const VERSION_HINTS: [&str; 2] = [" v", "ersion"];
+/// `tk-`): the catch-up scan hands out every record holding one. A
+/// version is read where it, or the word before it, follows a space:
+/// `tk-core v0.20.5`, `tk-maya version: 1.2`, `tk-nuke Version 3.1`.
+/// Two 2-byte needles that start with no lower-case letter let the
+/// catch-up find them in one SIMD pass with the level words
+/// (`faultline_tail::ScanFilter`).
+const VERSION_HINTS: [&str; 2] = [" v", " V"];
 
 /// An error whose record is complete, waiting for its "after" lines.
 struct Pending {
@@ -185,26 +190,39 @@ pub struct Detected {
     versions: BTreeMap<String, String>,
 }
 
-/// The last records of one log (for the lines before an error).
+/// The last lines of one log (for the lines before an error).
 #[derive(Default)]
 struct StreamCtx {
     before: VecDeque<String>,
 }
 
 impl StreamCtx {
-    /// The last `n` lines of the records kept, oldest first.
-    fn last_lines(&self, n: usize) -> Vec<String> {
-        let mut out: Vec<String> = Vec::with_capacity(n);
-        'outer: for rec in self.before.iter().rev() {
-            for l in rec.lines().rev() {
-                if out.len() == n {
-                    break 'outer;
-                }
-                out.push(l.to_owned());
-            }
+    /// Keeps `line`, and at most `n` lines in all.
+    fn keep(&mut self, line: String, n: usize) {
+        if n == 0 {
+            return;
         }
-        out.reverse();
-        out
+        if self.before.len() == n {
+            self.before.pop_front();
+        }
+        self.before.push_back(line);
+    }
+
+    /// Keeps the lines of a record's text (as the tailer joined them).
+    fn keep_text(&mut self, text: String, n: usize) {
+        if text.contains('\n') {
+            for l in text.split('\n') {
+                self.keep(l.to_owned(), n);
+            }
+        } else {
+            // One line: no copy.
+            self.keep(text, n);
+        }
+    }
+
+    /// The lines kept, oldest first.
+    fn lines(&self) -> Vec<String> {
+        self.before.iter().cloned().collect()
     }
 }
 
@@ -516,7 +534,7 @@ impl SourceWorker {
         }
     }
 
-    fn handle(&mut self, r: Record, now: Instant) {
+    fn handle(&mut self, mut r: Record, now: Instant) {
         self.stats.records += 1;
         let id = r.file.id;
         let key = self.key_of(&r.file.path);
@@ -530,7 +548,17 @@ impl SourceWorker {
                 }
             }
         }
-        // After-context of waiting errors of the same log.
+        let n_before = self.cfg.context_before;
+        // Lines a catch-up skipped just before the record.
+        if n_before > 0 && !r.lines_before.is_empty() {
+            let ctx = self.ctx.entry(key.clone()).or_default();
+            for l in std::mem::take(&mut r.lines_before) {
+                ctx.keep(l, n_before);
+            }
+        }
+        // After-context of waiting errors of the same log: the record's
+        // lines, then the lines after it a catch-up attached (as many as
+        // any error waits for).
         let after_n = self.cfg.context_after;
         // (Length first: most waiting errors have their lines already.)
         for p in self
@@ -538,14 +566,17 @@ impl SourceWorker {
             .iter_mut()
             .filter(|p| p.after.len() < after_n && p.key == key)
         {
-            for l in r.text.lines() {
+            let lines = r
+                .text
+                .split('\n')
+                .chain(r.lines_after.iter().map(String::as_str));
+            for l in lines {
                 if p.after.len() >= after_n {
                     break;
                 }
                 p.after.push(l.to_owned());
             }
         }
-        let n_before = self.cfg.context_before;
         let mut parsed = None;
         let mut is_incident = false;
         if self.matcher.may_match(&r.text) {
@@ -555,12 +586,13 @@ impl SourceWorker {
                 self.stats.matched += 1;
                 let ctx = self.ctx.entry(key.clone()).or_default();
                 self.acks.hold(id, r.offset_start);
+                let after = std::mem::take(&mut r.lines_after);
                 self.pending.push(Pending {
                     key: key.clone(),
                     record: r.clone(),
                     parsed: p.clone(),
-                    before: ctx.last_lines(n_before),
-                    after: Vec::new(),
+                    before: ctx.lines(),
+                    after: after.into_iter().take(after_n).collect(),
                     // The wait for lines after the error counts from its
                     // last line: a record the flush timeout ended has
                     // already waited that long with nothing after it.
@@ -591,13 +623,7 @@ impl SourceWorker {
         }
         self.acks.processed(id, r.offset_end);
         if n_before > 0 {
-            // The record's text moves into the ring (no copy per line):
-            // `n_before` records hold at least `n_before` lines.
-            let ctx = self.ctx.entry(key).or_default();
-            if ctx.before.len() == n_before {
-                ctx.before.pop_front();
-            }
-            ctx.before.push_back(r.text);
+            self.ctx.entry(key).or_default().keep_text(r.text, n_before);
         }
     }
 
@@ -1156,14 +1182,17 @@ mod tests {
     }
 
     #[test]
-    fn context_ring_gives_the_last_lines() {
+    fn context_ring_keeps_the_last_lines() {
         let mut c = StreamCtx::default();
-        c.before.push_back("a".into());
-        c.before.push_back("b1\nb2\nb3".into());
-        c.before.push_back("c".into());
-        assert_eq!(c.last_lines(3), ["b2", "b3", "c"]);
-        assert_eq!(c.last_lines(10), ["a", "b1", "b2", "b3", "c"]);
-        assert!(c.last_lines(0).is_empty());
+        c.keep_text("a".into(), 3);
+        assert_eq!(c.lines(), ["a"]);
+        c.keep_text("b1\nb2\n\nb3".into(), 3);
+        assert_eq!(c.lines(), ["b2", "", "b3"]);
+        c.keep("c".into(), 3);
+        assert_eq!(c.lines(), ["", "b3", "c"]);
+        let mut none = StreamCtx::default();
+        none.keep_text("x\ny".into(), 0);
+        assert!(none.lines().is_empty());
     }
 
     #[test]

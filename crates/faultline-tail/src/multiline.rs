@@ -93,6 +93,25 @@ pub struct Frame {
     pub split: bool,
     /// Emitted by the flush timeout: no line followed it for that long.
     pub idle: bool,
+    /// Lines a catch-up skipped just before it (see
+    /// [`crate::Record::lines_before`]).
+    pub lines_before: Vec<String>,
+    /// The lines that follow it in the file, when a catch-up scan attached
+    /// them (see [`crate::Record::lines_after`]).
+    pub lines_after: Vec<String>,
+}
+
+impl Frame {
+    /// Takes the lines skipped before it from `pending` (lines waiting
+    /// for the record starting at an offset) when they are for it; drops
+    /// them when that record was passed without being framed (a restart).
+    pub(crate) fn take_lines_before(&mut self, pending: &mut Option<(u64, Vec<String>)>) {
+        match pending.take() {
+            Some((at, lines)) if at == self.start => self.lines_before = lines,
+            Some(later) if later.0 > self.start => *pending = Some(later),
+            _ => {}
+        }
+    }
 }
 
 impl From<Line> for Frame {
@@ -107,6 +126,8 @@ impl From<Line> for Frame {
             partial: l.partial,
             split: false,
             idle: false,
+            lines_before: Vec::new(),
+            lines_after: Vec::new(),
         }
     }
 }

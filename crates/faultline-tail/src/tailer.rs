@@ -72,6 +72,18 @@ pub struct Record {
     /// since the record's last line for that long (otherwise the record
     /// ended because the next one began, or at a rotation or shutdown).
     pub idle: bool,
+    /// With a scan filter: the lines just before this record that a
+    /// catch-up skipped instead of handing them out as records (at most
+    /// [`crate::ScanFilter::before`], oldest first). A consumer keeping
+    /// the last lines of a log takes them in before this record's own.
+    /// Empty otherwise.
+    pub lines_before: Vec<String>,
+    /// With a scan filter, on a record with a needle or prefix: the
+    /// [`crate::ScanFilter::after_lines`] lines that follow it, when the
+    /// read holds them all (the records they belong to are then not all
+    /// handed out). Empty otherwise: the records that follow are handed
+    /// out until they hold that many lines.
+    pub lines_after: Vec<String>,
 }
 
 impl Record {
@@ -123,6 +135,9 @@ struct Tracked {
     /// Lines still owed to the consumer's after-context (scan filter;
     /// kept up to date by the scanner only).
     after_left: usize,
+    /// Lines a catch-up skipped, for the record starting at this offset
+    /// ([`Record::lines_before`]).
+    lines_before: Option<(u64, Vec<String>)>,
     acked: u64,
     emitted: u64,
     away: Option<Away>,
@@ -890,6 +905,7 @@ impl Tailer {
             splitter: LineSplitter::new(emitted, self.cfg.max_line_bytes),
             agg: self.rules.as_ref().map(|_| Aggregator::new()),
             after_left: 0,
+            lines_before: None,
             acked,
             emitted,
             away,
@@ -1197,6 +1213,7 @@ impl Tailer {
                 max_line: cfg.max_line_bytes,
                 now,
                 after_left: &mut t.after_left,
+                lines_before: &mut t.lines_before,
                 frames,
             };
             let used = scanner.frame_region(&rest[..len], base, defer, &mut ff, &mut stats);
@@ -1341,6 +1358,7 @@ impl Tailer {
         t.id = FileId::fresh();
         t.splitter.reset(0);
         t.agg = self.rules.as_ref().map(|_| Aggregator::new());
+        t.lines_before = None;
         t.head = Head::default();
         t.acked = 0;
         t.emitted = 0;
@@ -1401,7 +1419,8 @@ fn frames_to_records(
     out: &mut Vec<Record>,
     counters: &mut Counters,
 ) {
-    for f in frames.drain(..) {
+    for mut f in frames.drain(..) {
+        f.take_lines_before(&mut t.lines_before);
         t.emitted = f.end;
         counters.records += 1;
         counters.lines += u64::from(f.lines);
@@ -1417,6 +1436,8 @@ fn frames_to_records(
             partial: f.partial,
             split: f.split,
             idle: f.idle,
+            lines_before: f.lines_before,
+            lines_after: f.lines_after,
         });
     }
 }
