@@ -23,23 +23,26 @@
 //! returns, offsets and flags included):
 //! - every record that has a line containing a needle or a plain needle,
 //!   or a line starting with a line prefix;
-//! - the record before each record with a needle or prefix; the lines
-//!   skipped just before that one (at most `before`) go with the first
-//!   record framed after the skip, in [`crate::Record::lines_before`];
+//! - the record before each record with a needle or prefix, and the
+//!   record before the group of the last line of what a poll step reads
+//!   of a file; the lines skipped just before such a record (at most
+//!   `before`) go with the first record framed after the skip, in
+//!   [`crate::Record::lines_before`];
 //! - after each record with a needle or prefix, its next `after_lines`
 //!   lines in [`crate::Record::lines_after`] when the read holds them all
 //!   (then only the record in progress after it is handed out too),
 //!   otherwise the records after it until they hold `after_lines` lines;
-//! - the `before` records (at least one) before the end of what a poll
-//!   step reads of a file, the record held at that point, and everything
-//!   framed outside the scan (reads shorter than `min_read`, the unfinished
-//!   line at either end of a read, flushes). A read followed by another in
-//!   the same step leaves its hit-free end to that one instead (read again,
+//! - the record held at the end of a poll step, and everything framed
+//!   outside the scan (reads shorter than `min_read`, the unfinished line
+//!   at either end of a read, flushes). A read followed by another in the
+//!   same step leaves its hit-free end to that one instead (read again,
 //!   not counted twice against the step's budget);
-//! - the first records of every region framed here until they hold
-//!   `after_lines` lines: what came before was handed out line by line or
-//!   is in another file (a consumer's after-context may span a rotation),
-//!   so whatever after-context it still needs is covered.
+//! - the first records of a region framed here until they hold
+//!   `after_lines` lines, unless every record handed out before it went
+//!   through the scanner (which then knows what is still owed): others
+//!   were handed out line by line or are in another file (a consumer's
+//!   after-context may span a rotation), so whatever after-context they
+//!   still need is covered.
 //!
 //! So a consumer that keeps the last `before` lines of a log (taking each
 //! record's `lines_before` before its own lines), and gives every error
@@ -48,9 +51,9 @@
 //! sees exactly what it would see without the filter, lines counted as
 //! the record's text splits at `\n`; a poll step reads the same bytes,
 //! and the offsets reached (what is acknowledged) at its end are the same
-//! too. Each error costs a handful of records instead of `before` +
-//! `after_lines` of them (a 1 GiB catch-up with 0.1 % errors: 40k records
-//! handed out instead of 300k).
+//! too. Each error costs about three records instead of `before` +
+//! `after_lines` of them (a 1 GiB catch-up with 0.1 % errors: 19,866
+//! records handed out instead of 299,674).
 //!
 //! Skipped lines are not counted in [`crate::Counters::lines`] and a line
 //! cut at the cap inside a skipped stretch is not reported.
@@ -345,7 +348,9 @@ impl Scanner {
         // What came before was framed line by line (or is another file of
         // the same log): whatever after-context it still needs, the first
         // `after_lines` lines here cover it.
-        *ff.after_left = (*ff.after_left).max(self.filter.after_lines);
+        if !ff.after_exact {
+            *ff.after_left = (*ff.after_left).max(self.filter.after_lines);
+        }
         // Starters found walking back, lowest last: reused when the same
         // lines are framed forwards.
         let mut memo: Vec<(usize, bool)> = Vec::new();
@@ -375,11 +380,16 @@ impl Scanner {
             out.skipped += (w - p) as u64;
             if w > p && plan.need < self.filter.before {
                 // The records framed from `w` do not hold the `before`
-                // lines: the last lines skipped go with the first one.
-                *ff.lines_before = Some((
-                    base + w as u64,
-                    ff.lines_back(region, base, (p, w), self.filter.before),
-                ));
+                // lines: the last lines skipped go with the first one,
+                // after those left for a record now skipped too.
+                let mut lines = ff.lines_back(region, base, (p, w), self.filter.before);
+                if let Some((_, older)) = ff.lines_before.take()
+                    && lines.len() < self.filter.before
+                {
+                    let keep = older.len().min(self.filter.before - lines.len());
+                    lines.splice(0..0, older[older.len() - keep..].iter().cloned());
+                }
+                *ff.lines_before = Some((base + w as u64, lines));
             }
             if plan.at_end && defer && w > 0 {
                 // Aggregator empty, splitter clean at a starter: the next
@@ -403,21 +413,18 @@ impl Scanner {
 
     /// At a starter `p` with nothing owed: what to frame next.
     ///
-    /// Invariant at every such `p`: the `before` records before `p` were
-    /// handed out, or the next line that wants context (a needle, or the
-    /// end of the read) is at least `before + 1` starter-delimited groups
-    /// away, so its records before are all after `p`. A record wanted
-    /// alone (plain needle) is framed alone only when that keeps holding
-    /// after it; otherwise the line wanting context close behind it is the
-    /// target, and framing starts early enough to cover the plain record.
+    /// Invariant at every such `p`: every line before `p` was handed out
+    /// in a record, or is among the last `before` lines waiting to go with
+    /// the next record framed ([`crate::Record::lines_before`]). A target
+    /// (a line wanting context, or the end of the read) is framed with the
+    /// record before it: when the read ends in the target's group, the
+    /// record completed last is handed out, so the position reached is the
+    /// same as line by line. A record wanted alone (plain needle) is framed
+    /// alone when the next target is more than one group after it;
+    /// otherwise framing starts at it and goes on through the target.
     fn choose(&self, hits: &Hits, region: &[u8], p: usize, ff: &FileFraming<'_>) -> Plan {
         let n = region.len();
-        // At least one record before a target: when the read ends in the
-        // target's group, the record completed last is handed out, so the
-        // position reached is the same as line by line.
-        let before = self.filter.before.max(1);
-        // No hit: the records before the end of the read (the consumer's
-        // "last records" must be right at the end of every read).
+        // No hit: the end of the read.
         let last = line_start(region, n - 1);
         let plan = |target, need, cap, at_end| Plan {
             target,
@@ -426,7 +433,7 @@ impl Scanner {
             at_end,
         };
         let Some(k) = hits.next(p) else {
-            return plan(last, before, usize::MAX, true);
+            return plan(last, 1, usize::MAX, true);
         };
         let l = hits.lines[k].start;
         let le = line_end(region, l);
@@ -438,18 +445,18 @@ impl Scanner {
         // The start of the plain line's group.
         let group = scan_back(region, l, 0, p, ff, &mut Vec::new());
         // Look for a line wanting context in the rest of the plain line's
-        // group and the `before + 1` groups after it.
+        // group and the 2 groups after it.
         let mut next = k + 1;
         let mut q = le;
         let mut groups = 0;
         loop {
             if q >= n {
-                return plan(last, before, group, true);
+                return plan(last, 1, group, true);
             }
             let qe = line_end(region, q);
             if ff.starts_raw(&region[q..qe - 1]) {
                 groups += 1;
-                if groups > before + 1 {
+                if groups > 2 {
                     return plan(group, 0, usize::MAX, false);
                 }
             }
@@ -622,6 +629,9 @@ pub(crate) struct FileFraming<'a> {
     pub max_line: usize,
     pub now: Instant,
     pub after_left: &'a mut usize,
+    /// `after_left` is exact: every record handed out before this region
+    /// went through the scanner.
+    pub after_exact: bool,
     /// Where [`Scanner::frame_region`] leaves the lines it skipped before
     /// a record, for that record ([`crate::Record::lines_before`]).
     pub lines_before: &'a mut Option<(u64, Vec<String>)>,

@@ -135,6 +135,10 @@ struct Tracked {
     /// Lines still owed to the consumer's after-context (scan filter;
     /// kept up to date by the scanner only).
     after_left: usize,
+    /// `after_left` counts every record handed out so far (all went
+    /// through the scanner); otherwise a scanned region starts by framing
+    /// `after_lines` lines.
+    after_exact: bool,
     /// Lines a catch-up skipped, for the record starting at this offset
     /// ([`Record::lines_before`]).
     lines_before: Option<(u64, Vec<String>)>,
@@ -905,6 +909,7 @@ impl Tailer {
             splitter: LineSplitter::new(emitted, self.cfg.max_line_bytes),
             agg: self.rules.as_ref().map(|_| Aggregator::new()),
             after_left: 0,
+            after_exact: false,
             lines_before: None,
             acked,
             emitted,
@@ -1213,6 +1218,7 @@ impl Tailer {
                 max_line: cfg.max_line_bytes,
                 now,
                 after_left: &mut t.after_left,
+                after_exact: t.after_exact,
                 lines_before: &mut t.lines_before,
                 frames,
             };
@@ -1229,7 +1235,8 @@ impl Tailer {
                     offset,
                 });
             }
-            frames_to_records(t, frames, out, &mut sink.counters);
+            t.after_exact = true;
+            frames_to_records(t, frames, out, &mut sink.counters, true);
             if used < len {
                 return k + used;
             }
@@ -1265,7 +1272,7 @@ impl Tailer {
                 _ => self.frames.push(line.into()),
             }
         }
-        frames_to_records(t, &mut self.frames, out, &mut self.sink.counters);
+        frames_to_records(t, &mut self.frames, out, &mut self.sink.counters, false);
     }
 
     /// Emits what is held for file `i`: the unfinished line and the
@@ -1280,7 +1287,7 @@ impl Tailer {
         if let Some(agg) = &mut t.agg {
             agg.flush(&mut self.frames);
         }
-        frames_to_records(t, &mut self.frames, out, &mut self.sink.counters);
+        frames_to_records(t, &mut self.frames, out, &mut self.sink.counters, false);
     }
 
     fn flush_timers(&mut self, i: usize, now: Instant, out: &mut Vec<Record>) {
@@ -1302,7 +1309,7 @@ impl Tailer {
         let t = &mut self.files[i];
         if let (Some(r), Some(agg)) = (&self.rules, &mut t.agg) {
             agg.flush_due(r, now, &mut self.frames);
-            frames_to_records(t, &mut self.frames, out, &mut self.sink.counters);
+            frames_to_records(t, &mut self.frames, out, &mut self.sink.counters, false);
         }
     }
 
@@ -1359,6 +1366,7 @@ impl Tailer {
         t.splitter.reset(0);
         t.agg = self.rules.as_ref().map(|_| Aggregator::new());
         t.lines_before = None;
+        t.after_exact = false;
         t.head = Head::default();
         t.acked = 0;
         t.emitted = 0;
@@ -1418,7 +1426,10 @@ fn frames_to_records(
     frames: &mut Vec<Frame>,
     out: &mut Vec<Record>,
     counters: &mut Counters,
+    scanned: bool,
 ) {
+    // Records the scanner did not see: what they owe is not counted.
+    t.after_exact &= scanned || frames.is_empty();
     for mut f in frames.drain(..) {
         f.take_lines_before(&mut t.lines_before);
         t.emitted = f.end;

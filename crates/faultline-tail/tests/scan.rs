@@ -470,6 +470,51 @@ fn big_catch_up_skips_most_and_keeps_every_error_with_context() {
     assert_eq!(c, consumer(&fast, 20, 10));
 }
 
+/// Errors packed around the ends of the 1 MiB reads of a catch-up: a read
+/// that leaves its end to the next one (lines waiting to go with a record
+/// it did not frame) and a next one that skips again right away still give
+/// every error its context.
+#[test]
+fn context_across_the_reads_of_a_catch_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("edge.log");
+    let mut f = std::io::BufWriter::new(fs::File::create(&path).unwrap());
+    let mut written = 0usize;
+    let mut i = 0u32;
+    while written < 3 << 20 {
+        // Within 8 KiB of a MiB boundary, an error every 5 to 11 lines.
+        let near = (written + 8192) % (1 << 20) < 16384;
+        let line = if near && i.is_multiple_of(5 + i % 7) {
+            format!("2026-11-22 06:40:00,000 [1 ERROR sgtk.core] failed {i}\n  at frame {i}\n")
+        } else {
+            format!(
+                "2026-11-22 06:40:00,000 [1 DEBUG sgtk.core] loaded item {i} from /p/sh{i:05}\n"
+            )
+        };
+        f.write_all(line.as_bytes()).unwrap();
+        written += line.len();
+        i += 1;
+    }
+    f.flush().unwrap();
+    drop(f);
+    for before in [3, 20] {
+        let s = Setup {
+            multiline: Some((500, 1 << 20, false)),
+            budget: 64 << 20,
+            before,
+            after: 4,
+            flush_now: true,
+            min_read: faultline_tail::DEFAULT_MIN_READ,
+        };
+        let (slow, _) = drain(config(dir.path(), &s, false));
+        let (fast, tf) = drain(config(dir.path(), &s, true));
+        assert!(tf.counters().bytes_skipped > (2 << 20));
+        let c = consumer(&slow, before, 4);
+        assert!(c.len() > 50, "{}", c.len());
+        assert_eq!(c, consumer(&fast, before, 4));
+    }
+}
+
 #[test]
 fn a_needle_that_cannot_be_found_in_the_bytes_is_refused() {
     let dir = tempfile::tempdir().unwrap();
