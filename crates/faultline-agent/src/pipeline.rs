@@ -190,39 +190,42 @@ pub struct Detected {
     versions: BTreeMap<String, String>,
 }
 
-/// The last lines of one log (for the lines before an error).
+/// The last lines of one log (for the lines before an error): texts of
+/// one or more lines (a record's, or the lines a catch-up skipped before
+/// one), as the tailer joined them, with their line counts.
 #[derive(Default)]
 struct StreamCtx {
-    before: VecDeque<String>,
+    before: VecDeque<(String, usize)>,
+    lines: usize,
 }
 
 impl StreamCtx {
-    /// Keeps `line`, and at most `n` lines in all.
-    fn keep(&mut self, line: String, n: usize) {
-        if n == 0 {
+    /// Keeps `count` lines joined in `text`; drops what the last `n` do
+    /// not need.
+    fn keep(&mut self, text: String, count: usize, n: usize) {
+        if n == 0 || count == 0 {
             return;
         }
-        if self.before.len() == n {
+        self.before.push_back((text, count));
+        self.lines += count;
+        while let Some(&(_, c)) = self.before.front() {
+            if self.lines - c < n {
+                break;
+            }
+            self.lines -= c;
             self.before.pop_front();
         }
-        self.before.push_back(line);
     }
 
-    /// Keeps the lines of a record's text (as the tailer joined them).
-    fn keep_text(&mut self, text: String, n: usize) {
-        if text.contains('\n') {
-            for l in text.split('\n') {
-                self.keep(l.to_owned(), n);
-            }
-        } else {
-            // One line: no copy.
-            self.keep(text, n);
-        }
-    }
-
-    /// The lines kept, oldest first.
-    fn lines(&self) -> Vec<String> {
-        self.before.iter().cloned().collect()
+    /// The last `n` lines kept, oldest first.
+    fn last_lines(&self, n: usize) -> Vec<String> {
+        let skip = self.lines.saturating_sub(n);
+        self.before
+            .iter()
+            .flat_map(|(t, _)| t.split('\n'))
+            .skip(skip)
+            .map(str::to_owned)
+            .collect()
     }
 }
 
@@ -551,10 +554,10 @@ impl SourceWorker {
         let n_before = self.cfg.context_before;
         // Lines a catch-up skipped just before the record.
         if n_before > 0 && !r.lines_before.is_empty() {
+            let lines = std::mem::take(&mut r.lines_before);
+            let count = lines.len();
             let ctx = self.ctx.entry(key.clone()).or_default();
-            for l in std::mem::take(&mut r.lines_before) {
-                ctx.keep(l, n_before);
-            }
+            ctx.keep(lines.into_string(), count, n_before);
         }
         // After-context of waiting errors of the same log: the record's
         // lines, then the lines after it a catch-up attached (as many as
@@ -566,10 +569,7 @@ impl SourceWorker {
             .iter_mut()
             .filter(|p| p.after.len() < after_n && p.key == key)
         {
-            let lines = r
-                .text
-                .split('\n')
-                .chain(r.lines_after.iter().map(String::as_str));
+            let lines = r.text.split('\n').chain(r.lines_after.iter());
             for l in lines {
                 if p.after.len() >= after_n {
                     break;
@@ -591,8 +591,8 @@ impl SourceWorker {
                     key: key.clone(),
                     record: r.clone(),
                     parsed: p.clone(),
-                    before: ctx.lines(),
-                    after: after.into_iter().take(after_n).collect(),
+                    before: ctx.last_lines(n_before),
+                    after: after.iter().take(after_n).map(str::to_owned).collect(),
                     // The wait for lines after the error counts from its
                     // last line: a record the flush timeout ended has
                     // already waited that long with nothing after it.
@@ -623,7 +623,11 @@ impl SourceWorker {
         }
         self.acks.processed(id, r.offset_end);
         if n_before > 0 {
-            self.ctx.entry(key).or_default().keep_text(r.text, n_before);
+            let count = r.lines as usize;
+            self.ctx
+                .entry(key)
+                .or_default()
+                .keep(r.text, count, n_before);
         }
     }
 
@@ -1184,15 +1188,21 @@ mod tests {
     #[test]
     fn context_ring_keeps_the_last_lines() {
         let mut c = StreamCtx::default();
-        c.keep_text("a".into(), 3);
-        assert_eq!(c.lines(), ["a"]);
-        c.keep_text("b1\nb2\n\nb3".into(), 3);
-        assert_eq!(c.lines(), ["b2", "", "b3"]);
-        c.keep("c".into(), 3);
-        assert_eq!(c.lines(), ["", "b3", "c"]);
+        c.keep("a".into(), 1, 3);
+        assert_eq!(c.last_lines(3), ["a"]);
+        c.keep("b1\nb2\n\nb3".into(), 4, 3);
+        assert_eq!(c.last_lines(3), ["b2", "", "b3"]);
+        assert_eq!(
+            c.before.len(),
+            1,
+            "what the last 3 lines do not need is dropped"
+        );
+        c.keep("c".into(), 1, 3);
+        assert_eq!(c.last_lines(3), ["", "b3", "c"]);
+        assert_eq!(c.last_lines(1), ["c"]);
         let mut none = StreamCtx::default();
-        none.keep_text("x\ny".into(), 0);
-        assert!(none.lines().is_empty());
+        none.keep("x\ny".into(), 2, 0);
+        assert!(none.last_lines(0).is_empty());
     }
 
     #[test]

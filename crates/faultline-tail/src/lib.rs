@@ -250,7 +250,7 @@ pub use checkpoint::{
 pub use config::{MultilineConfig, StartAt, TailerConfig, WatchMode};
 pub use error::TailError;
 pub use identity::{DevIno, FileId, HEAD_BYTES, Head, ParseFileIdError};
-pub use lines::{Line, LineSplitter};
+pub use lines::{Line, LineSplitter, Lines};
 pub use multiline::{Aggregator, DEFAULT_START_PATTERN, Frame, MultilineRules};
 pub use observe::{Counters, EventLog, OpenReason, TailEvent, TailObserver, TracingObserver};
 pub use scan::{DEFAULT_MIN_READ, ScanFilter};

@@ -28,6 +28,95 @@ pub struct Line {
     pub partial: bool,
 }
 
+/// Whole lines of a file as one text: their texts (each as
+/// [`Line::text`] has it) joined with `\n`. The context a catch-up
+/// attaches to a record ([`crate::Record::lines_before`]); one allocation
+/// for all the lines.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lines {
+    text: String,
+    count: usize,
+}
+
+impl Lines {
+    /// The `count` complete lines of `raw` (each with its `\n`; the
+    /// longest `longest` bytes without it), as a line cut at `max` reads.
+    pub(crate) fn from_raw(raw: &[u8], count: usize, longest: usize, max: usize) -> Lines {
+        if count == 0 {
+            return Lines::default();
+        }
+        let body = &raw[..raw.len() - 1];
+        // Usually the bytes are the text already: no `\r` to strip, no
+        // line to cut, valid UTF-8 (then every line is: `\n` is ASCII).
+        if longest <= max
+            && memchr(b'\r', body).is_none()
+            && let Ok(text) = std::str::from_utf8(body)
+        {
+            return Lines {
+                text: text.to_owned(),
+                count,
+            };
+        }
+        let mut text = String::with_capacity(raw.len());
+        for (i, line) in body.split(|&b| b == b'\n').enumerate() {
+            if i > 0 {
+                text.push('\n');
+            }
+            text.push_str(&line_text(line, max, false, false).0);
+        }
+        Lines { text, count }
+    }
+
+    /// Number of lines.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// No line.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The lines, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        (self.count > 0)
+            .then(|| self.text.split('\n'))
+            .into_iter()
+            .flatten()
+    }
+
+    /// The lines joined with `\n`.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The lines joined with `\n`.
+    pub fn into_string(self) -> String {
+        self.text
+    }
+
+    /// The last `n` of `self`'s lines, then `later`'s.
+    pub(crate) fn last_then(&self, n: usize, later: Lines) -> Lines {
+        let keep = n.min(self.count);
+        if keep == 0 {
+            return later;
+        }
+        let mut text: String = self
+            .iter()
+            .skip(self.count - keep)
+            .collect::<Vec<_>>()
+            .join("\n");
+        if !later.is_empty() {
+            text.push('\n');
+            text.push_str(&later.text);
+        }
+        Lines {
+            text,
+            count: keep + later.count,
+        }
+    }
+}
+
 /// Splits a byte stream into [`Line`]s.
 #[derive(Debug)]
 pub struct LineSplitter {
@@ -245,6 +334,35 @@ pub(crate) fn make_line(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Joined lines read as each line alone reads: `\r` stripped, cut at
+    /// the cap on a character boundary, invalid UTF-8 replaced.
+    #[test]
+    fn lines_read_as_each_line_does() {
+        let raw: &[u8] =
+            b"plain\nwith cr\r\n\nlong line here\nbad \xff byte\ncaf\xc3\xa9 au lait\n";
+        let texts: Vec<String> = raw[..raw.len() - 1]
+            .split(|&b| b == b'\n')
+            .map(|l| line_text(l, 8, false, false).0.into_owned())
+            .collect();
+        let l = Lines::from_raw(raw, 6, 14, 8);
+        assert_eq!(l.iter().collect::<Vec<_>>(), texts);
+        assert_eq!(l.iter().nth(5), Some("caf\u{e9} au"));
+        // The fast path: the bytes are the text.
+        let l = Lines::from_raw(b"a\n\nbc\n", 3, 2, 8);
+        assert_eq!((l.as_str(), l.len()), ("a\n\nbc", 3));
+        assert_eq!(l.iter().collect::<Vec<_>>(), ["a", "", "bc"]);
+        // One empty line is not no line.
+        let one = Lines::from_raw(b"\n", 1, 0, 8);
+        assert_eq!(one.iter().collect::<Vec<_>>(), [""]);
+        assert!(Lines::default().iter().next().is_none());
+        // The last lines of one, then another.
+        let m = l.last_then(2, one.clone());
+        assert_eq!(m.iter().collect::<Vec<_>>(), ["", "bc", ""]);
+        assert_eq!(m.len(), 3);
+        assert_eq!(Lines::default().last_then(2, one.clone()), one);
+        assert_eq!(l.last_then(0, Lines::default()), Lines::default());
+    }
 
     fn split(chunks: &[&[u8]], max: usize) -> (Vec<Line>, LineSplitter) {
         let mut s = LineSplitter::new(0, max);

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use regex::Regex;
 
-use crate::lines::Line;
+use crate::lines::{Line, Lines};
 
 /// Default header pattern: a line starts a new record when it begins with a
 /// timestamp or a level word.
@@ -95,17 +95,17 @@ pub struct Frame {
     pub idle: bool,
     /// Lines a catch-up skipped just before it (see
     /// [`crate::Record::lines_before`]).
-    pub lines_before: Vec<String>,
+    pub lines_before: Lines,
     /// The lines that follow it in the file, when a catch-up scan attached
     /// them (see [`crate::Record::lines_after`]).
-    pub lines_after: Vec<String>,
+    pub lines_after: Lines,
 }
 
 impl Frame {
     /// Takes the lines skipped before it from `pending` (lines waiting
     /// for the record starting at an offset) when they are for it; drops
     /// them when that record was passed without being framed (a restart).
-    pub(crate) fn take_lines_before(&mut self, pending: &mut Option<(u64, Vec<String>)>) {
+    pub(crate) fn take_lines_before(&mut self, pending: &mut Option<(u64, Lines)>) {
         match pending.take() {
             Some((at, lines)) if at == self.start => self.lines_before = lines,
             Some(later) if later.0 > self.start => *pending = Some(later),
@@ -126,8 +126,8 @@ impl From<Line> for Frame {
             partial: l.partial,
             split: false,
             idle: false,
-            lines_before: Vec::new(),
-            lines_after: Vec::new(),
+            lines_before: Lines::default(),
+            lines_after: Lines::default(),
         }
     }
 }

@@ -62,7 +62,7 @@ use std::time::Instant;
 
 use memchr::{memchr, memmem, memrchr};
 
-use crate::lines::{Line, line_text, make_line};
+use crate::lines::{Line, Lines, line_text, make_line};
 use crate::multiline::{Aggregator, Frame, MultilineRules};
 
 /// Default [`ScanFilter::min_read`]: 256 KiB.
@@ -382,12 +382,11 @@ impl Scanner {
                 // The records framed from `w` do not hold the `before`
                 // lines: the last lines skipped go with the first one,
                 // after those left for a record now skipped too.
-                let mut lines = ff.lines_back(region, base, (p, w), self.filter.before);
+                let mut lines = ff.lines_back(region, (p, w), self.filter.before);
                 if let Some((_, older)) = ff.lines_before.take()
                     && lines.len() < self.filter.before
                 {
-                    let keep = older.len().min(self.filter.before - lines.len());
-                    lines.splice(0..0, older[older.len() - keep..].iter().cloned());
+                    lines = older.last_then(self.filter.before - lines.len(), lines);
                 }
                 *ff.lines_before = Some((base + w as u64, lines));
             }
@@ -634,7 +633,7 @@ pub(crate) struct FileFraming<'a> {
     pub after_exact: bool,
     /// Where [`Scanner::frame_region`] leaves the lines it skipped before
     /// a record, for that record ([`crate::Record::lines_before`]).
-    pub lines_before: &'a mut Option<(u64, Vec<String>)>,
+    pub lines_before: &'a mut Option<(u64, Lines)>,
     pub frames: &'a mut Vec<Frame>,
 }
 
@@ -651,45 +650,31 @@ impl FileFraming<'_> {
         )
     }
 
-    /// The texts of the last `before` lines of `region[from..to]` (whole
-    /// lines, `from` a line start), oldest first.
-    fn lines_back(
-        &self,
-        region: &[u8],
-        base: u64,
-        (from, to): (usize, usize),
-        before: usize,
-    ) -> Vec<String> {
-        let mut starts = Vec::new();
-        let mut q = to;
-        while q > from && starts.len() < before {
+    /// The last `before` lines of `region[from..to]` (whole lines, `from`
+    /// a line start).
+    fn lines_back(&self, region: &[u8], (from, to): (usize, usize), before: usize) -> Lines {
+        let (mut q, mut count, mut longest) = (to, 0, 0);
+        while q > from && count < before {
+            let e = q;
             q = line_start(region, q - 1).max(from);
-            starts.push(q);
+            longest = longest.max(e - q - 1);
+            count += 1;
         }
-        let mut lines = Vec::with_capacity(starts.len());
-        let mut e = to;
-        for &q in &starts {
-            lines.push(self.line(region, base, (q, e)).text);
-            e = q;
-        }
-        lines.reverse();
-        lines
+        Lines::from_raw(&region[q..to], count, longest, self.max_line)
     }
 
-    /// The texts of the `n` lines from `region[from..]`, when it holds
-    /// that many.
-    fn lines_ahead(&self, region: &[u8], base: u64, from: usize, n: usize) -> Option<Vec<String>> {
-        let mut lines = Vec::with_capacity(n);
-        let mut p = from;
-        while lines.len() < n {
+    /// The `n` lines from `region[from..]`, when it holds that many.
+    fn lines_ahead(&self, region: &[u8], from: usize, n: usize) -> Option<Lines> {
+        let (mut p, mut longest) = (from, 0);
+        for _ in 0..n {
             if p >= region.len() {
                 return None;
             }
             let e = line_end(region, p);
-            lines.push(self.line(region, base, (p, e)).text);
+            longest = longest.max(e - p - 1);
             p = e;
         }
-        Some(lines)
+        Some(Lines::from_raw(&region[from..p], n, longest, self.max_line))
     }
 
     /// Whether a line with this text is a starter; every line is one
@@ -759,7 +744,7 @@ impl FileFraming<'_> {
                 continue;
             }
             let ahead = match f.end.checked_sub(base) {
-                Some(e) if after > 0 => self.lines_ahead(region, base, e as usize, after),
+                Some(e) if after > 0 => self.lines_ahead(region, e as usize, after),
                 _ => None,
             };
             match ahead {

@@ -15,7 +15,7 @@ use crate::identity::{
     DevIno, FileId, Head, HeadCheck, Stat, check_head, locate_in_dir, open_shared, read_at,
     read_full_at, stat_file, stat_path,
 };
-use crate::lines::{Line, LineSplitter};
+use crate::lines::{Line, LineSplitter, Lines};
 use crate::multiline::{Aggregator, Frame, MultilineRules};
 use crate::observe::{Counters, OpenReason, TailEvent, TailObserver, TracingObserver};
 use crate::scan::{FileFraming, RegionStats, Scanner};
@@ -77,13 +77,13 @@ pub struct Record {
     /// [`crate::ScanFilter::before`], oldest first). A consumer keeping
     /// the last lines of a log takes them in before this record's own.
     /// Empty otherwise.
-    pub lines_before: Vec<String>,
+    pub lines_before: Lines,
     /// With a scan filter, on a record with a needle or prefix: the
     /// [`crate::ScanFilter::after_lines`] lines that follow it, when the
     /// read holds them all (the records they belong to are then not all
     /// handed out). Empty otherwise: the records that follow are handed
     /// out until they hold that many lines.
-    pub lines_after: Vec<String>,
+    pub lines_after: Lines,
 }
 
 impl Record {
@@ -141,7 +141,7 @@ struct Tracked {
     after_exact: bool,
     /// Lines a catch-up skipped, for the record starting at this offset
     /// ([`Record::lines_before`]).
-    lines_before: Option<(u64, Vec<String>)>,
+    lines_before: Option<(u64, Lines)>,
     acked: u64,
     emitted: u64,
     away: Option<Away>,

@@ -219,7 +219,10 @@ fn drain(cfg: TailerConfig) -> (Vec<Rec>, Tailer) {
     }
     let recs = out
         .iter()
-        .map(|r| (key(r), r.lines_before.clone(), r.lines_after.clone()))
+        .map(|r| {
+            let lines = |l: &faultline_tail::Lines| l.iter().map(str::to_owned).collect();
+            (key(r), lines(&r.lines_before), lines(&r.lines_after))
+        })
         .collect();
     (recs, t)
 }
