@@ -161,12 +161,14 @@ impl AckTracker {
 
 /// Words on which a record is looked at for component versions (with
 /// `tk-`): the catch-up scan hands out every record holding one. A
-/// version is read where it, or the word before it, follows a space:
-/// `tk-core v0.20.5`, `tk-maya version: 1.2`, `tk-nuke Version 3.1`.
-/// Two 2-byte needles that start with no lower-case letter let the
-/// catch-up find them in one SIMD pass with the level words
-/// (`faultline_tail::ScanFilter`).
-const VERSION_HINTS: [&str; 2] = [" v", " V"];
+/// version follows its component after spaces, `:` or `,` and then
+/// `v` or `version` (`tk-core v0.20.5`, `tk-maya version: 1.2`,
+/// `tk-nuke:v3.1`; `environment::versions_in`), so the last separator
+/// and that `v` are the hint. Each is 2 bytes and starts with no
+/// lower-case letter: the catch-up finds them in its one SIMD pass with
+/// the level words (`faultline_tail::ScanFilter`). (Until session 10 the
+/// hints were ` v` and `ersion`, which took a second pass.)
+const VERSION_HINTS: [&str; 4] = [" v", ":v", ",v", "\tv"];
 
 /// An error whose record is complete, waiting for its "after" lines.
 struct Pending {
@@ -1183,6 +1185,25 @@ mod tests {
             current_log_path(Path::new("/l/tk-maya.log")),
             Path::new("/l/tk-maya.log")
         );
+    }
+
+    #[test]
+    fn version_hints_cover_the_version_forms() {
+        for line in [
+            "Running tk-core v0.20.5 in /opt/sg",
+            "tk-maya version: 1.2.3",
+            "tk-nuke:v3.1",
+            "tk-x,version 2.0",
+            "tk-y\tv1.0",
+            "tk-z: v4.5",
+        ] {
+            assert!(!environment::versions_in(line).is_empty(), "{line}");
+            assert!(VERSION_HINTS.iter().any(|h| line.contains(h)), "{line}");
+        }
+        // Known gap: a bare number after the component has no hint (it
+        // never had one), so it is not read.
+        assert!(!environment::versions_in("tk-core 0.20.5").is_empty());
+        assert!(!VERSION_HINTS.iter().any(|h| "tk-core 0.20.5".contains(h)));
     }
 
     #[test]

@@ -30,19 +30,19 @@
 //!   [`crate::Record::lines_before`];
 //! - after each record with a needle or prefix, its next `after_lines`
 //!   lines in [`crate::Record::lines_after`] when the read holds them all
-//!   (then only the record in progress after it is handed out too),
-//!   otherwise the records after it until they hold `after_lines` lines;
+//!   (the records they belong to need not be handed out then), otherwise
+//!   the records after it until they hold `after_lines` lines;
 //! - the record held at the end of a poll step, and everything framed
 //!   outside the scan (reads shorter than `min_read`, the unfinished line
 //!   at either end of a read, flushes). A read followed by another in the
 //!   same step leaves its hit-free end to that one instead (read again,
 //!   not counted twice against the step's budget);
 //! - the first records of a region framed here until they hold
-//!   `after_lines` lines, unless every record handed out before it went
-//!   through the scanner (which then knows what is still owed): others
-//!   were handed out line by line or are in another file (a consumer's
-//!   after-context may span a rotation), so whatever after-context they
-//!   still need is covered.
+//!   `after_lines` lines, unless every record of the file handed out
+//!   before it went through the scanner (which then knows what is still
+//!   owed): others were handed out line by line, or the file is new (a
+//!   consumer's after-context may span a rotation), so whatever
+//!   after-context they still need is covered.
 //!
 //! So a consumer that keeps the last `before` lines of a log (taking each
 //! record's `lines_before` before its own lines), and gives every error
@@ -51,7 +51,11 @@
 //! sees exactly what it would see without the filter, lines counted as
 //! the record's text splits at `\n`; a poll step reads the same bytes,
 //! and the offsets reached (what is acknowledged) at its end are the same
-//! too. Each error costs about three records instead of `before` +
+//! too. (One exception, with no right answer either way: two files of one
+//! log read in turns, a consumer keeping one context for both. Line by
+//! line it gives an error of one file the lines of whichever file is read
+//! next; with the filter, an error's after-context may come from its own
+//! file only.) Each error costs about three records instead of `before` +
 //! `after_lines` of them (a 1 GiB catch-up with 0.1 % errors: 19,866
 //! records handed out instead of 299,674).
 //!
