@@ -64,13 +64,15 @@
 //! stretches between are skipped without being split into lines,
 //! converted or matched against the multiline pattern
 //! ([`Counters::bytes_skipped`]). Every record handed out is the one a
-//! line-by-line read hands out (same text, offsets and flags), and every
-//! record a consumer of the filter needs is handed out: the wanted records,
-//! the `before` records before them and the records holding `after_lines`
-//! lines after them, the records before the end of what each poll step
-//! reads of a file, and the first lines of every scanned read (context
-//! that continues from a line-by-line read or across a rotation).
-//! Exactness
+//! line-by-line read hands out (same text, offsets and flags), and a
+//! consumer of the filter gets everything it needs: the wanted records
+//! and the record before each, the context around them as plain lines
+//! ([`Record::lines_before`], [`Record::lines_after`]: the last `before`
+//! lines skipped before a record, the `after_lines` lines after a wanted
+//! one), the record before the end of what each poll step reads of a
+//! file, and the first lines of a scanned read when what came before was
+//! read line by line or is another file (context that continues from it).
+//! The module docs of `scan.rs` list it exactly. Exactness
 //! rests on one property of multiline framing: a line that starts a record
 //! whatever came before it (a header, or a line that cannot join) resets
 //! the framing, so a skip always goes from such a line to such a line. The
