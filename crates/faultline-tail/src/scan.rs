@@ -192,8 +192,9 @@ impl Multi {
 /// first bytes of each needle, as many as the shortest one has: 2 are
 /// enough when no needle starts with a lower-case letter (upper-case
 /// level words, ` v`: pairs rare in log text), and that one pass is
-/// faster than a 3-byte search plus a pass per 2-byte needle (catch-up
-/// bench: 0.08 s instead of 0.12–0.15 s per GiB). A needle starting with a
+/// faster than a 3-byte search plus a pass per 2-byte needle (search
+/// alone over the 1 GiB bench file: 0.08 s instead of 0.12–0.15 s). A
+/// needle starting with a
 /// lower-case letter (`err`) would make its first two letters a candidate
 /// wherever they occur in words, so then it takes 3.
 fn multi_min_len(needles: &[&String]) -> usize {
@@ -349,9 +350,10 @@ impl Scanner {
         debug_assert_eq!(region.last(), Some(&b'\n'));
         let n = region.len();
         let hits = self.hits(region);
-        // What came before was framed line by line (or is another file of
-        // the same log): whatever after-context it still needs, the first
-        // `after_lines` lines here cover it.
+        // Unless the scanner framed everything of this file so far (and
+        // knows what is owed), what came before was framed line by line or
+        // is another file of the same log: whatever after-context it still
+        // needs, the first `after_lines` lines here cover it.
         if !ff.after_exact {
             *ff.after_left = (*ff.after_left).max(self.filter.after_lines);
         }
