@@ -775,18 +775,20 @@ mod tests {
     /// and in the multi-literal search.
     #[test]
     fn hits_are_every_line_with_a_needle() {
-        let mut f = ScanFilter::new(["ERROR", "crit", "ersion"]);
-        f.line_prefixes = vec!["<1".into()];
-        f.plain_needles = vec![" v".into()];
-        let sc = Scanner::new(f).unwrap();
-        assert_eq!(sc.probes.len(), 3);
-        every_line_with_a_needle_is_hit(&sc, &["ERROR", "crit", "ersion", " v"]);
-        let mut f = ScanFilter::new(["ERROR", "CRIT", "Ersion"]);
-        f.line_prefixes = vec!["<1".into()];
-        f.plain_needles = vec![" v".into()];
-        let sc = Scanner::new(f).unwrap();
-        assert_eq!(sc.probes.len(), 2);
-        every_line_with_a_needle_is_hit(&sc, &["ERROR", "CRIT", "Ersion", " v"]);
+        // (needles, probes: ` v` apart or in the multi-literal search)
+        for (needles, probes) in [
+            (["ERROR", "crit", "ersion"], 3),
+            (["ERROR", "CRIT", "Ersion"], 2),
+        ] {
+            let mut f = ScanFilter::new(needles);
+            f.line_prefixes = vec!["<1".into()];
+            f.plain_needles = vec![" v".into()];
+            let sc = Scanner::new(f).unwrap();
+            assert_eq!(sc.probes.len(), probes);
+            let mut all = needles.to_vec();
+            all.push(" v");
+            every_line_with_a_needle_is_hit(&sc, &all);
+        }
     }
 
     fn every_line_with_a_needle_is_hit(sc: &Scanner, needles: &[&str]) {
