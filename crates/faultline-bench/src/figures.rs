@@ -4,7 +4,7 @@
 use crate::Plan;
 use crate::report::{Report, Verdict, fmt_num};
 use crate::run::{Ingest, QueryResults, Results, UiResults, latency_text, mb};
-use crate::server::Window;
+use crate::server::{RssParts, Window};
 use crate::stats::{Summary, Tally, round3};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -309,12 +309,13 @@ fn notes(plan: &Plan, r: &Results, t: &mut Report) {
             cpu_text(&q.w_query)
         ));
     }
-    let parts = |label: &str, p: Option<(u64, u64)>| {
-        p.map(|(anon, file)| {
+    let parts = |label: &str, p: Option<RssParts>| {
+        p.map(|p| {
             format!(
-                "{label}: {} MB anonymous (heap), {} MB file-backed",
-                fmt_num(mb(anon)),
-                fmt_num(mb(file))
+                "{label}: {} MB anonymous (heap), {} MB file-backed, {} sockets open",
+                fmt_num(mb(p.anon_kib)),
+                fmt_num(mb(p.file_kib)),
+                p.sockets
             )
         })
     };

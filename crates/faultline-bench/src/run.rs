@@ -11,7 +11,7 @@ use crate::prom::{HistogramDelta, Scrape};
 use crate::query::{self, Fill, QueryTimes};
 use crate::report::fmt_num;
 use crate::seed::{self, Seeded};
-use crate::server::{self, Meter, RssSampler, Server, Window, rss_kib, rss_parts_kib};
+use crate::server::{self, Meter, RssParts, RssSampler, Server, Window, rss_kib, rss_parts};
 use crate::stats::{Summary, Tally};
 use crate::ui::{self, PageTimes};
 use anyhow::Context;
@@ -51,8 +51,8 @@ pub struct Ingest {
     pub w_live: Window,
     /// Idle RSS a few seconds after the ingest phases, KiB.
     pub idle_rss: Option<u64>,
-    /// (anonymous, file-backed) parts of it, KiB.
-    pub idle_parts: Option<(u64, u64)>,
+    /// What it is made of.
+    pub idle_parts: Option<RssParts>,
 }
 
 impl Ingest {
@@ -94,7 +94,7 @@ pub struct QueryResults {
     pub page: QueryTimes,
     pub w_query: Window,
     pub idle_rss: Option<u64>,
-    pub idle_parts: Option<(u64, u64)>,
+    pub idle_parts: Option<RssParts>,
 }
 
 impl QueryResults {
@@ -421,7 +421,7 @@ async fn ingest_phases(
     progress(format!("idle {} s", plan.idle_wait.as_secs()));
     tokio::time::sleep(plan.idle_wait).await;
     let idle_rss = rss_kib(pid);
-    let idle_parts = rss_parts_kib(pid);
+    let idle_parts = rss_parts(pid);
 
     let ingest = Ingest {
         plain,
@@ -622,6 +622,6 @@ async fn fill_and_query(
         page,
         w_query,
         idle_rss: rss_kib(pid),
-        idle_parts: rss_parts_kib(pid),
+        idle_parts: rss_parts(pid),
     })
 }

@@ -196,15 +196,36 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Anonymous and file-backed parts of a process's RSS in KiB (`RssAnon`,
-/// `RssFile`): heap versus mapped files such as a memory-mapped database.
-pub fn rss_parts_kib(pid: u32) -> Option<(u64, u64)> {
+/// What a process's idle memory is made of.
+#[derive(Debug, Clone, Copy)]
+pub struct RssParts {
+    /// `RssAnon`, KiB: the heap.
+    pub anon_kib: u64,
+    /// `RssFile`, KiB: mapped files (the binary, libraries).
+    pub file_kib: u64,
+    /// Sockets the process holds open (its listener and the keep-alive
+    /// connections the load left), each with buffers on the heap.
+    pub sockets: usize,
+}
+
+/// The parts of a process's RSS (`/proc/PID/status`) and its open sockets
+/// (`/proc/PID/fd`).
+pub fn rss_parts(pid: u32) -> Option<RssParts> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let field = |name: &str| -> Option<u64> {
         let line = status.lines().find(|l| l.starts_with(name))?;
         line.split_whitespace().nth(1)?.parse().ok()
     };
-    Some((field("RssAnon:")?, field("RssFile:")?))
+    let sockets = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with("socket:"))
+        .count();
+    Some(RssParts {
+        anon_kib: field("RssAnon:")?,
+        file_kib: field("RssFile:")?,
+        sockets,
+    })
 }
 
 /// User + system CPU time of a process in clock ticks (`/proc/PID/stat`);
@@ -382,7 +403,10 @@ mod tests {
     fn reads_own_rss_and_cpu() {
         let pid = std::process::id();
         assert!(rss_kib(pid).is_some_and(|k| k > 0));
-        assert!(rss_parts_kib(pid).is_some_and(|(anon, _)| anon > 0));
+        assert!(rss_parts(pid).is_some_and(|p| p.anon_kib > 0));
+        // A socket of our own is counted.
+        let _listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        assert!(rss_parts(pid).expect("parts").sockets >= 1);
         assert!(cpu_ticks(None).is_some());
         assert!(cpu_ticks(Some(pid)).is_some());
         assert!(machine_ticks().is_some());

@@ -1746,3 +1746,59 @@ async fn paging_agrees_with_filters_across_query_plans() {
         assert_eq!(paged, want, "page walk of {query:?}");
     }
 }
+
+/// The HTTP layer reads with a 16 KiB buffer (`faultline-server/src/http.rs`):
+/// a request head longer than that is refused with 431 and the server goes
+/// on serving; a body many times that size is read in pieces, whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_request_heads_are_431_and_big_bodies_arrive_whole() {
+    let s = Server::start_default().await;
+    let token = s.ingest_token("shop", "api");
+
+    let padding = "p".repeat(20 * 1024);
+    let r = s
+        .post_raw(
+            Some(&token),
+            r#"{"message":"behind a long head"}"#,
+            &[("x-padding", padding.as_str())],
+        )
+        .await;
+    assert_eq!(r.status, 431, "{}", r.text);
+
+    // A head just within the buffer still passes.
+    let padding = "p".repeat(12 * 1024);
+    let r = s
+        .post_raw(
+            Some(&token),
+            r#"{"message":"behind a long but fitting head"}"#,
+            &[("x-padding", padding.as_str())],
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+
+    // ~1.2 MB in one request: 2,000 entries of distinct 600-byte messages.
+    let batch: Vec<Value> = (0..2000)
+        .map(|i| json!({"message": format!("{i:05} {}", "m".repeat(600))}))
+        .collect();
+    let body = serde_json::to_vec(&Value::Array(batch)).unwrap();
+    assert!(body.len() > 1_000_000);
+    let r = s
+        .post_raw(Some(&token), body, &[("content-type", "application/json")])
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(r.json["accepted"], 2000);
+
+    let mut got: Vec<String> = Vec::new();
+    s.walk(&s.admin, &[], 10, |e| {
+        let m = e["message"].as_str().unwrap();
+        if !m.starts_with("behind") {
+            got.push(m.to_string());
+        }
+    })
+    .await;
+    got.sort();
+    let want: Vec<String> = (0..2000)
+        .map(|i| format!("{i:05} {}", "m".repeat(600)))
+        .collect();
+    assert_eq!(got, want, "every entry of the big body, intact");
+}

@@ -22,6 +22,7 @@ pub mod auth;
 pub mod config;
 pub mod delivery;
 pub mod error;
+mod http;
 pub mod issues;
 pub mod live;
 mod memory;
@@ -39,7 +40,7 @@ use faultline_bus::InProcessBus;
 use faultline_model::TokenKind;
 use faultline_store::{Store, StoreError};
 use faultline_store_sqlite::{SqliteOptions, SqliteStore};
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -198,14 +199,7 @@ pub async fn run(
     let app = routes::router(state);
     on_ready(addr, first_admin);
 
-    // Responses and live-tail frames are small writes: send them at once
-    // instead of holding them back for the peer's ACK (Nagle).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY");
-        }
-    });
-    let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let serve = http::serve(listener, app, async move {
         shutdown.await;
         tracing::info!("shutting down: finishing requests and draining the queue");
         // Ends live streams so their connections close.
@@ -213,7 +207,7 @@ pub async fn run(
     });
     let mut stopping = stop_rx;
     let result = tokio::select! {
-        r = serve.into_future() => r.map_err(ServerError::Serve),
+        () = serve => Ok(()),
         _ = async {
             let _ = stopping.wait_for(|s| *s).await;
             tokio::time::sleep(grace).await;
