@@ -311,11 +311,14 @@ fn notes(plan: &Plan, r: &Results, t: &mut Report) {
     }
     let parts = |label: &str, p: Option<RssParts>| {
         p.map(|p| {
+            let sockets = p
+                .sockets
+                .map(|n| format!(", {n} sockets open"))
+                .unwrap_or_default();
             format!(
-                "{label}: {} MB anonymous (heap), {} MB file-backed, {} sockets open",
+                "{label}: {} MB anonymous (heap), {} MB file-backed{sockets}",
                 fmt_num(mb(p.anon_kib)),
                 fmt_num(mb(p.file_kib)),
-                p.sockets
             )
         })
     };

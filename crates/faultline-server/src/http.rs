@@ -24,7 +24,8 @@ use tokio::sync::watch;
 
 /// Largest read buffer of a connection (hyper's minimum is 8 KiB; its
 /// default, ≈400 KB, let the buffer grow to each connection's largest
-/// request).
+/// request). A request head must fit in it (else 431). hyper also queues
+/// at most this much of a response before writing it out.
 pub const MAX_READ_BUFFER: usize = 16 * 1024;
 
 /// Serves `app` on `listener` until `shutdown` resolves; then stops
@@ -36,16 +37,30 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: impl Future<Out
     let (signal_tx, signal_rx) = watch::channel(());
     let (close_tx, close_rx) = watch::channel(());
     let mut shutdown = pin!(shutdown);
+    // Shared by every connection; converted once (it already is when built
+    // with `with_state`, as `routes::router` does).
+    let app: Router = app.with_state(());
     loop {
-        let tcp = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
-                Err(e) => {
-                    accept_failed(e).await;
-                    continue;
-                }
-            },
+        let accepted = tokio::select! {
+            biased;
             () = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        let tcp = match accepted {
+            Ok((tcp, _)) => tcp,
+            Err(e) => {
+                if lasting(&e) {
+                    // Out of file descriptors or the like: pause instead
+                    // of spinning, still listening for shutdown.
+                    tracing::warn!(error = %e, "accepting a connection failed; retrying in 1 s");
+                    tokio::select! {
+                        biased;
+                        () = &mut shutdown => break,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+                continue;
+            }
         };
         // Responses and live-tail frames are small writes: send them at
         // once instead of holding them back for the peer's ACK (Nagle).
@@ -84,17 +99,12 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: impl Future<Out
     close_tx.closed().await;
 }
 
-/// An accept error: a connection reset before it was accepted is skipped;
-/// anything else (out of file descriptors…) is logged and accepting pauses
-/// for a second instead of spinning.
-async fn accept_failed(e: std::io::Error) {
+/// Whether an accept error is more than one connection reset before it was
+/// accepted.
+fn lasting(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
-    if matches!(
+    !matches!(
         e.kind(),
         ConnectionAborted | ConnectionRefused | ConnectionReset
-    ) {
-        return;
-    }
-    tracing::warn!(error = %e, "accepting a connection failed; retrying in 1 s");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    )
 }
